@@ -5,8 +5,8 @@
 //! * **No panic**, and no disk access outside `0..sector_count`: every LBA and sector count is
 //!   checked against the capacity before a [`DiskIo`] is planned, with overflow-free arithmetic.
 //! * **Silence or the spec's answer.** Frames that are not AoE, not addressed to this export
-//!   (shelf/slot with independent wildcards, destination MAC), from a multicast source or from
-//!   ourselves, responses (R set), shorter than their command's fixed header, or from a MAC
+//!   (shelf/slot with independent wildcards, destination MAC), from a multicast or all-zero
+//!   source or from ourselves, responses (R set), shorter than their command's fixed header, or from a MAC
 //!   outside a non-empty mask list get no reply. Everything else gets exactly one reply.
 //! * **Replies** go to the requester's MAC from the port's MAC, carry R, version 1, this
 //!   export's shelf/slot, and the request's Command and Tag unchanged. Every reply is at least
@@ -604,8 +604,8 @@ impl<D: Disk> Target<D> {
             trace!("drop: for another MAC");
             return None;
         }
-        if !source.is_unicast() || source == port.mac {
-            debug!("drop: source MAC is multicast or our own");
+        if !source.is_unicast() || source == port.mac || source.0 == [0; 6] {
+            debug!("drop: source MAC is multicast, zero or our own");
             return None;
         }
         let header = aoe::Packet::new_checked(&rx[ETHERNET_HEADER_LEN..]).ok()?;

@@ -1,0 +1,280 @@
+//! The engine's two other ways in: a smoltcp `phy::Device` driven by `Target::poll` (the
+//! microcontroller shape), and the split `accept` / external I/O / `complete` path that a host
+//! fast path uses to batch frames.
+
+use aoe_core::disk::{Disk, ErrorKind, MemDisk};
+use aoe_core::{Config, IoOp, Port, Target};
+use aoe_tests::{Harness, INITIATOR_MAC, Initiator, Reply, SHELF, SLOT, TARGET_MAC, pattern};
+use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::time::Instant;
+use std::collections::VecDeque;
+
+/// An in-memory smoltcp device: frames pushed to `rx` are received, transmitted frames land in
+/// `tx`. Transmit tokens hand out buffers poisoned with 0xA5 so unwritten octets show.
+#[derive(Default)]
+struct QueueDevice {
+    rx: VecDeque<Vec<u8>>,
+    tx: Vec<Vec<u8>>,
+}
+
+struct QueueRx(Vec<u8>);
+struct QueueTx<'a>(&'a mut Vec<Vec<u8>>);
+
+impl phy::RxToken for QueueRx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl phy::TxToken for QueueTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut frame = vec![0xA5u8; len];
+        let result = f(&mut frame);
+        self.0.push(frame);
+        result
+    }
+}
+
+impl phy::Device for QueueDevice {
+    type RxToken<'a> = QueueRx;
+    type TxToken<'a> = QueueTx<'a>;
+
+    fn receive(&mut self, _: Instant) -> Option<(QueueRx, QueueTx<'_>)> {
+        let frame = self.rx.pop_front()?;
+        Some((QueueRx(frame), QueueTx(&mut self.tx)))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<QueueTx<'_>> {
+        Some(QueueTx(&mut self.tx))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = 1514;
+        caps
+    }
+}
+
+fn ram_target(sectors: usize) -> Target<MemDisk<Vec<u8>>> {
+    Target::new(
+        Config::new(SHELF, SLOT),
+        MemDisk::new(vec![0u8; sectors * 512]),
+    )
+    .unwrap()
+}
+
+#[test]
+fn poll_answers_one_frame_per_call_through_smoltcp_tokens() {
+    let mut target = ram_target(32);
+    let port = Port::new(TARGET_MAC, 1500);
+    let mut device = QueueDevice::default();
+    let initiator = Initiator::default();
+    let data = pattern(4, 2, 9);
+    device.rx.push_back(initiator.write48(1, 4, &data).bytes);
+    device.rx.push_back(initiator.read48(2, 4, 2).bytes);
+    // A response (R set) must be swallowed without a transmission.
+    device
+        .rx
+        .push_back(initiator.read48(3, 4, 2).set(14, 0x18).bytes);
+
+    let now = Instant::from_millis(0);
+    assert!(target.poll(&port, &mut device, now));
+    assert!(target.poll(&port, &mut device, now));
+    assert!(target.poll(&port, &mut device, now));
+    assert!(!target.poll(&port, &mut device, now), "queue is empty");
+
+    assert_eq!(device.tx.len(), 2, "two replies, the response got none");
+    let write = Reply {
+        bytes: device.tx[0].clone(),
+    };
+    assert_eq!(write.bytes.len(), 60);
+    assert_eq!(write.ata_status(), 0x40);
+    assert_eq!(write.tag(), 1);
+    assert!(write.bytes[36..].iter().all(|&b| b == 0), "zero padding");
+    let read = Reply {
+        bytes: device.tx[1].clone(),
+    };
+    assert_eq!(read.dst(), INITIATOR_MAC);
+    assert_eq!(read.src(), TARGET_MAC);
+    assert_eq!(read.ata_data(), &data[..]);
+}
+
+#[test]
+fn announce_on_broadcasts_or_unicasts_to_the_mask() {
+    let mut target = ram_target(8);
+    let port = Port::new(TARGET_MAC, 1500);
+    let mut device = QueueDevice::default();
+    assert_eq!(
+        target.announce_on(&port, &mut device, Instant::from_millis(0)),
+        1
+    );
+    let reply = Reply {
+        bytes: device.tx.remove(0),
+    };
+    assert_eq!(reply.dst().0, [0xff; 6]);
+    assert_eq!(reply.ver_flags(), 0x18, "version 1, R set");
+    assert_eq!(reply.tag(), 0);
+    assert_eq!((reply.major(), reply.minor()), (SHELF, SLOT));
+
+    let a = smoltcp::wire::EthernetAddress([2, 0, 0, 0, 0, 0xa]);
+    let b = smoltcp::wire::EthernetAddress([2, 0, 0, 0, 0, 0xb]);
+    target.mask_add(a).unwrap();
+    target.mask_add(b).unwrap();
+    assert_eq!(
+        target.announce_on(&port, &mut device, Instant::from_millis(0)),
+        2
+    );
+    let destinations: Vec<_> = device
+        .tx
+        .iter()
+        .map(|f| Reply { bytes: f.clone() }.dst())
+        .collect();
+    assert_eq!(destinations, vec![a, b]);
+}
+
+/// The host fast path: accept a batch, run the disk work outside the engine (here in reverse
+/// order, straight between the frames and a separate backing store), then complete each.
+#[test]
+fn batch_path_moves_data_directly_between_frames_and_disk() {
+    let mut h = Harness::new(256, 9000);
+    let initiator = Initiator::default();
+    let mut backing = vec![0u8; 256 * 512];
+
+    // Eight writes of 17 sectors each, then eight reads of the same ranges.
+    let writes: Vec<_> = (0..8u64)
+        .map(|i| {
+            initiator.write48(
+                100 + u32::try_from(i).unwrap(),
+                i * 17,
+                &pattern(i * 17, 17, 3),
+            )
+        })
+        .collect();
+    let plans: Vec<_> = writes
+        .iter()
+        .map(|f| h.target.accept(&h.port, &f.bytes).expect("a plan"))
+        .collect();
+    let mut replies = vec![vec![0xA5u8; 9014]; plans.len()];
+    for (k, plan) in plans.iter().enumerate().rev() {
+        let io = plan.io().expect("a write needs disk work");
+        assert_eq!(io.op, IoOp::Write);
+        let start = usize::try_from(io.byte_offset()).unwrap();
+        backing[start..start + io.byte_len()].copy_from_slice(&writes[k].bytes[io.data_range()]);
+        let len = h
+            .target
+            .complete(plan, Ok(()), &writes[k].bytes, &mut replies[k])
+            .unwrap();
+        assert_eq!(len, 60);
+        assert_eq!(replies[k][27], 0x40);
+    }
+    for i in 0..8u64 {
+        let at = usize::try_from(i * 17 * 512).unwrap();
+        assert_eq!(&backing[at..at + 17 * 512], &pattern(i * 17, 17, 3)[..]);
+    }
+
+    let reads: Vec<_> = (0..8u64)
+        .map(|i| initiator.read48(200 + u32::try_from(i).unwrap(), i * 17, 17))
+        .collect();
+    let plans: Vec<_> = reads
+        .iter()
+        .map(|f| h.target.accept(&h.port, &f.bytes).unwrap())
+        .collect();
+    for (k, plan) in plans.iter().enumerate() {
+        let io = plan.io().unwrap();
+        assert_eq!(io.op, IoOp::Read);
+        assert_eq!(plan.reply_len(), 36 + 17 * 512);
+        let mut tx = vec![0xA5u8; plan.reply_len()];
+        let start = usize::try_from(io.byte_offset()).unwrap();
+        tx[io.data_range()].copy_from_slice(&backing[start..start + io.byte_len()]);
+        let len = h
+            .target
+            .complete(plan, Ok(()), &reads[k].bytes, &mut tx)
+            .unwrap();
+        assert_eq!(len, plan.reply_len());
+        let reply = Reply { bytes: tx };
+        assert_eq!(reply.tag(), 200 + u32::try_from(k).unwrap());
+        assert_eq!(reply.ata_status(), 0x40);
+        assert_eq!(reply.ata_data(), &pattern(k as u64 * 17, 17, 3)[..]);
+    }
+}
+
+#[test]
+fn batch_path_reports_external_io_failures_as_ata_errors() {
+    let mut h = Harness::new(64, 1500);
+    let frame = Initiator::default().read48(7, 2, 2);
+    let plan = h.target.accept(&h.port, &frame.bytes).unwrap();
+    let mut tx = vec![0xA5u8; plan.reply_len()];
+    let len = h
+        .target
+        .complete(&plan, Err(ErrorKind::Media), &frame.bytes, &mut tx)
+        .unwrap();
+    assert_eq!(len, 60, "a failed read carries no data");
+    let reply = Reply {
+        bytes: tx[..len].to_vec(),
+    };
+    assert!(!reply.is_error(), "never an AoE-level error for I/O");
+    assert_eq!(reply.ata_status(), 0x41);
+    assert_eq!(reply.ata_error(), 0x04);
+    assert!(reply.bytes[36..].iter().all(|&b| b == 0));
+    assert_eq!(h.target.stats().disk_errors, 1);
+}
+
+#[test]
+fn complete_refuses_short_buffers_and_stale_control_plans() {
+    let mut h = Harness::new(64, 1500);
+    let initiator = Initiator::default();
+    let read = initiator.read48(1, 0, 2);
+    let plan = h.target.accept(&h.port, &read.bytes).unwrap();
+    let mut short = vec![0u8; plan.reply_len() - 1];
+    assert_eq!(h.target.respond(&plan, &read.bytes, &mut short), None);
+    assert!(short.iter().all(|&b| b == 0), "nothing written");
+
+    // A config read planned, then a force-set accepted before it completes: the first plan
+    // would show state it did not decide on, so it completes to silence.
+    let query = initiator.config(2, 0, b"");
+    let stale = h.target.accept(&h.port, &query.bytes).unwrap();
+    let set = initiator.config(3, 4, b"new");
+    let fresh = h.target.accept(&h.port, &set.bytes).unwrap();
+    let mut tx = vec![0u8; 1514];
+    assert_eq!(
+        h.target.complete(&stale, Ok(()), &query.bytes, &mut tx),
+        None
+    );
+    let len = h
+        .target
+        .complete(&fresh, Ok(()), &set.bytes, &mut tx)
+        .unwrap();
+    assert_eq!(
+        Reply {
+            bytes: tx[..len].to_vec()
+        }
+        .cfg_string(),
+        b"new"
+    );
+}
+
+#[test]
+fn disk_trait_objects_work_through_mut_references() {
+    // `&mut D` is a Disk too, so a platform can keep ownership of its disk.
+    let mut disk = MemDisk::new(vec![0u8; 16 * 512]);
+    {
+        let mut target = Target::new(Config::new(1, 1), &mut disk).unwrap();
+        let port = Port::new(TARGET_MAC, 1500);
+        let initiator = Initiator {
+            shelf: 1,
+            slot: 1,
+            ..Initiator::default()
+        };
+        let mut tx = [0u8; 1514];
+        let data = pattern(3, 1, 1);
+        assert!(
+            target
+                .handle(&port, &initiator.write48(1, 3, &data).bytes, &mut tx)
+                .is_some()
+        );
+    }
+    let mut sector = [[0u8; 512]; 1];
+    disk.read(3, &mut sector).unwrap();
+    assert_eq!(&sector[0][..], &pattern(3, 1, 1)[..]);
+}
