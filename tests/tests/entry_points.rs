@@ -278,3 +278,30 @@ fn disk_trait_objects_work_through_mut_references() {
     disk.read(3, &mut sector).unwrap();
     assert_eq!(&sector[0][..], &pattern(3, 1, 1)[..]);
 }
+
+#[test]
+fn a_port_that_cannot_carry_a_sector_is_silent_to_discovery() {
+    // MTU 547 gives (547 - 36) / 512 = 0 sectors; advertising 0 would read as 2 to Linux.
+    let mut target = ram_target(8);
+    let port = Port::new(TARGET_MAC, 547);
+    let mut tx = [0u8; 1514];
+    let query = Initiator::default().config(1, 0, b"");
+    assert_eq!(target.handle(&port, &query.bytes, &mut tx), None);
+    assert_eq!(target.announce(&port, TARGET_MAC, &mut tx), None);
+    let mut device = QueueDevice::default();
+    assert_eq!(
+        target.announce_on(&port, &mut device, Instant::from_millis(0)),
+        0
+    );
+    assert!(device.tx.is_empty());
+    // One octet more of MTU and discovery works, advertising one sector.
+    let port = Port::new(TARGET_MAC, 548);
+    let len = target.handle(&port, &query.bytes, &mut tx).unwrap();
+    assert_eq!(
+        Reply {
+            bytes: tx[..len].to_vec()
+        }
+        .cfg_sector_count(),
+        1
+    );
+}

@@ -540,7 +540,8 @@ impl<D: Disk> Target<D> {
     }
 
     /// Writes the announcement to `destination` from `port` into `tx`: a Query Config reply
-    /// with tag 0 and version 1. Returns its length, or `None` if `tx` is too short.
+    /// with tag 0 and version 1. Returns its length, or `None` if `tx` is too short or the
+    /// port's MTU cannot carry one sector.
     pub fn announce(
         &self,
         port: &Port,
@@ -548,7 +549,7 @@ impl<D: Disk> Target<D> {
         tx: &mut [u8],
     ) -> Option<usize> {
         let len = self.announcement_len();
-        if tx.len() < len || len > port.max_frame_len() {
+        if tx.len() < len || !self.can_announce(port) {
             return None;
         }
         self.emit_header(
@@ -577,6 +578,9 @@ impl<D: Disk> Target<D> {
         now: smoltcp::time::Instant,
     ) -> usize {
         use smoltcp::phy::TxToken;
+        if !self.can_announce(port) {
+            return 0;
+        }
         let mut sent = 0;
         for destination in self.announcement_destinations() {
             let Some(token) = device.transmit(now) else {
@@ -589,6 +593,11 @@ impl<D: Disk> Target<D> {
             sent += 1;
         }
         sent
+    }
+
+    /// True if `port` can carry the announcement and at least one sector per frame.
+    fn can_announce(&self, port: &Port) -> bool {
+        self.announcement_len() <= port.max_frame_len() && self.sectors_per_frame(port) > 0
     }
 
     // ----- deciding -------------------------------------------------------------------------
@@ -634,6 +643,12 @@ impl<D: Disk> Target<D> {
         } else {
             match header.command() {
                 Command::IssueAta => self.decide_ata(&source, sectors_per_frame, arg)?,
+                // A Sector Count of 0 would read as 2 to an initiator (AoE r11 §3.2): a port
+                // that cannot carry one sector stays silent to discovery instead.
+                Command::QueryConfig if sectors_per_frame == 0 => {
+                    debug!("drop: port MTU {} carries no sector", port.mtu);
+                    return None;
+                }
                 Command::QueryConfig => self.decide_config(arg)?,
                 Command::MacMaskList => self.decide_mask(arg)?,
                 Command::ReserveRelease => self.decide_reserve(&source, arg)?,
