@@ -5,8 +5,6 @@
 //! FLUSH CACHE and FLUSH CACHE EXT (both really flush), and SMART with RETURN STATUS (so
 //! `aoeping -S` asks). Word 255 carries the ATA integrity signature and checksum.
 
-use core::fmt::Write;
-
 /// Octets of IDENTIFY DEVICE data.
 pub const IDENTIFY_LEN: usize = 512;
 
@@ -35,22 +33,25 @@ fn fill_ascii(field: &mut [u8], text: &str) {
     }
 }
 
-/// A `fmt::Write` sink over a fixed buffer that drops what does not fit.
-struct FixedWriter<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl Write for FixedWriter<'_> {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        for &b in s.as_bytes() {
-            if let Some(slot) = self.buf.get_mut(self.len) {
-                *slot = b;
-                self.len += 1;
-            }
+/// Writes `value` in decimal at the start of `out`; returns the digits written (at most 5).
+/// Hand-rolled because `core::fmt` costs about 4 KiB of flash on a microcontroller.
+fn write_decimal(value: u16, out: &mut [u8]) -> usize {
+    let mut digits = [0u8; 5];
+    let mut rest = value;
+    let mut count = 0;
+    loop {
+        digits[count] = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+        count += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
         }
-        Ok(())
     }
+    let written = count.min(out.len());
+    for (slot, digit) in out.iter_mut().zip(digits[..count].iter().rev()) {
+        *slot = *digit;
+    }
+    written
 }
 
 impl Identity {
@@ -75,13 +76,11 @@ impl Identity {
 
     /// The default identity of export `shelf.slot`: serial `"shelf.slot"`.
     pub fn default_for(shelf: u16, slot: u8) -> Identity {
-        let mut serial = [0u8; 20];
-        let mut writer = FixedWriter {
-            buf: &mut serial,
-            len: 0,
-        };
-        let _ = write!(writer, "{shelf}.{slot}");
-        let len = writer.len;
+        let mut serial = [0u8; 11]; // "65535.255"
+        let mut len = write_decimal(shelf, &mut serial);
+        serial[len] = b'.';
+        len += 1;
+        len += write_decimal(u16::from(slot), &mut serial[len..]);
         let serial = core::str::from_utf8(&serial[..len]).unwrap_or("");
         Identity::new(Self::DEFAULT_MODEL, serial, Self::DEFAULT_FIRMWARE)
     }
@@ -127,7 +126,9 @@ pub fn identify_data(identity: &Identity, sectors: u64, data: &mut [u8; IDENTIFY
     data.fill(0);
 
     // Legacy CHS geometry (16 heads, 63 sectors/track), only read without LBA support.
-    let cylinders = (sectors / (16 * 63)).min(16383);
+    // 32-bit division: a 64-bit one is a library call on Cortex-M3.
+    const CHS_MAX_SECTORS: u64 = 16383 * 16 * 63;
+    let cylinders = u64::from(u32::try_from(sectors.min(CHS_MAX_SECTORS)).unwrap_or(0) / (16 * 63));
     set_word(data, 0, 0x0040); // fixed device
     set_word(data, 1, low16(cylinders));
     set_word(data, 3, 16);
