@@ -98,6 +98,10 @@ pub struct Config {
 
 impl Config {
     /// The defaults for export `shelf.slot`: Buffer Count 16, standard 1514-octet frames.
+    ///
+    /// The frame limit suits a microcontroller's standard Ethernet buffers. A platform with
+    /// bigger buffers must raise [`max_frame_len`](Self::max_frame_len) (to 9014 for jumbo
+    /// frames), or a port with MTU 9000 still gets 2 sectors per frame.
     pub fn new(shelf: u16, slot: u8) -> Config {
         Config {
             shelf,
