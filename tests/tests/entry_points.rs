@@ -305,3 +305,71 @@ fn a_port_that_cannot_carry_a_sector_is_silent_to_discovery() {
         1
     );
 }
+
+#[test]
+fn complete_refuses_a_frame_other_than_the_planned_one() {
+    let mut h = Harness::new(64, 1500);
+    let initiator = Initiator::default();
+    let read = initiator.read48(1, 0, 2);
+    let plan = h.target.accept(&h.port, &read.bytes).unwrap();
+    let mut tx = vec![0u8; plan.reply_len()];
+    let other_tag = initiator.read48(2, 0, 2);
+    assert_eq!(
+        h.target.complete(&plan, Ok(()), &other_tag.bytes, &mut tx),
+        None
+    );
+    let other_source = Initiator {
+        mac: aoe_tests::OTHER_MAC,
+        ..initiator
+    }
+    .read48(1, 0, 2);
+    assert_eq!(
+        h.target
+            .complete(&plan, Ok(()), &other_source.bytes, &mut tx),
+        None
+    );
+    assert_eq!(
+        h.target.complete(&plan, Ok(()), &read.bytes[..20], &mut tx),
+        None
+    );
+    assert!(tx.iter().all(|&b| b == 0), "nothing written");
+    assert_eq!(
+        h.target.complete(&plan, Ok(()), &read.bytes, &mut tx),
+        Some(plan.reply_len())
+    );
+}
+
+#[test]
+fn a_config_string_too_long_for_the_frame_buffer_is_refused_not_stored() {
+    // The frame buffer holds 600 octets: a 1024-octet string could never be read back.
+    let mut config = Config::new(SHELF, SLOT);
+    config.max_frame_len = 600;
+    let mut target = Target::new(config, MemDisk::new(vec![0u8; 8 * 512])).unwrap();
+    let port = Port::new(TARGET_MAC, 1500);
+    let mut tx = vec![0u8; 1514];
+    let long = vec![b'x'; 1024];
+    let len = target
+        .handle(
+            &port,
+            &Initiator::default().config(1, 4, &long).bytes,
+            &mut tx,
+        )
+        .unwrap();
+    let reply = Reply {
+        bytes: tx[..len].to_vec(),
+    };
+    assert!(reply.is_error());
+    assert_eq!(reply.error(), 2);
+    assert_eq!(target.config_string(), b"");
+    // The longest string that fits (600 - 32 octets) is stored and read back.
+    let fits = vec![b'y'; 600 - 32];
+    let len = target
+        .handle(
+            &port,
+            &Initiator::default().config(2, 4, &fits).bytes,
+            &mut tx,
+        )
+        .unwrap();
+    assert_eq!(len, 600);
+    assert_eq!(target.config_string(), &fits[..]);
+}

@@ -283,6 +283,8 @@ enum Action {
 pub struct Plan {
     action: Action,
     reply_len: usize,
+    requester: EthernetAddress,
+    tag: u32,
     local_mac: EthernetAddress,
     sectors_per_frame: u8,
     generation: u32,
@@ -301,6 +303,12 @@ impl Plan {
             Action::AtaIo(io) => Some(io),
             _ => None,
         }
+    }
+
+    /// True if `rx` carries the source MAC and tag of the request this plan was made from.
+    fn made_from(&self, rx: &[u8]) -> bool {
+        rx.get(6..12) == Some(&self.requester.0[..])
+            && rx.get(ETHERNET_HEADER_LEN + 6..AOE_ARG_OFFSET) == Some(&self.tag.to_be_bytes()[..])
     }
 
     fn is_control(&self) -> bool {
@@ -461,8 +469,9 @@ impl<D: Disk> Target<D> {
     /// [`DiskIo`] (if any) has run with result `io`. For a read, the caller has already put the
     /// data at [`DiskIo::data_range`] of `tx`; `rx` is the request the plan came from.
     ///
-    /// Returns `None`, writing nothing, if `tx` is shorter than [`Plan::reply_len`], `rx` is not
-    /// the accepted request, or a control plan went stale (see the module docs).
+    /// Returns `None`, writing nothing, if `tx` is shorter than [`Plan::reply_len`], `rx` does
+    /// not carry the source MAC and tag of the request the plan was made from, or a control
+    /// plan went stale (see the module docs).
     pub fn complete(
         &mut self,
         plan: &Plan,
@@ -470,7 +479,7 @@ impl<D: Disk> Target<D> {
         rx: &[u8],
         tx: &mut [u8],
     ) -> Option<usize> {
-        if tx.len() < plan.reply_len || rx.len() < AOE_ARG_OFFSET {
+        if tx.len() < plan.reply_len || !plan.made_from(rx) {
             return None;
         }
         if plan.is_control() && plan.generation != self.state.generation {
@@ -653,7 +662,10 @@ impl<D: Disk> Target<D> {
                     debug!("drop: port MTU {} carries no sector", port.mtu);
                     return None;
                 }
-                Command::QueryConfig => self.decide_config(arg)?,
+                Command::QueryConfig => {
+                    let frame_limit = port.max_frame_len().min(self.config.max_frame_len);
+                    self.decide_config(arg, frame_limit)?
+                }
                 Command::MacMaskList => self.decide_mask(arg)?,
                 Command::ReserveRelease => self.decide_reserve(&source, arg)?,
                 Command::Unknown(_) => Action::AoeError(ErrorCode::UnrecognizedCommand),
@@ -670,6 +682,8 @@ impl<D: Disk> Target<D> {
         Some(Plan {
             action,
             reply_len,
+            requester: source,
+            tag: header.tag(),
             local_mac: port.mac,
             sectors_per_frame,
             generation: self.state.generation,
@@ -778,7 +792,7 @@ impl<D: Disk> Target<D> {
         })
     }
 
-    fn decide_config(&mut self, arg: &[u8]) -> Option<Action> {
+    fn decide_config(&mut self, arg: &[u8], frame_limit: usize) -> Option<Action> {
         let request = cfg::Packet::new_checked(arg).ok()?;
         let command = request.command();
         let reply = |string_present| {
@@ -805,6 +819,14 @@ impl<D: Disk> Target<D> {
             ConfigCommand::TestPrefix if ours.starts_with(string) => reply(false),
             ConfigCommand::Test | ConfigCommand::TestPrefix => None,
             ConfigCommand::Set if !ours.is_empty() && ours != string => reply(true),
+            _ if AOE_ARG_OFFSET + cfg::HEADER_LEN + string.len() > frame_limit => {
+                // Storing it would make every later config reply too long for this port.
+                debug!(
+                    "config string of {} octets would not fit a reply: error 2",
+                    string.len()
+                );
+                Some(Action::AoeError(ErrorCode::BadArgument))
+            }
             _ => {
                 // Set on an empty (or identical) string, or ForceSet. The length was bounded
                 // by `config_string`, so this cannot fail.
@@ -993,10 +1015,9 @@ impl<D: Disk> Target<D> {
         rx: &[u8],
         tx: &mut [u8],
     ) -> Option<usize> {
-        let requester = crate::wire::mac_at(&rx[6..12]);
+        let requester = plan.requester;
         let command = rx[ETHERNET_HEADER_LEN + 5];
-        let mut tag = [0u8; 4];
-        tag.copy_from_slice(&rx[ETHERNET_HEADER_LEN + 6..AOE_ARG_OFFSET]);
+        let tag = plan.tag.to_be_bytes();
         let error = match plan.action {
             Action::AoeError(code) => Some(code),
             Action::Config {
@@ -1121,8 +1142,7 @@ impl<D: Disk> Target<D> {
         sector_count: u8,
     ) -> Option<()> {
         let request = ata::Packet::new_checked(rx.get(AOE_ARG_OFFSET..)?).ok()?;
-        let requester = crate::wire::mac_at(&rx[6..12]);
-        self.emit_header(tx, requester, plan.local_mac, command, tag, None);
+        self.emit_header(tx, plan.requester, plan.local_mac, command, tag, None);
         let mut reply = ata::Packet::new_unchecked(&mut tx[AOE_ARG_OFFSET..ATA_DATA_OFFSET]);
         reply.set_ata_flags(request.ata_flags());
         reply.set_err_feature(error);
