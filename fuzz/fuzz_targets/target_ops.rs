@@ -1,0 +1,435 @@
+//! Sequences of reads, writes, flushes, IDENTIFY and config commands against a shadow disk, on
+//! a `FaultyDisk` whose fuel, stickiness, torn writes and bad sectors come from the input.
+//!
+//! The shadow disk keeps, per sector, the contents it may hold: one normally, and after a
+//! failed write also that write's data (a torn write lands any subset of its sectors). A
+//! successful read must return one of them, and narrows the sector to it. The fault model
+//! mirrors `FaultyDisk`, so every reply's ATA registers are predicted exactly: a failed write
+//! or read is DRDY|ERR with ABRT (IDNF for an out-of-range request), never an AoE error.
+//! Half the steps go through the host fast path (`accept`, run `Plan::io` on the disk by hand,
+//! `complete`), the others through `respond`.
+#![no_main]
+
+use aoe_core::disk::{Disk, Error as _, ErrorKind, FaultPlan, FaultyDisk, MemDisk, SECTOR_SIZE};
+use aoe_core::{IoOp, Plan, Port, Target};
+use aoe_fuzz::{TARGET_MAC, check_envelope, export, mtu_from, respond};
+use aoe_tests::{Initiator, aflags, ata_cmd};
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+
+type TestDisk = FaultyDisk<MemDisk<Vec<u8>>>;
+
+const LBA48_MASK: u64 = (1 << 48) - 1;
+const LBA28_MASK: u64 = 0x0FFF_FFFF;
+const ABRT: u8 = 0x04;
+const IDNF: u8 = 0x10;
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+struct FaultInput {
+    fail_after: Option<u8>,
+    sticky: bool,
+    torn: u8,
+    bad: Option<(u8, u8)>,
+    kind: u8,
+}
+
+impl FaultInput {
+    fn plan(&self) -> FaultPlan {
+        FaultPlan {
+            fail_after: self.fail_after.map(u32::from),
+            sticky: self.sticky,
+            torn_sectors: usize::from(self.torn % 5),
+            bad_sectors: self
+                .bad
+                .map(|(start, len)| (u64::from(start), u64::from(start) + u64::from(len % 8))),
+            kind: match self.kind % 8 {
+                0 => ErrorKind::NotReady,
+                1 => ErrorKind::WriteProtected,
+                2 => ErrorKind::Other,
+                3 => ErrorKind::OutOfRange,
+                _ => ErrorKind::Media,
+            },
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Lba {
+    /// Reduced modulo a little more than the disk: in range, at the end, just past it.
+    Near(u16),
+    /// Any 64-bit value, cut to the command's 28 or 48 bits.
+    Far(u64),
+}
+
+#[derive(Arbitrary, Debug, Clone)]
+enum Op {
+    Write {
+        ext: bool,
+        lba: Lba,
+        count: u8,
+        short: Option<u16>,
+    },
+    Read {
+        ext: bool,
+        lba: Lba,
+        count: u8,
+    },
+    Flush {
+        ext: bool,
+    },
+    Identify,
+    ConfigRead,
+    ConfigForceSet(Vec<u8>),
+    Arm(FaultInput),
+}
+
+#[derive(Arbitrary, Debug, Clone)]
+struct Step {
+    fast_path: bool,
+    tag: u32,
+    op: Op,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    sectors: u8,
+    mtu: u16,
+    fault: FaultInput,
+    steps: Vec<Step>,
+}
+
+/// Contents of sector `lba` after write number `id` (0: the zeroed disk).
+fn sector_data(lba: u64, id: u32) -> [u8; SECTOR_SIZE] {
+    let mut sector = [0u8; SECTOR_SIZE];
+    if id == 0 {
+        return sector;
+    }
+    let seed = (lba << 32) | u64::from(id);
+    for (k, word) in (0u32..).zip(sector.chunks_exact_mut(8)) {
+        let value = seed.rotate_left(k.wrapping_mul(7) % 64) ^ u64::from(k) << 56;
+        word.copy_from_slice(&value.to_le_bytes());
+    }
+    sector
+}
+
+/// Mirrors `FaultyDisk`'s decision to fail.
+struct FaultModel {
+    plan: FaultPlan,
+    failing: bool,
+}
+
+impl FaultModel {
+    fn burn(&mut self) -> bool {
+        if self.failing {
+            return true;
+        }
+        match &mut self.plan.fail_after {
+            Some(0) => {
+                self.failing = self.plan.sticky;
+                if !self.plan.sticky {
+                    self.plan.fail_after = None;
+                }
+                true
+            }
+            Some(fuel) => {
+                *fuel -= 1;
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn transfer_fails(&mut self, lba: u64, count: u64) -> bool {
+        let burned = self.burn();
+        let bad = self
+            .plan
+            .bad_sectors
+            .is_some_and(|(start, end)| lba < end && lba + count > start);
+        burned || bad
+    }
+
+    fn error(&self) -> u8 {
+        if self.plan.kind == ErrorKind::OutOfRange {
+            IDNF
+        } else {
+            ABRT
+        }
+    }
+}
+
+struct Model {
+    sectors: u64,
+    spf: u8,
+    disk: Vec<Vec<u32>>,
+    next_id: u32,
+    config_string: Vec<u8>,
+    fault: FaultModel,
+}
+
+/// What a step's ATA reply must say.
+enum AtaExpect {
+    /// Status 0x40; a read also returns `count` sectors from `lba`.
+    Ok { read: Option<(u64, u8)> },
+    /// Status 0x41 with this Error register, Sector Count echoed.
+    Err(u8),
+}
+
+impl Model {
+    fn transfer(
+        &mut self,
+        write: bool,
+        lba: u64,
+        count: u8,
+        data_len: usize,
+        id: u32,
+    ) -> AtaExpect {
+        if count == 0 || count > self.spf {
+            return AtaExpect::Err(ABRT);
+        }
+        let fits = lba
+            .checked_add(u64::from(count))
+            .is_some_and(|end| end <= self.sectors);
+        if !fits {
+            return AtaExpect::Err(IDNF);
+        }
+        if write && data_len < usize::from(count) * SECTOR_SIZE {
+            return AtaExpect::Err(ABRT);
+        }
+        let start = usize::try_from(lba).unwrap();
+        let range = start..start + usize::from(count);
+        if self.fault.transfer_fails(lba, u64::from(count)) {
+            if write {
+                for candidates in &mut self.disk[range] {
+                    if !candidates.contains(&id) {
+                        candidates.push(id);
+                    }
+                }
+            }
+            return AtaExpect::Err(self.fault.error());
+        }
+        if write {
+            for candidates in &mut self.disk[range] {
+                *candidates = vec![id];
+            }
+            AtaExpect::Ok { read: None }
+        } else {
+            AtaExpect::Ok {
+                read: Some((lba, count)),
+            }
+        }
+    }
+
+    fn check_read(&mut self, lba: u64, data: &[u8]) {
+        for (l, sector) in (lba..).zip(data.chunks_exact(SECTOR_SIZE)) {
+            let candidates = &mut self.disk[usize::try_from(l).unwrap()];
+            let id = candidates
+                .iter()
+                .copied()
+                .find(|&id| sector_data(l, id) == sector)
+                .unwrap_or_else(|| panic!("READ of LBA {l} matches none of writes {candidates:?}"));
+            *candidates = vec![id];
+        }
+    }
+
+    fn check_disk(&self, disk: &[u8]) {
+        for ((l, sector), candidates) in
+            (0u64..).zip(disk.chunks_exact(SECTOR_SIZE)).zip(&self.disk)
+        {
+            assert!(
+                candidates.iter().any(|&id| sector_data(l, id) == sector),
+                "sector {l} matches none of writes {candidates:?}"
+            );
+        }
+    }
+}
+
+/// The host fast path: run the plan's I/O on the disk by hand, then `complete`.
+fn fast_path(target: &mut Target<TestDisk>, port: &Port, plan: &Plan, rx: &[u8]) -> Vec<u8> {
+    let Some(io) = plan.io() else {
+        return respond(target, port, plan, rx);
+    };
+    let mut tx = vec![0xA5u8; plan.reply_len()];
+    let disk = target.disk_mut();
+    let result = match io.op {
+        IoOp::Read => disk.read(io.lba, tx[io.data_range()].as_chunks_mut::<SECTOR_SIZE>().0),
+        IoOp::Write => disk.write(io.lba, rx[io.data_range()].as_chunks::<SECTOR_SIZE>().0),
+        IoOp::Flush => disk.flush(),
+    };
+    let len = target
+        .complete(plan, result.map_err(|e| e.kind()), rx, &mut tx)
+        .expect("complete refused a buffer of reply_len() octets");
+    assert!((60..=plan.reply_len()).contains(&len));
+    tx.truncate(len);
+    tx
+}
+
+fn run(input: &Input) {
+    let sectors = 1 + u64::from(input.sectors % 128);
+    let mtu = mtu_from(input.mtu);
+    let port = Port::new(TARGET_MAC, mtu);
+    let plan = input.fault.plan();
+    let bytes = vec![0u8; usize::try_from(sectors).unwrap() * SECTOR_SIZE];
+    let mut target = export(FaultyDisk::new(MemDisk::new(bytes), plan));
+    let spf = target.sectors_per_frame(&port);
+    let mut model = Model {
+        sectors,
+        spf,
+        disk: vec![vec![0]; usize::try_from(sectors).unwrap()],
+        next_id: 1,
+        config_string: Vec::new(),
+        fault: FaultModel {
+            plan,
+            failing: false,
+        },
+    };
+    let initiator = Initiator::default();
+    let lba_of = |lba: Lba, ext: bool| {
+        let raw = match lba {
+            Lba::Near(near) => u64::from(near) % (sectors + 20),
+            Lba::Far(far) => far,
+        };
+        raw & if ext { LBA48_MASK } else { LBA28_MASK }
+    };
+
+    for step in &input.steps {
+        let tag = step.tag;
+        let mut write_id = 0;
+        let (rx, transfer) = match &step.op {
+            Op::Arm(fault) => {
+                let plan = fault.plan();
+                target.disk_mut().set_plan(plan);
+                model.fault = FaultModel {
+                    plan,
+                    failing: false,
+                };
+                continue;
+            }
+            Op::Write {
+                ext,
+                lba,
+                count,
+                short,
+            } => {
+                let lba = lba_of(*lba, *ext);
+                let count = *count % spf.saturating_add(2);
+                write_id = model.next_id;
+                model.next_id += 1;
+                let mut data = Vec::new();
+                for l in lba..lba + u64::from(count) {
+                    data.extend_from_slice(&sector_data(l, write_id));
+                }
+                if let Some(cut) = short {
+                    let cut = 1 + usize::from(*cut) % data.len().max(1);
+                    data.truncate(data.len().saturating_sub(cut));
+                }
+                let frame = if *ext {
+                    let flags = aflags::EXT | aflags::WRITE;
+                    initiator.ata(tag, flags, ata_cmd::WRITE_EXT, count, lba, &data)
+                } else {
+                    let lba28 = lba | 0xE000_0000;
+                    initiator.ata(tag, aflags::WRITE, ata_cmd::WRITE, count, lba28, &data)
+                };
+                (frame.bytes, Some((true, lba, count, data.len())))
+            }
+            Op::Read { ext, lba, count } => {
+                let lba = lba_of(*lba, *ext);
+                let count = *count % spf.saturating_add(2);
+                let frame = if *ext {
+                    initiator.read48(tag, lba, count)
+                } else {
+                    initiator.read28(tag, u32::try_from(lba).unwrap(), count)
+                };
+                (frame.bytes, Some((false, lba, count, 0)))
+            }
+            Op::Flush { ext } => {
+                let frame = if *ext {
+                    initiator.ata(tag, aflags::EXT, ata_cmd::FLUSH_EXT, 0, 0, &[])
+                } else {
+                    initiator.ata(tag, 0, ata_cmd::FLUSH, 0, 0, &[])
+                };
+                (frame.bytes, None)
+            }
+            Op::Identify => (initiator.identify(tag).bytes, None),
+            Op::ConfigRead => (initiator.config(tag, 0, b"").bytes, None),
+            Op::ConfigForceSet(string) => {
+                let string = &string[..string.len().min(1024)];
+                (initiator.config(tag, 4, string).bytes, None)
+            }
+        };
+
+        let plan = target
+            .accept(&port, &rx)
+            .expect("every step's request gets a reply");
+        let reply = if step.fast_path {
+            fast_path(&mut target, &port, &plan, &rx)
+        } else {
+            respond(&mut target, &port, &plan, &rx)
+        };
+        check_envelope(&reply, &rx, &port);
+        assert_eq!(reply[14], 0x18, "no AoE error in any reply here");
+
+        let expect = match (&step.op, transfer) {
+            (_, Some((write, lba, count, data_len))) => {
+                Some(model.transfer(write, lba, count, data_len, write_id))
+            }
+            (Op::Flush { .. }, _) => Some(if model.fault.burn() {
+                AtaExpect::Err(model.fault.error())
+            } else {
+                AtaExpect::Ok { read: None }
+            }),
+            (Op::Identify, _) => {
+                assert_eq!(reply.len(), 36 + 512, "IDENTIFY reply length");
+                assert_eq!(reply[27], 0x40, "IDENTIFY status");
+                None
+            }
+            (Op::ConfigForceSet(string), _) => {
+                model.config_string = string[..string.len().min(1024)].to_vec();
+                None
+            }
+            _ => None,
+        };
+        match expect {
+            Some(AtaExpect::Ok { read }) => {
+                assert_eq!(
+                    [reply[25], reply[26], reply[27]],
+                    [0, 0, 0x40],
+                    "ATA success"
+                );
+                match read {
+                    Some((lba, count)) => {
+                        assert_eq!(reply.len(), 36 + usize::from(count) * SECTOR_SIZE);
+                        model.check_read(lba, &reply[36..]);
+                    }
+                    None => assert_eq!(reply.len(), 60, "a reply without data"),
+                }
+            }
+            Some(AtaExpect::Err(error)) => {
+                assert_eq!(reply.len(), 60, "an ATA error carries no data");
+                assert_eq!(reply[27], 0x41, "ATA status after a failure");
+                assert_eq!(reply[25], error, "ATA error register");
+                assert_eq!(reply[26], rx[26], "Sector Count echoed on failure");
+            }
+            None if rx[19] == 1 => {
+                assert_eq!(reply[28], spf, "config Sector Count");
+                let len = usize::from(u16::from_be_bytes([reply[30], reply[31]]));
+                assert_eq!(
+                    &reply[32..32 + len],
+                    &model.config_string[..],
+                    "config string"
+                );
+            }
+            None => {}
+        }
+        // A request that did not write must leave the disk as the model has it.
+        if !matches!(
+            expect,
+            Some(AtaExpect::Ok { read: None }) if matches!(step.op, Op::Write { .. })
+        ) && !matches!(step.op, Op::Read { .. })
+        {
+            model.check_disk(target.disk().inner().as_bytes());
+        }
+    }
+    model.check_disk(target.disk().inner().as_bytes());
+}
+
+fuzz_target!(|input: Input| run(&input));
