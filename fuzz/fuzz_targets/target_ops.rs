@@ -10,7 +10,9 @@
 //! `complete`), the others through `respond`.
 #![no_main]
 
-use aoe_core::disk::{Disk, Error as _, ErrorKind, FaultPlan, FaultyDisk, MemDisk, SECTOR_SIZE};
+use aoe_core::disk::{
+    Disk, Error as _, ErrorKind, FaultPlan, FaultSchedule, FaultyDisk, MemDisk, SECTOR_SIZE,
+};
 use aoe_core::{IoOp, Plan, Port, Target};
 use aoe_fuzz::{TARGET_MAC, check_envelope, export, mtu_from, respond};
 use aoe_tests::{Initiator, aflags, ata_cmd};
@@ -112,58 +114,13 @@ fn sector_data(lba: u64, id: u32) -> [u8; SECTOR_SIZE] {
     sector
 }
 
-/// Mirrors `FaultyDisk`'s decision to fail.
-struct FaultModel {
-    plan: FaultPlan,
-    failing: bool,
-}
-
-impl FaultModel {
-    fn burn(&mut self) -> bool {
-        if self.failing {
-            return true;
-        }
-        match &mut self.plan.fail_after {
-            Some(0) => {
-                self.failing = self.plan.sticky;
-                if !self.plan.sticky {
-                    self.plan.fail_after = None;
-                }
-                true
-            }
-            Some(fuel) => {
-                *fuel -= 1;
-                false
-            }
-            None => false,
-        }
-    }
-
-    fn transfer_fails(&mut self, lba: u64, count: u64) -> bool {
-        let burned = self.burn();
-        let bad = self
-            .plan
-            .bad_sectors
-            .is_some_and(|(start, end)| lba < end && lba + count > start);
-        burned || bad
-    }
-
-    fn error(&self) -> u8 {
-        if self.plan.kind == ErrorKind::OutOfRange {
-            IDNF
-        } else {
-            ABRT
-        }
-    }
-}
-
 struct Model {
     sectors: u64,
     spf: u8,
     disk: Vec<Vec<u32>>,
     next_id: u32,
     config_string: Vec<u8>,
-    fault: FaultModel,
+    fault: FaultSchedule,
 }
 
 /// What a step's ATA reply must say.
@@ -205,7 +162,7 @@ impl Model {
                     }
                 }
             }
-            return AtaExpect::Err(self.fault.error());
+            return AtaExpect::Err(fault_error(&self.fault));
         }
         if write {
             for candidates in &mut self.disk[range] {
@@ -277,10 +234,7 @@ fn run(input: &Input) {
         disk: vec![vec![0]; usize::try_from(sectors).unwrap()],
         next_id: 1,
         config_string: Vec::new(),
-        fault: FaultModel {
-            plan,
-            failing: false,
-        },
+        fault: FaultSchedule::new(plan),
     };
     let initiator = Initiator::default();
     let lba_of = |lba: Lba, ext: bool| {
@@ -298,10 +252,7 @@ fn run(input: &Input) {
             Op::Arm(fault) => {
                 let plan = fault.plan();
                 target.disk_mut().set_plan(plan);
-                model.fault = FaultModel {
-                    plan,
-                    failing: false,
-                };
+                model.fault = FaultSchedule::new(plan);
                 continue;
             }
             Op::Write {
@@ -372,8 +323,8 @@ fn run(input: &Input) {
             (_, Some((write, lba, count, data_len))) => {
                 Some(model.transfer(write, lba, count, data_len, write_id))
             }
-            (Op::Flush { .. }, _) => Some(if model.fault.burn() {
-                AtaExpect::Err(model.fault.error())
+            (Op::Flush { .. }, _) => Some(if model.fault.next_fails() {
+                AtaExpect::Err(fault_error(&model.fault))
             } else {
                 AtaExpect::Ok { read: None }
             }),
@@ -433,3 +384,12 @@ fn run(input: &Input) {
 }
 
 fuzz_target!(|input: Input| run(&input));
+
+/// The ATA Error bits of an injected failure.
+fn fault_error(fault: &FaultSchedule) -> u8 {
+    if fault.plan().kind == ErrorKind::OutOfRange {
+        IDNF
+    } else {
+        ABRT
+    }
+}

@@ -12,7 +12,7 @@
 //! mirrors `FaultyDisk`'s fuel, so the model also checks that the target calls the disk exactly
 //! once per valid transfer and never for a refused one.
 
-use aoe_core::disk::{FaultPlan, FaultyDisk, MemDisk};
+use aoe_core::disk::{FaultPlan, FaultSchedule, FaultyDisk, MemDisk};
 use aoe_core::target::{MASK_CAPACITY, RESERVE_CAPACITY};
 use aoe_core::wire::EthernetAddress;
 use aoe_core::{Config, ErrorKind, Port, Target};
@@ -378,45 +378,6 @@ fn case_strategy() -> impl Strategy<Value = Case> {
 
 // ----- the model --------------------------------------------------------------------------------
 
-/// Mirrors `FaultyDisk`: fuel, sticky failures, bad sectors.
-#[derive(Debug, Clone, Copy)]
-struct FaultModel {
-    plan: FaultPlan,
-    failing: bool,
-}
-
-impl FaultModel {
-    fn burn(&mut self) -> bool {
-        if self.failing {
-            return true;
-        }
-        match &mut self.plan.fail_after {
-            Some(0) => {
-                self.failing = self.plan.sticky;
-                if !self.plan.sticky {
-                    self.plan.fail_after = None;
-                }
-                true
-            }
-            Some(fuel) => {
-                *fuel -= 1;
-                false
-            }
-            None => false,
-        }
-    }
-
-    /// Whether an in-range transfer fails.
-    fn transfer_fails(&mut self, lba: u64, count: u64) -> bool {
-        let burned = self.burn();
-        let bad = self
-            .plan
-            .bad_sectors
-            .is_some_and(|(start, end)| lba < end && lba + count > start);
-        burned || bad
-    }
-}
-
 /// Disk calls the target should have made.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Calls {
@@ -450,7 +411,7 @@ struct Model {
     config_string: Vec<u8>,
     mask: Vec<EthernetAddress>,
     reservations: Vec<EthernetAddress>,
-    fault: FaultModel,
+    fault: FaultSchedule,
     calls: Calls,
 }
 
@@ -503,10 +464,7 @@ impl Model {
             config_string: Vec::new(),
             mask: Vec::new(),
             reservations: Vec::new(),
-            fault: FaultModel {
-                plan: FaultPlan::none(),
-                failing: false,
-            },
+            fault: FaultSchedule::new(FaultPlan::none()),
             calls: Calls::default(),
         }
     }
@@ -694,7 +652,7 @@ impl Model {
                     return aoe_error(req, 6);
                 }
                 self.calls.flushes += 1;
-                if self.fault.burn() {
+                if self.fault.next_fails() {
                     self.calls.injected += 1;
                     let error = self.fault_error();
                     ata_status(req, error, req[26], STATUS_ERR)
@@ -730,7 +688,7 @@ impl Model {
 
     /// The ATA Error bits of an injected failure.
     fn fault_error(&self) -> u8 {
-        if self.fault.plan.kind == ErrorKind::OutOfRange {
+        if self.fault.plan().kind == ErrorKind::OutOfRange {
             IDNF
         } else {
             ABRT
@@ -1047,10 +1005,7 @@ fn run_step(rig: &mut Rig, model: &mut Model, step: &Step) -> Result<(), TestCas
     if let Op::ArmFault(fault) = &step.op {
         let plan = fault.plan();
         rig.target.disk_mut().set_plan(plan);
-        model.fault = FaultModel {
-            plan,
-            failing: false,
-        };
+        model.fault = FaultSchedule::new(plan);
         return Ok(());
     }
     let initiator = step.addr.initiator(INITIATORS[step.from]);

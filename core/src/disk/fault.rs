@@ -43,6 +43,68 @@ impl Default for FaultPlan {
     }
 }
 
+/// A [`FaultPlan`] in progress: decides, operation by operation, which ones fail.
+///
+/// [`FaultyDisk`] consults one for every operation; a test model can run its own copy with the
+/// same plan to predict exactly which requests fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct FaultSchedule {
+    plan: FaultPlan,
+    failing: bool,
+}
+
+impl FaultSchedule {
+    /// Starts `plan` with its full fuel.
+    pub const fn new(plan: FaultPlan) -> FaultSchedule {
+        FaultSchedule {
+            plan,
+            failing: false,
+        }
+    }
+
+    /// The plan, with the fuel left.
+    pub fn plan(&self) -> &FaultPlan {
+        &self.plan
+    }
+
+    /// Spends one unit of fuel; true if this operation fails. [`FaultyDisk`] calls it once per
+    /// flush and once per in-range read or write.
+    pub fn next_fails(&mut self) -> bool {
+        if self.failing {
+            return true;
+        }
+        match &mut self.plan.fail_after {
+            Some(0) => {
+                self.failing = self.plan.sticky;
+                if !self.plan.sticky {
+                    self.plan.fail_after = None;
+                }
+                true
+            }
+            Some(fuel) => {
+                *fuel -= 1;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// True if sectors `lba..lba + count` overlap the plan's bad sectors.
+    pub fn hits_bad_sectors(&self, lba: u64, count: u64) -> bool {
+        self.plan
+            .bad_sectors
+            .is_some_and(|(start, end)| lba < end && lba.saturating_add(count) > start)
+    }
+
+    /// Whether an in-range transfer of `count` sectors at `lba` fails: it spends fuel first,
+    /// then checks the bad sectors.
+    pub fn transfer_fails(&mut self, lba: u64, count: u64) -> bool {
+        let out_of_fuel = self.next_fails();
+        out_of_fuel || self.hits_bad_sectors(lba, count)
+    }
+}
+
 /// Counters of what a [`FaultyDisk`] was asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -82,12 +144,15 @@ impl<E: Error> Error for FaultError<E> {
     }
 }
 
+fn count_u64(sectors: usize) -> u64 {
+    u64::try_from(sectors).unwrap_or(u64::MAX)
+}
+
 /// Wraps a disk and fails according to a [`FaultPlan`].
 #[derive(Debug)]
 pub struct FaultyDisk<D> {
     inner: D,
-    plan: FaultPlan,
-    failing: bool,
+    schedule: FaultSchedule,
     stats: FaultStats,
 }
 
@@ -96,16 +161,14 @@ impl<D: Disk> FaultyDisk<D> {
     pub fn new(inner: D, plan: FaultPlan) -> FaultyDisk<D> {
         FaultyDisk {
             inner,
-            plan,
-            failing: false,
+            schedule: FaultSchedule::new(plan),
             stats: FaultStats::default(),
         }
     }
 
     /// Replaces the plan and clears a sticky failure.
     pub fn set_plan(&mut self, plan: FaultPlan) {
-        self.plan = plan;
-        self.failing = false;
+        self.schedule = FaultSchedule::new(plan);
     }
 
     /// The counters so far.
@@ -128,35 +191,6 @@ impl<D: Disk> FaultyDisk<D> {
         self.inner
     }
 
-    /// Spends one unit of fuel; true if this operation must fail.
-    fn burn(&mut self) -> bool {
-        if self.failing {
-            return true;
-        }
-        match &mut self.plan.fail_after {
-            Some(0) => {
-                self.failing = self.plan.sticky;
-                if !self.plan.sticky {
-                    self.plan.fail_after = None;
-                }
-                true
-            }
-            Some(fuel) => {
-                *fuel -= 1;
-                false
-            }
-            None => false,
-        }
-    }
-
-    fn touches_bad_sectors(&self, lba: u64, count: usize) -> bool {
-        let Some((start, end)) = self.plan.bad_sectors else {
-            return false;
-        };
-        let count = u64::try_from(count).unwrap_or(u64::MAX);
-        lba < end && lba.saturating_add(count) > start
-    }
-
     /// Out-of-range requests are the inner disk's to refuse, never an injected media error.
     fn in_range(&self, lba: u64, count: usize) -> bool {
         super::range_fits(lba, count, self.inner.sector_count())
@@ -164,7 +198,7 @@ impl<D: Disk> FaultyDisk<D> {
 
     fn inject(&mut self) -> FaultError<D::Error> {
         self.stats.injected += 1;
-        FaultError::Injected(self.plan.kind)
+        FaultError::Injected(self.schedule.plan().kind)
     }
 }
 
@@ -177,35 +211,33 @@ impl<D: Disk> Disk for FaultyDisk<D> {
 
     fn read(&mut self, lba: u64, buf: &mut [Sector]) -> Result<(), Self::Error> {
         self.stats.reads += 1;
-        if self.in_range(lba, buf.len())
-            && (self.burn() || self.touches_bad_sectors(lba, buf.len()))
+        if self.in_range(lba, buf.len()) && self.schedule.transfer_fails(lba, count_u64(buf.len()))
         {
             return Err(self.inject());
         }
         self.inner.read(lba, buf).map_err(FaultError::Disk)?;
-        self.stats.sectors_read += u64::try_from(buf.len()).unwrap_or(u64::MAX);
+        self.stats.sectors_read += count_u64(buf.len());
         Ok(())
     }
 
     fn write(&mut self, lba: u64, buf: &[Sector]) -> Result<(), Self::Error> {
         self.stats.writes += 1;
-        if self.in_range(lba, buf.len())
-            && (self.burn() || self.touches_bad_sectors(lba, buf.len()))
+        if self.in_range(lba, buf.len()) && self.schedule.transfer_fails(lba, count_u64(buf.len()))
         {
-            let torn = self.plan.torn_sectors.min(buf.len());
+            let torn = self.schedule.plan().torn_sectors.min(buf.len());
             if torn > 0 && self.inner.write(lba, &buf[..torn]).is_ok() {
-                self.stats.sectors_written += u64::try_from(torn).unwrap_or(u64::MAX);
+                self.stats.sectors_written += count_u64(torn);
             }
             return Err(self.inject());
         }
         self.inner.write(lba, buf).map_err(FaultError::Disk)?;
-        self.stats.sectors_written += u64::try_from(buf.len()).unwrap_or(u64::MAX);
+        self.stats.sectors_written += count_u64(buf.len());
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), Self::Error> {
         self.stats.flushes += 1;
-        if self.burn() {
+        if self.schedule.next_fails() {
             return Err(self.inject());
         }
         self.inner.flush().map_err(FaultError::Disk)?;

@@ -20,7 +20,7 @@
 mod fault;
 mod mem;
 
-pub use fault::{FaultError, FaultPlan, FaultStats, FaultyDisk};
+pub use fault::{FaultError, FaultPlan, FaultSchedule, FaultStats, FaultyDisk};
 pub use mem::MemDisk;
 
 use core::fmt;
