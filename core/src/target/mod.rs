@@ -265,15 +265,42 @@ enum Action {
         refused: bool,
     },
     /// ATA registers only.
-    AtaStatus {
-        status: u8,
-        error: u8,
-        sector_count: u8,
-    },
+    AtaStatus(AtaOutcome),
     /// IDENTIFY DEVICE data.
     Identify,
     /// A disk operation, then the ATA status from its result.
     AtaIo(DiskIo),
+}
+
+/// The ATA registers a reply sets; AFlags and the LBA are echoed from the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+struct AtaOutcome {
+    status: u8,
+    error: u8,
+    sector_count: u8,
+}
+
+impl AtaOutcome {
+    /// Success: DRDY, no error, no sectors remaining.
+    const DONE: AtaOutcome = AtaOutcome {
+        status: status::DRDY,
+        error: 0,
+        sector_count: 0,
+    };
+
+    /// Failure with `error` bits; Sector Count keeps the request's value (nothing moved).
+    fn failed(error: u8, sector_count: u8) -> AtaOutcome {
+        AtaOutcome {
+            status: status::DRDY | status::ERR,
+            error,
+            sector_count,
+        }
+    }
+
+    fn is_error(&self) -> bool {
+        self.status & status::ERR != 0
+    }
 }
 
 /// The decision for one accepted frame: the reply's length and the disk work it needs.
@@ -703,11 +730,7 @@ impl<D: Disk> Target<D> {
             return Some(Action::AoeError(ErrorCode::TargetReserved));
         }
         let count = registers.sector_count();
-        let aborted = Action::AtaStatus {
-            status: status::DRDY | status::ERR,
-            error: ata_error::ABRT,
-            sector_count: count,
-        };
+        let aborted = Action::AtaStatus(AtaOutcome::failed(ata_error::ABRT, count));
         let transfer =
             |op, lba| self.decide_transfer(op, lba, count, sectors_per_frame, registers.data());
         let action = match command {
@@ -721,22 +744,17 @@ impl<D: Disk> Target<D> {
                 lba: 0,
                 sectors: 0,
             }),
-            AtaCommand::CheckPowerMode => Action::AtaStatus {
-                status: status::DRDY,
-                error: 0,
+            AtaCommand::CheckPowerMode => Action::AtaStatus(AtaOutcome {
                 sector_count: 0xFF, // active or idle
-            },
+                ..AtaOutcome::DONE
+            }),
             AtaCommand::Smart => {
                 let lba = registers.lba_bytes();
                 let signed = [lba[1], lba[2]] == SMART_SIGNATURE;
                 match registers.err_feature() {
                     SMART_RETURN_STATUS | SMART_ENABLE_OPERATIONS if signed => {
                         // The LBA mid/high octets are echoed: 4F/C2 means no threshold exceeded.
-                        Action::AtaStatus {
-                            status: status::DRDY,
-                            error: 0,
-                            sector_count: 0,
-                        }
+                        Action::AtaStatus(AtaOutcome::DONE)
                     }
                     _ => aborted,
                 }
@@ -757,11 +775,7 @@ impl<D: Disk> Target<D> {
         sectors_per_frame: u8,
         data: &[u8],
     ) -> Action {
-        let failed = |error| Action::AtaStatus {
-            status: status::DRDY | status::ERR,
-            error,
-            sector_count: count,
-        };
+        let failed = |error| Action::AtaStatus(AtaOutcome::failed(error, count));
         // Count 0 would mean 256 (or 65536) sectors to ATA, more than any frame carries.
         if count == 0 || count > sectors_per_frame {
             debug!(
@@ -910,7 +924,7 @@ impl<D: Disk> Target<D> {
     /// Octets of the reply to `action`, before padding to 60.
     fn reply_len(&self, action: &Action) -> usize {
         let len = match action {
-            Action::AoeError(_) | Action::AtaStatus { .. } => AOE_ARG_OFFSET,
+            Action::AoeError(_) | Action::AtaStatus(_) => AOE_ARG_OFFSET,
             Action::Config { .. } => {
                 AOE_ARG_OFFSET + cfg::HEADER_LEN + self.state.config_string.len()
             }
@@ -1070,84 +1084,77 @@ impl<D: Disk> Target<D> {
                 }
                 Some(AOE_ARG_OFFSET + reserve::HEADER_LEN + list.len() * reserve::MAC_LEN)
             }
-            Action::AtaStatus {
-                status,
-                error: ata_error,
-                sector_count,
-            } => {
-                self.emit_ata(tx, rx, plan, command, tag, status, ata_error, sector_count)?;
-                if status & status::ERR != 0 {
+            Action::AtaStatus(outcome) => {
+                self.emit_ata(tx, rx, plan, command, outcome)?;
+                if outcome.is_error() {
                     self.stats.ata_errors = self.stats.ata_errors.wrapping_add(1);
                 }
                 Some(ATA_DATA_OFFSET)
             }
             Action::Identify => {
-                self.emit_ata(tx, rx, plan, command, tag, status::DRDY, 0, 0)?;
+                self.emit_ata(tx, rx, plan, command, AtaOutcome::DONE)?;
                 let data = tx.get_mut(ATA_DATA_OFFSET..ATA_DATA_OFFSET + IDENTIFY_LEN)?;
                 let data: &mut [u8; IDENTIFY_LEN] = data.try_into().ok()?;
                 identify_data(&self.config.identity, self.sectors, data);
                 Some(ATA_DATA_OFFSET + IDENTIFY_LEN)
             }
             Action::AtaIo(disk_io) => {
-                let sector_count = rx.get(AOE_ARG_OFFSET + 2).copied()?;
-                match io {
-                    Ok(()) => {
-                        self.emit_ata(tx, rx, plan, command, tag, status::DRDY, 0, 0)?;
-                        let sectors = u64::from(disk_io.sectors);
-                        match disk_io.op {
-                            IoOp::Read => {
-                                self.stats.sectors_read =
-                                    self.stats.sectors_read.wrapping_add(sectors);
-                                Some(ATA_DATA_OFFSET + disk_io.byte_len())
-                            }
-                            IoOp::Write => {
-                                self.stats.sectors_written =
-                                    self.stats.sectors_written.wrapping_add(sectors);
-                                Some(ATA_DATA_OFFSET)
-                            }
-                            IoOp::Flush => {
-                                self.stats.flushes = self.stats.flushes.wrapping_add(1);
-                                Some(ATA_DATA_OFFSET)
-                            }
+                let Err(kind) = io else {
+                    self.emit_ata(tx, rx, plan, command, AtaOutcome::DONE)?;
+                    let sectors = u64::from(disk_io.sectors);
+                    let stats = &mut self.stats;
+                    return Some(match disk_io.op {
+                        IoOp::Read => {
+                            stats.sectors_read = stats.sectors_read.wrapping_add(sectors);
+                            ATA_DATA_OFFSET + disk_io.byte_len()
                         }
-                    }
-                    Err(kind) => {
-                        let ata_error = if kind == ErrorKind::OutOfRange {
-                            ata_error::IDNF
-                        } else {
-                            ata_error::ABRT
-                        };
-                        let status = status::DRDY | status::ERR;
-                        self.emit_ata(tx, rx, plan, command, tag, status, ata_error, sector_count)?;
-                        self.stats.disk_errors = self.stats.disk_errors.wrapping_add(1);
-                        self.stats.ata_errors = self.stats.ata_errors.wrapping_add(1);
-                        Some(ATA_DATA_OFFSET)
-                    }
-                }
+                        IoOp::Write => {
+                            stats.sectors_written = stats.sectors_written.wrapping_add(sectors);
+                            ATA_DATA_OFFSET
+                        }
+                        IoOp::Flush => {
+                            stats.flushes = stats.flushes.wrapping_add(1);
+                            ATA_DATA_OFFSET
+                        }
+                    });
+                };
+                let error = if kind == ErrorKind::OutOfRange {
+                    ata_error::IDNF
+                } else {
+                    ata_error::ABRT
+                };
+                let sector_count = rx.get(AOE_ARG_OFFSET + 2).copied()?;
+                self.emit_ata(
+                    tx,
+                    rx,
+                    plan,
+                    command,
+                    AtaOutcome::failed(error, sector_count),
+                )?;
+                self.stats.disk_errors = self.stats.disk_errors.wrapping_add(1);
+                self.stats.ata_errors = self.stats.ata_errors.wrapping_add(1);
+                Some(ATA_DATA_OFFSET)
             }
         }
     }
 
     /// Writes headers and the ATA registers: AFlags and LBA echoed, reserved octets zero.
-    #[allow(clippy::too_many_arguments)]
     fn emit_ata(
         &self,
         tx: &mut [u8],
         rx: &[u8],
         plan: &Plan,
         command: u8,
-        tag: [u8; 4],
-        status: u8,
-        error: u8,
-        sector_count: u8,
+        outcome: AtaOutcome,
     ) -> Option<()> {
         let request = ata::Packet::new_checked(rx.get(AOE_ARG_OFFSET..)?).ok()?;
+        let tag = plan.tag.to_be_bytes();
         self.emit_header(tx, plan.requester, plan.local_mac, command, tag, None);
         let mut reply = ata::Packet::new_unchecked(&mut tx[AOE_ARG_OFFSET..ATA_DATA_OFFSET]);
         reply.set_ata_flags(request.ata_flags());
-        reply.set_err_feature(error);
-        reply.set_sector_count(sector_count);
-        reply.set_cmd_status(status);
+        reply.set_err_feature(outcome.error);
+        reply.set_sector_count(outcome.sector_count);
+        reply.set_cmd_status(outcome.status);
         reply.set_lba_bytes(request.lba_bytes());
         reply.clear_reserved();
         Some(())
