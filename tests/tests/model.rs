@@ -8,9 +8,9 @@
 //!
 //! The model predicts, for every frame, silence or the exact reply octets. The disk part of
 //! the model keeps, per sector, the set of contents it may hold: one normally, several after a
-//! failed (possibly torn) write, which a later successful read collapses. The fault part
-//! mirrors `FaultyDisk`'s fuel, so the model also checks that the target calls the disk exactly
-//! once per valid transfer and never for a refused one.
+//! failed (possibly torn) write, which a later successful read collapses. The fault part runs
+//! its own [`FaultSchedule`] with the disk's plan, so the model also checks that the target
+//! calls the disk exactly once per valid transfer and never for a refused one.
 
 use aoe_core::disk::{FaultPlan, FaultSchedule, FaultyDisk, MemDisk};
 use aoe_core::target::{MASK_CAPACITY, RESERVE_CAPACITY};
