@@ -124,28 +124,6 @@ impl Addr {
     }
 }
 
-/// A fault plan to arm.
-#[derive(Debug, Clone, Copy)]
-struct Fault {
-    fail_after: Option<u32>,
-    sticky: bool,
-    torn_sectors: usize,
-    bad_sectors: Option<(u64, u64)>,
-    kind: ErrorKind,
-}
-
-impl Fault {
-    fn plan(&self) -> FaultPlan {
-        FaultPlan {
-            fail_after: self.fail_after,
-            sticky: self.sticky,
-            torn_sectors: self.torn_sectors,
-            bad_sectors: self.bad_sectors,
-            kind: self.kind,
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 enum Op {
     /// WRITE SECTORS (EXT when `ext`); `short` cuts the payload below `count` sectors.
@@ -204,7 +182,7 @@ enum Op {
     WrongEthertype,
     /// Octets addressed to nobody here.
     Garbage(Vec<u8>),
-    ArmFault(Fault),
+    ArmFault(FaultPlan),
 }
 
 #[derive(Debug, Clone)]
@@ -249,7 +227,7 @@ fn pool_strategy() -> impl Strategy<Value = u8> {
     prop_oneof![5 => Just(0u8), 2 => 1..3u8, 1 => 3..POOL]
 }
 
-fn fault_strategy(sectors: u64) -> impl Strategy<Value = Fault> {
+fn fault_strategy(sectors: u64) -> impl Strategy<Value = FaultPlan> {
     let kind = prop_oneof![
         4 => Just(ErrorKind::Media),
         1 => Just(ErrorKind::NotReady),
@@ -266,7 +244,7 @@ fn fault_strategy(sectors: u64) -> impl Strategy<Value = Fault> {
         kind,
     )
         .prop_map(
-            |(fail_after, sticky, torn_sectors, bad_sectors, kind)| Fault {
+            |(fail_after, sticky, torn_sectors, bad_sectors, kind)| FaultPlan {
                 fail_after,
                 sticky,
                 torn_sectors,
@@ -1003,7 +981,7 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
 
 fn run_step(rig: &mut Rig, model: &mut Model, step: &Step) -> Result<(), TestCaseError> {
     if let Op::ArmFault(fault) = &step.op {
-        let plan = fault.plan();
+        let plan = *fault;
         rig.target.disk_mut().set_plan(plan);
         model.fault = FaultSchedule::new(plan);
         return Ok(());
