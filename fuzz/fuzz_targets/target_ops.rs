@@ -14,7 +14,7 @@ use aoe_core::disk::{
     Disk, Error as _, ErrorKind, FaultPlan, FaultSchedule, FaultyDisk, MemDisk, SECTOR_SIZE,
 };
 use aoe_core::{IoOp, Plan, Port, Target};
-use aoe_fuzz::{TARGET_MAC, check_envelope, export, mtu_from, respond};
+use aoe_fuzz::{MAX_FRAME, TARGET_MAC, check_envelope, export, mtu_from, respond};
 use aoe_tests::{Initiator, aflags, ata_cmd};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
@@ -317,7 +317,16 @@ fn run(input: &Input) {
             respond(&mut target, &port, &plan, &rx)
         };
         check_envelope(&reply, &rx, &port);
-        assert_eq!(reply[14], 0x18, "no AoE error in any reply here");
+        // A config string whose replies could never fit this port is refused with error 2.
+        let refused = matches!(&step.op, Op::ConfigForceSet(string)
+            if 32 + string.len().min(1024) > port.max_frame_len().min(MAX_FRAME));
+        if refused {
+            assert_eq!(reply[14], 0x1C, "E flag on a refused config string");
+            assert_eq!(reply[15], 2, "error 2 (bad argument)");
+            assert_eq!(reply.len(), 60, "a header-only error reply");
+            continue;
+        }
+        assert_eq!(reply[14], 0x18, "no AoE error in any other reply");
 
         let expect = match (&step.op, transfer) {
             (_, Some((write, lba, count, data_len))) => {
