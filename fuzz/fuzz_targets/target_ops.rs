@@ -15,7 +15,7 @@ use aoe_core::disk::{
 };
 use aoe_core::{IoOp, Plan, Port, Target};
 use aoe_fuzz::{MAX_FRAME, TARGET_MAC, check_envelope, export, mtu_from, respond};
-use aoe_tests::{Initiator, aflags, ata_cmd};
+use aoe_tests::{Initiator, aflags, ata_cmd, sector_image};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 
@@ -100,20 +100,6 @@ struct Input {
     steps: Vec<Step>,
 }
 
-/// Contents of sector `lba` after write number `id` (0: the zeroed disk).
-fn sector_data(lba: u64, id: u32) -> [u8; SECTOR_SIZE] {
-    let mut sector = [0u8; SECTOR_SIZE];
-    if id == 0 {
-        return sector;
-    }
-    let seed = (lba << 32) | u64::from(id);
-    for (k, word) in (0u32..).zip(sector.chunks_exact_mut(8)) {
-        let value = seed.rotate_left(k.wrapping_mul(7) % 64) ^ u64::from(k) << 56;
-        word.copy_from_slice(&value.to_le_bytes());
-    }
-    sector
-}
-
 struct Model {
     sectors: u64,
     spf: u8,
@@ -182,7 +168,7 @@ impl Model {
             let id = candidates
                 .iter()
                 .copied()
-                .find(|&id| sector_data(l, id) == sector)
+                .find(|&id| sector_image(l, id) == sector)
                 .unwrap_or_else(|| panic!("READ of LBA {l} matches none of writes {candidates:?}"));
             *candidates = vec![id];
         }
@@ -193,7 +179,7 @@ impl Model {
             (0u64..).zip(disk.chunks_exact(SECTOR_SIZE)).zip(&self.disk)
         {
             assert!(
-                candidates.iter().any(|&id| sector_data(l, id) == sector),
+                candidates.iter().any(|&id| sector_image(l, id) == sector),
                 "sector {l} matches none of writes {candidates:?}"
             );
         }
@@ -267,7 +253,7 @@ fn run(input: &Input) {
                 model.next_id += 1;
                 let mut data = Vec::new();
                 for l in lba..lba + u64::from(count) {
-                    data.extend_from_slice(&sector_data(l, write_id));
+                    data.extend_from_slice(&sector_image(l, write_id));
                 }
                 if let Some(cut) = short {
                     let cut = 1 + usize::from(*cut) % data.len().max(1);

@@ -424,3 +424,19 @@ pub fn pattern(first_lba: u64, sectors: usize, seed: u8) -> Vec<u8> {
     }
     data
 }
+
+/// Contents of sector `lba` after write number `id` (0 is the zeroed disk), for shadow-model
+/// tests. Every 8-octet word encodes the LBA and the write, so misplaced or stale data never
+/// matches.
+pub fn sector_image(lba: u64, id: u32) -> [u8; 512] {
+    let mut sector = [0u8; 512];
+    if id == 0 {
+        return sector;
+    }
+    let seed = (lba << 32) | u64::from(id);
+    for (k, word) in (0u32..).zip(sector.chunks_exact_mut(8)) {
+        let value = seed.rotate_left(k.wrapping_mul(7) % 64) ^ u64::from(k) << 56;
+        word.copy_from_slice(&value.to_le_bytes());
+    }
+    sector
+}

@@ -18,6 +18,7 @@ use aoe_core::wire::EthernetAddress;
 use aoe_core::{Config, ErrorKind, Port, Target};
 use aoe_tests::{
     INITIATOR_MAC, Initiator, OTHER_MAC, Reply, SHELF, SLOT, TARGET_MAC, aflags, ata_cmd,
+    sector_image,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, TestCaseError};
@@ -48,21 +49,6 @@ fn pool_mac(index: u8) -> EthernetAddress {
     }
 }
 
-/// Contents of sector `lba` after write number `id` (0 is the zeroed disk). Every word encodes
-/// the LBA and the write, so misplaced or stale data never matches.
-fn sector_data(lba: u64, id: u32) -> [u8; 512] {
-    let mut sector = [0u8; 512];
-    if id == 0 {
-        return sector;
-    }
-    let seed = (lba << 32) | u64::from(id);
-    for (k, word) in (0u32..).zip(sector.chunks_exact_mut(8)) {
-        let value = seed.rotate_left(k.wrapping_mul(7) % 64) ^ u64::from(k) << 56;
-        word.copy_from_slice(&value.to_le_bytes());
-    }
-    sector
-}
-
 /// What a sector's octets are, for failure messages.
 fn describe(sector: &[u8]) -> String {
     if sector.iter().all(|&b| b == 0) {
@@ -70,7 +56,7 @@ fn describe(sector: &[u8]) -> String {
     }
     let word = u64::from_le_bytes(sector[..8].try_into().unwrap());
     let (lba, id) = (word >> 32, u32::try_from(word & 0xFFFF_FFFF).unwrap());
-    if sector_data(lba, id) == sector {
+    if sector_image(lba, id) == sector {
         format!("write {id} as meant for LBA {lba}")
     } else {
         format!("foreign octets starting {:02x?}", &sector[..8])
@@ -476,7 +462,7 @@ impl Model {
                 };
                 let mut data = Vec::with_capacity(usize::from(*count) * 512);
                 for l in lba..lba + u64::from(*count) {
-                    data.extend_from_slice(&sector_data(l, write));
+                    data.extend_from_slice(&sector_image(l, write));
                 }
                 match short {
                     None => {
@@ -585,10 +571,10 @@ impl Model {
                 return (frame.truncate(*len).bytes, None);
             }
             Op::Response => initiator
-                .write48(tag, 0, &sector_data(0, u32::MAX))
+                .write48(tag, 0, &sector_image(0, u32::MAX))
                 .set(14, 0x18),
             Op::WrongEthertype => initiator
-                .write48(tag, 0, &sector_data(0, u32::MAX))
+                .write48(tag, 0, &sector_image(0, u32::MAX))
                 .set(12, 0x08)
                 .set(13, 0x00),
             Op::Garbage(bytes) => {
@@ -861,7 +847,7 @@ impl Model {
             let Some(id) = candidates
                 .iter()
                 .copied()
-                .find(|&id| sector_data(l, id) == sector)
+                .find(|&id| sector_image(l, id) == sector)
             else {
                 return Err(TestCaseError::fail(format!(
                     "READ of LBA {l} returned {}, expected one of writes {candidates:?}",
@@ -876,7 +862,7 @@ impl Model {
     /// Checks every sector of the disk against the model (without collapsing).
     fn check_disk(&self, disk: &[u8]) -> Result<(), TestCaseError> {
         for ((l, sector), candidates) in (0u64..).zip(disk.chunks_exact(512)).zip(&self.disk) {
-            if !candidates.iter().any(|&id| sector_data(l, id) == sector) {
+            if !candidates.iter().any(|&id| sector_image(l, id) == sector) {
                 return Err(TestCaseError::fail(format!(
                     "sector {l} holds {}, expected one of writes {candidates:?}",
                     describe(sector)
