@@ -66,12 +66,17 @@ dump_state() {
         [ -f "$f" ] && sed "s|^|debugfs $(basename "$f"): |" "$f"
     done
     # aoe's error channel (retransmits, late replies): one message per non-blocking read.
-    i=0
-    while [ $i -lt 200 ] && msg=$(gdd if=/dev/etherd/err iflag=nonblock bs=4k count=1 status=none 2>/dev/null) &&
+    i=0 rexmit=0 late=0
+    while [ $i -lt 10000 ] && msg=$(gdd if=/dev/etherd/err iflag=nonblock bs=4k count=1 status=none 2>/dev/null) &&
         [ -n "$msg" ]; do
-        echo "aoe-err: $msg"
+        case $msg in
+        *retransmit*) rexmit=$((rexmit + 1)) ;;
+        *unexpected*) late=$((late + 1)) ;;
+        esac
+        [ $i -lt 40 ] && echo "aoe-err: $msg"
         i=$((i + 1))
     done
+    echo "AOETEST ERRCOUNT retransmits=$rexmit late_rsp=$late messages=$i"
     grep -E 'eth0' /proc/net/dev | sed 's/^/netdev: /'
     echo "---- end of aoe state ----"
 }

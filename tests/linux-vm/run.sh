@@ -18,8 +18,8 @@
 #                       script appends [-r] SHELF SLOT IFACE FILE). Default: host-sim if it builds, else vblade.
 #   --cases LIST        comma-separated cases (default mtu1500,mtu9000)
 #   --bench-targets L   comma-separated targets for the bench case (default vblade,host-sim)
-#   --bench-mtu N       MTU of the bench case (default 9000)
-#   --bench-mib N       bytes per bench pass, MiB (default 128); --bench-passes N (default 3)
+#   --bench-mtu LIST    MTUs of the bench case (default 1500,9000)
+#   --bench-mib N       bytes per bench pass, MiB (default 64); --bench-passes N (default 3)
 #   --attach NS/BRIDGE  start no target: put the VM's TAP on BRIDGE in the existing namespace NS
 #                       (an external target, e.g. a QEMU blade, is on that bridge); with
 #   --expect LIST       the exports to test there, "shelf.slot:sectors:kind" (kind fs|ro|bench),
@@ -36,8 +36,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 started=$SECONDS
 
-target_spec="" cases="mtu1500,mtu9000" bench_targets="vblade,host-sim" bench_mtu=9000
-bench_mib=128 bench_passes=3 attach="" expect="" ext_mtu=1500 keep=0
+target_spec="" cases="mtu1500,mtu9000" bench_targets="vblade,host-sim" bench_mtu=1500,9000
+bench_mib=64 bench_passes=3 attach="" expect="" ext_mtu=1500 keep=0
 while (($#)); do
     case $1 in
     --target) target_spec=$2; shift 2 ;;
@@ -120,7 +120,7 @@ resolve_target() {
     host-sim)
         if [[ -z $host_sim_bin ]]; then
             say "building host-sim (release)" >&2
-            (cd "$repo" && cargo build --release --quiet --bin host-sim >&2) ||
+            (cd "$repo" && cargo build --release --quiet -p aoe-host-sim --bin host-sim >&2) ||
                 die "host-sim does not build (is the hostsim branch merged?)"
             host_sim_bin=$repo/target/release/host-sim
         fi
@@ -291,13 +291,15 @@ report_failure() {
     say "---- run directory kept: $run_dir"
 }
 
-declare -A case_time=() case_result=() bench_w=() bench_r=()
+declare -A case_time=() case_result=()
+case_order=() bench_rows=()
 
 case_begin() {
     case_name=$1
     case_dir=$run_dir/$case_name
     mkdir -p "$case_dir"
     case_t0=$SECONDS
+    case_order+=("$1")
     fail_reason=""
     say "==== case $case_name"
 }
@@ -357,8 +359,16 @@ case_fs() { # case_fs NAME MTU SHELF SLOT WITH_RO WITH_RESTART
     stop_group "$rw_pid"
     [[ -n $ro_pid ]] && stop_group "$ro_pid"
     teardown_netns
-    if ((ok && with_restart && restart_frames <= 0)); then
-        ok=0 fail_reason="restart: the VM sent no frames while the target was down ($restart_frames), so the restart did not happen during I/O"
+    if ((ok && with_restart)); then
+        # Proof that the outage hit in-flight I/O: the VM kept sending (retransmitting) while the
+        # target was down, and aoe logged retransmits.
+        local rexmit
+        rexmit=$(sed -n 's/^AOETEST ERRCOUNT retransmits=\([0-9]*\).*/\1/p' "$case_dir/console.log" | tr -d '\r')
+        if ((restart_frames <= 0 || ${rexmit:-0} == 0)); then
+            ok=0 fail_reason="restart: VM sent $restart_frames frames while the target was down and aoe logged ${rexmit:-no} retransmits: the restart did not hit guest I/O"
+        else
+            say "host: restart hit guest I/O ($restart_frames frames sent during the outage, $rexmit retransmits); I/O completed"
+        fi
     fi
     if ((ok)); then
         host_check_fs "$disk" || { ok=0; fail_reason="host check of the backing file"; }
@@ -376,34 +386,39 @@ case_fs() { # case_fs NAME MTU SHELF SLOT WITH_RO WITH_RESTART
     return 0
 }
 
-case_bench() { # one boot per target
-    local spec tcmd disk sectors=$((bench_mib * 2048 + 2048)) ok
+case_bench() { # one boot per MTU and target; the targets of one MTU run back to back
+    local spec tcmd disk sectors=$((bench_mib * 2048 + 2048)) ok mtu label pid
     IFS=, read -r -a specs <<<"$bench_targets"
-    for spec in "${specs[@]}"; do
-        case_begin "bench-$(basename "${spec%% *}")"
-        ok=1
-        read -r -a tcmd <<<"$(resolve_target "$spec")"
-        disk=$case_dir/disk.img
-        truncate -s $((sectors * 512)) "$disk"
-        setup_netns "$bench_mtu"
-        local pid
-        spawn pid "$case_dir/target.log" ip netns exec "$ns" "${tcmd[@]}" 1 1 aoetap0 "$disk"
-        restart_pid_var=""
-        say "target: ${tcmd[*]} on aoetap0 (MTU $bench_mtu), $bench_mib MiB x $bench_passes passes"
-        sleep 0.5
-        boot "$case_name" "$bench_mtu" "$(payload_for "$bench_mtu")" "1.1:$sectors:bench" \
-            "BENCH_MIB=$bench_mib"$'\n'"BENCH_PASSES=$bench_passes"
-        ((boot_ok)) || ok=0
-        kill -0 "$pid" 2>/dev/null || { ok=0; fail_reason="the target died during the run"; }
-        stop_group "$pid"
-        teardown_netns
-        # MB/s = 10^6 bytes per second, mean over the passes of per-pass rates.
-        read -r bench_w[$spec] bench_r[$spec] < <(tr -d '\r' <"$case_dir/console.log" | awk '
-            /^BENCH / { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-                        w += v["bytes"] / 1e6 / v["write_s"]; r += v["bytes"] / 1e6 / v["read_s"]; n++ }
-            END { if (n) printf "%.1f %.1f\n", w / n, r / n; else print "- -" }')
-        case_end $ok
-        rm -f "$disk"
+    IFS=, read -r -a mtus <<<"$bench_mtu"
+    for mtu in "${mtus[@]}"; do
+        for spec in "${specs[@]}"; do
+            label=$(basename "${spec%% *}")
+            case_begin "bench-$label-$mtu"
+            ok=1
+            read -r -a tcmd <<<"$(resolve_target "$spec")"
+            disk=$case_dir/disk.img
+            truncate -s $((sectors * 512)) "$disk"
+            setup_netns "$mtu"
+            spawn pid "$case_dir/target.log" ip netns exec "$ns" "${tcmd[@]}" 1 1 aoetap0 "$disk"
+            restart_pid_var=""
+            say "target: ${tcmd[*]} on aoetap0 (MTU $mtu), $bench_mib MiB x $bench_passes passes"
+            sleep 0.5
+            boot "$case_name" "$mtu" "$(payload_for "$mtu")" "1.1:$sectors:bench" \
+                "BENCH_MIB=$bench_mib"$'\n'"BENCH_PASSES=$bench_passes"
+            ((boot_ok)) || ok=0
+            kill -0 "$pid" 2>/dev/null || { ok=0; fail_reason="the target died during the run"; }
+            stop_group "$pid"
+            teardown_netns
+            # MB/s = 10^6 bytes per second: mean, min and max of the per-pass rates.
+            bench_rows+=("$(tr -d '\r' <"$case_dir/console.log" | awk -v t="$label" -v m="$mtu" '
+                function upd(k, x) { sum[k] += x; if (!(k in lo) || x < lo[k]) lo[k] = x; if (x > hi[k]) hi[k] = x }
+                /^BENCH / { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+                            upd("w", v["bytes"] / 1e6 / v["write_s"]); upd("r", v["bytes"] / 1e6 / v["read_s"]); n++ }
+                END { if (!n) { printf "%s %s - - - - - -", m, t; exit }
+                      printf "%s %s %.1f %.1f %.1f %.1f %.1f %.1f", m, t, sum["w"] / n, lo["w"], hi["w"], sum["r"] / n, lo["r"], hi["r"] }')")
+            case_end $ok
+            rm -f "$disk"
+        done
     done
 }
 
@@ -441,16 +456,18 @@ else
 fi
 
 say "==== summary (target: $target_spec, accel $accel, smp 1)"
-for c in "${!case_result[@]}"; do
-    printf '  %-16s %s  %4ss\n' "$c" "${case_result[$c]}" "${case_time[$c]}"
+for c in "${case_order[@]}"; do
+    printf '  %-24s %-4s %5ss\n' "$c" "${case_result[$c]:-FAIL}" "${case_time[$c]:-?}"
 done
-if ((${#bench_w[@]})); then
-    printf '  %-28s %14s %14s\n' "bench target (MTU $bench_mtu)" "write MB/s" "read MB/s"
-    for t in "${!bench_w[@]}"; do
-        printf '  %-28s %14s %14s\n' "$(basename "${t%% *}")" "${bench_w[$t]}" "${bench_r[$t]}"
-        echo "RESULT target=$(basename "${t%% *}") mtu=$bench_mtu write_MBps=${bench_w[$t]} read_MBps=${bench_r[$t]} mib=$bench_mib passes=$bench_passes"
+if ((${#bench_rows[@]})); then
+    echo "  guest dd O_DIRECT bs=1M, $bench_mib MiB x $bench_passes passes, MB/s = 10^6 B/s, mean (min-max);"
+    echo "  TCG on a shared 2-core machine: noisy, reported not asserted"
+    printf '  %-5s %-10s %24s %24s\n' MTU target "write MB/s" "read MB/s"
+    for row in "${bench_rows[@]}"; do
+        read -r m t w wl wh r rl rh <<<"$row"
+        printf '  %-5s %-10s %24s %24s\n' "$m" "$t" "$w ($wl-$wh)" "$r ($rl-$rh)"
+        echo "RESULT target=$t mtu=$m write_MBps=$w write_MBps_min=$wl write_MBps_max=$wh read_MBps=$r read_MBps_min=$rl read_MBps_max=$rh mib=$bench_mib passes=$bench_passes"
     done
-    echo "  (guest dd O_DIRECT bs=1M under TCG on a shared machine: noisy, reported not asserted)"
 fi
 say "total $((SECONDS - started)) s: $( ((status == 0)) && echo PASS || echo FAIL)"
 exit "$status"
