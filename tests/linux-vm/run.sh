@@ -22,8 +22,14 @@
 #   --bench-mib N       bytes per bench pass, MiB (default 64); --bench-passes N (default 3)
 #   --attach NS/BRIDGE  start no target: put the VM's TAP on BRIDGE in the existing namespace NS
 #                       (an external target, e.g. a QEMU blade, is on that bridge); with
-#   --expect LIST       the exports to test there, "shelf.slot:sectors:kind" (kind fs|ro|bench),
-#   --mtu N             and the MTU (default 1500).
+#   --expect LIST       the exports to test there, comma-separated "shelf.slot:sectors:kind" (kind
+#                       fs: raw I/O + ext4, >= 256 MiB | raw: raw O_DIRECT I/O, any size | bench;
+#                       ro needs RO_SHA and is for the built-in cases),
+#   --mtu N             and the MTU (default 1500);
+#   --payload N         data frame bytes aoe must pick (default: whole sectors in MTU-36; lower it
+#                       for a target that advertises fewer sectors per frame);
+#   --disk FILE         the external target's backing file: checked on the host after the VM exits
+#                       (fsck + debugfs read-back; the target must have written it through by then).
 #   --keep              keep the run directory (disk images, logs) even when everything passed
 # Environment: AOE_VM_CACHE (kernel/initramfs cache; default target/linux-vm/cache of this
 # checkout), AOE_VM_STALL (seconds without console output and VM frames before giving up, 90),
@@ -37,7 +43,7 @@ repo=$(cd "$here/../.." && pwd)
 started=$SECONDS
 
 target_spec="" cases="mtu1500,mtu9000" bench_targets="vblade,host-sim" bench_mtu=1500,9000
-bench_mib=64 bench_passes=3 attach="" expect="" ext_mtu=1500 keep=0
+bench_mib=64 bench_passes=3 attach="" expect="" ext_mtu=1500 ext_payload="" ext_disk="" keep=0
 while (($#)); do
     case $1 in
     --target) target_spec=$2; shift 2 ;;
@@ -49,6 +55,8 @@ while (($#)); do
     --attach) attach=$2; shift 2 ;;
     --expect) expect=$2; shift 2 ;;
     --mtu) ext_mtu=$2; shift 2 ;;
+    --payload) ext_payload=$2; shift 2 ;;
+    --disk) ext_disk=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -193,7 +201,7 @@ boot() {
         -no-reboot -serial "file:$console" -kernel "$image/vmlinuz" -initrd "$case_dir/initrd"
         -append "console=ttyS0 loglevel=4 panic=-1 oops=panic"
         -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no,vhost=off"
-        -device "virtio-net-pci,netdev=n0,mac=52:54:00:a0:e0:01$mtu_opt")
+        -device "virtio-net-pci,netdev=n0,romfile=,mac=52:54:00:a0:e0:01$mtu_opt")
     local t0=$SECONDS qemu_pid
     spawn qemu_pid "$case_dir/qemu.log" ip netns exec "$tap_ns" "${qemu_cmd[@]}"
     local seen=0 quiet_since=$SECONDS frames_at_quiet line lines n restarted=0
@@ -430,14 +438,20 @@ case_attach() { # an external target on an existing bridge
         die "namespace $ns_name does not exist"
     tap_ns=$ns_name tap=avm$$
     ip -n "$ns_name" tuntap add dev "$tap" mode tap
+    ip netns exec "$ns_name" sh -c "echo 1 >/proc/sys/net/ipv6/conf/$tap/disable_ipv6"
     ip -n "$ns_name" link set "$tap" mtu "$ext_mtu" master "$bridge" up
-    say "VM TAP $tap on bridge $bridge in namespace $ns_name; expecting $expect (no target started here,"
-    say "so the backing file is not checked on the host)"
+    say "VM TAP $tap on bridge $bridge in namespace $ns_name; expecting $expect (no target started here)"
     restart_pid_var=""
-    boot attach "$ext_mtu" "$(payload_for "$ext_mtu")" "${expect//,/ }" "BIG_MIB=80"
+    boot attach "$ext_mtu" "${ext_payload:-$(payload_for "$ext_mtu")}" "${expect//,/ }" "BIG_MIB=80"
     ip -n "$ns_name" link del "$tap" 2>/dev/null || true
     say "VM ran ${vm_s}s"
-    case_end "$boot_ok"
+    local ok=$boot_ok
+    if ((ok)) && [[ -n $ext_disk ]]; then
+        host_check_fs "$ext_disk" || { ok=0; fail_reason="host check of $ext_disk"; }
+    elif ((ok)); then
+        say "host: no --disk given, the backing store was not checked on the host"
+    fi
+    case_end "$ok"
     tap_ns=$ns tap=aoetap0
 }
 
@@ -455,7 +469,7 @@ else
     done
 fi
 
-say "==== summary (target: $target_spec, accel $accel, smp 1)"
+say "==== summary (target: ${attach:+external on }${attach:-$target_spec}, accel $accel, smp 1)"
 for c in "${case_order[@]}"; do
     printf '  %-24s %-4s %5ss\n' "$c" "${case_result[$c]:-FAIL}" "${case_time[$c]:-?}"
 done
