@@ -240,18 +240,23 @@ ro_read() {
     echo "whole export reads back, sha256 $(echo "$sha" | cut -c1-12)..."
 }
 
-# A write to a read-only export must fail with an error, promptly, not hang or succeed.
+# A write to a read-only export must fail with an I/O error, promptly (the target answered with
+# an ATA error, rather than aoe giving up after retransmitting), and leave the device up.
 ro_write_refused() {
     dev=/dev/etherd/e$1
-    if timeout 60 gdd if=/dev/zero of="$dev" bs=4096 count=1 seek=3 oflag=direct status=none; then
-        echo "O_DIRECT write to the read-only export succeeded"
-        return 1
-    fi
-    if timeout 60 gdd if=/dev/zero of="$dev" bs=64k count=4 conv=fsync status=none; then
-        echo "buffered write + fsync to the read-only export succeeded"
-        return 1
-    fi
-    echo "O_DIRECT and buffered+fsync writes both failed"
+    timeout 30 gdd if=/dev/zero of="$dev" bs=4096 count=1 seek=3 oflag=direct status=none
+    rc=$?
+    [ $rc = 0 ] && { echo "O_DIRECT write to the read-only export succeeded"; return 1; }
+    [ $rc = 124 ] && { echo "O_DIRECT write to the read-only export hung for 30 s"; return 1; }
+    timeout 30 gdd if=/dev/zero of="$dev" bs=64k count=4 conv=fsync status=none
+    rc=$?
+    [ $rc = 0 ] && { echo "buffered write + fsync to the read-only export succeeded"; return 1; }
+    [ $rc = 124 ] && { echo "buffered write + fsync to the read-only export hung for 30 s"; return 1; }
+    state=$(cat "/sys/block/etherd!e$1/state")
+    case $state in up*) ;; *) echo "device state after the refused writes: $state"; return 1 ;; esac
+    errors=$(dmesg | grep -c "ata error.*from e$1\$")
+    [ "$errors" -gt 0 ] || { echo "writes failed, but not with an ATA error reply from the target"; return 1; }
+    echo "O_DIRECT and buffered+fsync writes failed; device $state; $errors ATA error replies logged"
 }
 
 ro_test() {
