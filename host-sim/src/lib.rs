@@ -7,5 +7,8 @@
 // Raw sockets, ioctls and recvmmsg need `unsafe`; every block says why it is sound.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod cli;
+pub mod config;
 pub mod disk;
 pub mod net;
+pub mod spec;
