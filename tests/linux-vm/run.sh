@@ -127,23 +127,24 @@ target_alive() {
 }
 
 # ---- the target command ---------------------------------------------------------------------
+# resolve_target SPEC: sets the array target_cmd to the command line SPEC stands for.
 host_sim_bin=""
 resolve_target() {
     case $1 in
     vblade)
         command -v vblade >/dev/null || die "vblade not installed: apt-get install -y vblade"
-        echo vblade
+        target_cmd=(vblade)
         ;;
     host-sim)
         if [[ -z $host_sim_bin ]]; then
-            say "building host-sim (release)" >&2
-            (cd "$repo" && cargo build --release --quiet -p aoe-host-sim --bin host-sim >&2) ||
-                die "host-sim does not build (is the hostsim branch merged?)"
+            say "building host-sim (release)"
+            (cd "$repo" && cargo build --release --quiet -p aoe-host-sim --bin host-sim) ||
+                die "host-sim does not build"
             host_sim_bin=$repo/target/release/host-sim
         fi
-        echo "$host_sim_bin"
+        target_cmd=("$host_sim_bin")
         ;;
-    *) echo "$1" ;;
+    *) read -r -a target_cmd <<<"$1" ;;
     esac
 }
 if [[ -z $target_spec ]]; then
@@ -343,8 +344,8 @@ tap_ns=$ns tap=aoetap0
 case_fs() { # case_fs NAME MTU SHELF SLOT WITH_RO WITH_RESTART
     local name=$1 mtu=$2 shelf=$3 slot=$4 with_ro=$5 with_restart=$6
     case_begin "$name"
-    local tcmd
-    read -r -a tcmd <<<"$(resolve_target "$target_spec")"
+    resolve_target "$target_spec"
+    local tcmd=("${target_cmd[@]}")
     local disk=$case_dir/disk.img ro=$case_dir/ro.img sectors=$((512 * 2048)) ok=1
     truncate -s $((sectors * 512)) "$disk"
     setup_netns "$mtu"
@@ -413,7 +414,8 @@ case_bench() { # one boot per MTU and target; the targets of one MTU run back to
             label=$(basename "${spec%% *}")
             case_begin "bench-$label-$mtu"
             ok=1
-            read -r -a tcmd <<<"$(resolve_target "$spec")"
+            resolve_target "$spec"
+            tcmd=("${target_cmd[@]}")
             disk=$case_dir/disk.img
             truncate -s $((sectors * 512)) "$disk"
             setup_netns "$mtu"
