@@ -33,7 +33,8 @@
 #   --keep              keep the run directory (disk images, logs) even when everything passed
 # Environment: AOE_VM_CACHE (kernel/initramfs cache; default target/linux-vm/cache of this
 # checkout), AOE_VM_STALL (seconds without console output and VM frames before giving up, 90),
-# AOE_VM_TIMEOUT (seconds per boot, 900), AOE_VM_KERNEL_PKG (see build-image.sh).
+# AOE_VM_TIMEOUT (seconds per boot, 900), AOE_VM_RESTART_SIGNAL (TERM, or KILL for a crash in the
+# mtu9000 case), AOE_VM_KERNEL_PKG (see build-image.sh).
 # Needs root, ip (iproute2), qemu-system-x86_64, busybox-static, e2fsprogs, cpio, kmod, and the
 # targets it runs (apt-get install -y vblade for Debian's vblade).
 set -euo pipefail
@@ -270,7 +271,12 @@ restart_target() {
     local pid=${!restart_pid_var} before
     say "host: stopping the target (pid $pid) during guest I/O"
     before=$(tap_rx)
-    stop_group "$pid"
+    if [[ ${AOE_VM_RESTART_SIGNAL:-TERM} == KILL ]]; then
+        kill -KILL -- "-$pid" 2>/dev/null || true # a crash: no chance to finish anything
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+    else
+        stop_group "$pid"
+    fi
     sleep "$restart_gap"
     restart_frames=$(($(tap_rx) - before))
     spawn "$restart_pid_var" "$case_dir/target-restarted.log" "${restart_cmd[@]}"
