@@ -47,14 +47,15 @@ fi
 mkdir -p "$image"
 kroot=$image/kernel
 if [[ ! -f $kroot/boot/vmlinuz-$kver ]]; then
-    deb=$(ls "$cache"/"$pkg"_*.deb 2>/dev/null | head -n1 || true)
-    if [[ -z $deb ]]; then
+    debs=("$cache/$pkg"_*.deb)
+    if [[ ! -f ${debs[0]} ]]; then
         log "downloading $pkg"
-        # apt-get download writes into the current directory.
-        (cd "$cache" && apt-get download "$pkg" >&2 2>/dev/null) ||
-            (cd "$cache" && apt-get download "$pkg" >&2)
-        deb=$(ls "$cache"/"$pkg"_*.deb | head -n1)
+        # apt-get download writes into the current directory (as root it warns that _apt cannot
+        # write there; harmless).
+        (cd "$cache" && apt-get download "$pkg" >&2)
+        debs=("$cache/$pkg"_*.deb)
     fi
+    deb=${debs[0]}
     rm -rf "$kroot"
     dpkg -x "$deb" "$kroot"
     depmod -b "$kroot" "$kver"

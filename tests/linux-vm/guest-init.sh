@@ -28,6 +28,7 @@ exec 3>&1
 echo "AOETEST INIT $(cat /proc/uptime)"
 
 MTU=1500 PAYLOAD=1024 DEVICES="" RO_SHA="" BIG_MIB=80 RESTART=0 BENCH_MIB=128 BENCH_PASSES=3
+# shellcheck disable=SC1091 # written by run.sh
 [ -f /test.conf ] && . /test.conf
 
 FAILED=""
@@ -57,7 +58,7 @@ dump_state() {
     for d in /sys/block/etherd*; do
         [ -d "$d" ] || continue
         for a in firmware-version payload state netif mac size inflight; do
-            [ -f "$d/$a" ] && echo "sysfs: $(basename "$d")/$a=$(cat "$d/$a" | tr '\n' ' ')"
+            [ -f "$d/$a" ] && echo "sysfs: $(basename "$d")/$a=$(tr '\n' ' ' <"$d/$a")"
         done
     done
     for p in /sys/module/aoe/parameters/*; do
@@ -99,6 +100,7 @@ finish() {
 watchdog() {
     last="" still=0
     while sleep 2; do
+        # shellcheck disable=SC2046 # two numbers, split on purpose
         set -- $(awk '$3 ~ /^etherd/ { done += $4 + $8; busy += $12 } END { print done + 0, busy + 0 }' /proc/diskstats)
         if [ "$2" -gt 0 ] && [ "$1" = "$last" ]; then still=$((still + 2)); else still=0; fi
         last=$1
@@ -113,10 +115,10 @@ watchdog() {
 }
 
 load_modules() {
-    for m in $(cat /lib/modules/order); do
+    while read -r m; do
         [ "$m" = aoe.ko ] && continue
         insmod "/lib/modules/$m" || echo "INFO insmod $m failed"
-    done
+    done </lib/modules/order
     ip link set eth0 mtu "$MTU" && ip link set eth0 up || return 1
     i=0
     while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ]; do

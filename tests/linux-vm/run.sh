@@ -80,8 +80,10 @@ mkdir -p "$run_dir"
 ns=aoevm$$
 ns_created=0
 pgids=()
+rw_pid="" ro_pid=""
 status=0
 
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
     local pg
     for pg in "${pgids[@]}"; do
@@ -111,11 +113,21 @@ spawn() {
     printf -v "$var" '%s' "$!"
 }
 
+# stop_group PGID: TERM, then KILL after 5 s, for a group spawn started; then forgets it, so that
+# the cleanup never signals a process group id the system may have handed to someone else.
 stop_group() {
-    local pg=$1
-    kill -TERM -- "-$pg" 2>/dev/null || return 0
-    for _ in $(seq 50); do kill -0 -- "-$pg" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL -- "-$pg" 2>/dev/null || true
+    local pg=$1 i
+    if kill -TERM -- "-$pg" 2>/dev/null; then
+        for _ in $(seq 50); do kill -0 -- "-$pg" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL -- "-$pg" 2>/dev/null || true
+    fi
+    wait "$pg" 2>/dev/null || true
+    forget_group "$pg"
+}
+forget_group() {
+    local i
+    for i in "${!pgids[@]}"; do [[ ${pgids[$i]} == "$1" ]] && unset 'pgids[i]'; done
+    return 0
 }
 
 # target_alive PID LOG: a target that exits at once (bad arguments, no such interface) fails the
@@ -256,6 +268,7 @@ boot() {
     done
     local rc=0
     wait "$qemu_pid" 2>/dev/null || rc=$?
+    forget_group "$qemu_pid"
     vm_s=$((SECONDS - t0))
     if ((rc == 0)) && grep -q '^AOETEST DONE PASS' "$console" && ! grep -q '^STEP .* FAIL' "$console" &&
         ! grep -qE 'Kernel panic|BUG:|Oops|WARNING:|hung_task|blocked for more than' "$console"; then
@@ -273,7 +286,8 @@ restart_target() {
     before=$(tap_rx)
     if [[ ${AOE_VM_RESTART_SIGNAL:-TERM} == KILL ]]; then
         kill -KILL -- "-$pid" 2>/dev/null || true # a crash: no chance to finish anything
-        while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+        wait "$pid" 2>/dev/null || true
+        forget_group "$pid"
     else
         stop_group "$pid"
     fi
