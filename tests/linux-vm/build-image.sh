@@ -31,9 +31,15 @@ fi
 
 pkg=${AOE_VM_KERNEL_PKG:-}
 if [[ -z $pkg ]]; then
-    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
-        awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
-    [[ -n $pkg ]] || { log "apt-cache cannot resolve linux-image-amd64 (run apt-get update)"; exit 1; }
+    resolve() {
+        apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
+    }
+    pkg=$(resolve)
+    if [[ -z $pkg ]]; then # no package lists yet (a fresh container)
+        apt-get -o DPkg::Lock::Timeout=300 -qq update >&2 || true
+        pkg=$(resolve)
+    fi
+    [[ -n $pkg ]] || { log "apt-cache cannot resolve linux-image-amd64"; exit 1; }
 fi
 kver=${pkg#linux-image-}
 image=$cache/$kver

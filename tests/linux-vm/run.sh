@@ -35,8 +35,8 @@
 # checkout), AOE_VM_STALL (seconds without console output and VM frames before giving up, 90),
 # AOE_VM_TIMEOUT (seconds per boot, 900), AOE_VM_RESTART_SIGNAL (TERM, or KILL for a crash in the
 # mtu9000 case), AOE_VM_KERNEL_PKG (see build-image.sh).
-# Needs root, ip (iproute2), qemu-system-x86_64, busybox-static, e2fsprogs, cpio, kmod, and the
-# targets it runs (apt-get install -y vblade for Debian's vblade).
+# Needs root. Installs with apt-get what it lacks: qemu-system-x86 busybox-static e2fsprogs cpio
+# kmod iproute2, and vblade when a case runs Debian's vblade (AOE_VM_NO_INSTALL=1: fail instead).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -67,9 +67,35 @@ done
 say() { printf '[linux-vm %4ds] %s\n' $((SECONDS - started)) "$*"; }
 die() { say "ERROR: $*"; exit 1; }
 
-[[ $(id -u) == 0 ]] || die "needs root (network namespaces, TAP devices); cannot run here"
-for tool in ip qemu-system-x86_64 e2fsck debugfs sha256sum cpio gzip; do
-    command -v "$tool" >/dev/null || die "missing $tool: apt-get install -y qemu-system-x86 busybox-static e2fsprogs cpio kmod iproute2"
+[[ $(id -u) == 0 ]] || die "needs root (network namespaces, TAP devices, apt-get); cannot run here"
+
+# The default target: host-sim when this checkout has it.
+if [[ -z $target_spec ]]; then
+    if grep -qs 'name = "host-sim"' "$repo"/host-sim/Cargo.toml ||
+        [[ -f $repo/host-sim/src/bin/host-sim.rs || -f $repo/host-sim/src/main.rs ]]; then
+        target_spec=host-sim
+    else
+        target_spec=vblade
+    fi
+fi
+
+# Installs the Debian packages this test needs and the machine lacks (AOE_VM_NO_INSTALL=1: don't).
+packages=(qemu-system-x86 busybox-static e2fsprogs cpio kmod iproute2 gzip)
+[[ ,$bench_targets, == *,vblade,* && $cases == *bench* || $target_spec == vblade ]] && packages+=(vblade)
+missing=()
+for p in "${packages[@]}"; do
+    [[ $(dpkg-query -W -f '${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    [[ -z ${AOE_VM_NO_INSTALL:-} ]] || die "missing packages: ${missing[*]}"
+    say "installing ${missing[*]}"
+    apt_get=(apt-get -o DPkg::Lock::Timeout=300 -qq)
+    "${apt_get[@]}" update >/dev/null
+    DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y --no-install-recommends "${missing[@]}" >/dev/null ||
+        die "apt-get install ${missing[*]} failed"
+fi
+for tool in ip qemu-system-x86_64 e2fsck debugfs sha256sum cpio gzip busybox; do
+    command -v "$tool" >/dev/null || die "missing $tool after installing ${packages[*]}"
 done
 
 stall_s=${AOE_VM_STALL:-90}
@@ -160,14 +186,6 @@ resolve_target() {
     *) read -r -a target_cmd <<<"$1" ;;
     esac
 }
-if [[ -z $target_spec ]]; then
-    if grep -qs 'name = "host-sim"' "$repo"/host-sim/Cargo.toml ||
-        [[ -f $repo/host-sim/src/bin/host-sim.rs || -f $repo/host-sim/src/main.rs ]]; then
-        target_spec=host-sim
-    else
-        target_spec=vblade
-    fi
-fi
 
 # ---- the image ---------------------------------------------------------------------------------
 say "kernel + initramfs (cache $cache)"
