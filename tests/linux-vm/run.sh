@@ -347,7 +347,7 @@ report_failure() {
     say "---- run directory kept: $run_dir"
 }
 
-declare -A case_time=() case_result=()
+declare -A case_time=() case_result=() case_load=()
 case_order=() bench_rows=()
 
 case_begin() {
@@ -361,6 +361,8 @@ case_begin() {
 }
 case_end() { # case_end OK(0|1)
     case_time[$case_name]=$((SECONDS - case_t0))
+    # The 5-minute load average of the machine: how much others competed with this case.
+    case_load[$case_name]=$(cut -d' ' -f2 /proc/loadavg)
     if (($1)); then
         case_result[$case_name]=PASS
         say "PASS case $case_name (${case_time[$case_name]} s)"
@@ -443,8 +445,14 @@ case_fs() { # case_fs NAME MTU SHELF SLOT WITH_RO WITH_RESTART
     return 0
 }
 
+# cpu_seconds PID: user + system CPU time the process (all its threads) has used so far. Less
+# noisy than MB/s on a shared machine: the same guest work costs each target this much CPU.
+cpu_seconds() {
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo -
+}
+
 case_bench() { # one boot per MTU and target; the targets of one MTU run back to back
-    local spec tcmd disk sectors=$((bench_mib * 2048 + 2048)) ok mtu label pid
+    local spec tcmd disk sectors=$((bench_mib * 2048 + 2048)) ok mtu label pid cpu
     IFS=, read -r -a specs <<<"$bench_targets"
     IFS=, read -r -a mtus <<<"$bench_mtu"
     for mtu in "${mtus[@]}"; do
@@ -470,10 +478,13 @@ case_bench() { # one boot per MTU and target; the targets of one MTU run back to
                 "BENCH_MIB=$bench_mib"$'\n'"BENCH_PASSES=$bench_passes"
             ((boot_ok)) || ok=0
             kill -0 "$pid" 2>/dev/null || { ok=0; fail_reason="the target died during the run"; }
+            cpu=$(cpu_seconds "$pid")
             stop_group "$pid"
             teardown_netns
             # MB/s = 10^6 bytes per second: mean, min and max of the per-pass rates.
-            bench_rows+=("$(tr -d '\r' <"$case_dir/console.log" | awk -v t="$label" -v m="$mtu" '
+            local load
+            load=$(cut -d' ' -f1 /proc/loadavg)
+            bench_rows+=("$load $cpu $(tr -d '\r' <"$case_dir/console.log" | awk -v t="$label" -v m="$mtu" '
                 function upd(k, x) { sum[k] += x; if (!(k in lo) || x < lo[k]) lo[k] = x; if (x > hi[k]) hi[k] = x }
                 /^BENCH / { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
                             upd("w", v["bytes"] / 1e6 / v["write_s"]); upd("r", v["bytes"] / 1e6 / v["read_s"]); n++ }
@@ -526,16 +537,17 @@ fi
 
 say "==== summary (target: ${attach:+external on }${attach:-$target_spec}, accel $accel, smp 1)"
 for c in "${case_order[@]}"; do
-    printf '  %-24s %-4s %5ss\n' "$c" "${case_result[$c]:-FAIL}" "${case_time[$c]:-?}"
+    printf '  %-24s %-4s %5ss   (load average %s)\n' "$c" "${case_result[$c]:-FAIL}" "${case_time[$c]:-?}" "${case_load[$c]:-?}"
 done
 if ((${#bench_rows[@]})); then
     echo "  guest dd O_DIRECT bs=1M, $bench_mib MiB x $bench_passes passes, MB/s = 10^6 B/s, mean (min-max);"
-    echo "  TCG on a shared 2-core machine: noisy, reported not asserted"
-    printf '  %-5s %-10s %24s %24s\n' MTU target "write MB/s" "read MB/s"
+    echo "  TCG on a shared machine: noisy, reported not asserted; load = 1-min load average at the end"
+    echo "  target CPU = CPU seconds the target process used for the whole boot"
+    printf '  %-5s %-10s %24s %24s %11s %6s\n' MTU target "write MB/s" "read MB/s" "target CPU" load
     for row in "${bench_rows[@]}"; do
-        read -r m t w wl wh r rl rh <<<"$row"
-        printf '  %-5s %-10s %24s %24s\n' "$m" "$t" "$w ($wl-$wh)" "$r ($rl-$rh)"
-        echo "RESULT target=$t mtu=$m write_MBps=$w write_MBps_min=$wl write_MBps_max=$wh read_MBps=$r read_MBps_min=$rl read_MBps_max=$rh mib=$bench_mib passes=$bench_passes"
+        read -r load cpu m t w wl wh r rl rh <<<"$row"
+        printf '  %-5s %-10s %24s %24s %10ss %6s\n' "$m" "$t" "$w ($wl-$wh)" "$r ($rl-$rh)" "$cpu" "$load"
+        echo "RESULT target=$t mtu=$m write_MBps=$w write_MBps_min=$wl write_MBps_max=$wh read_MBps=$r read_MBps_min=$rl read_MBps_max=$rh mib=$bench_mib passes=$bench_passes target_cpu_s=$cpu load1=$load"
     done
 fi
 say "total $((SECONDS - started)) s: $( ((status == 0)) && echo PASS || echo FAIL)"
