@@ -273,7 +273,8 @@ pub fn run(settings: Settings) -> Result<(), String> {
         if RELOAD.swap(false, Ordering::SeqCst) {
             reload(&mut supervisor, &settings);
         }
-        if supervisor.all_workers_died() {
+        // Workers also stop on SHUTDOWN; only an exit without it is a failure.
+        if !SHUTDOWN.load(Ordering::SeqCst) && supervisor.all_workers_died() {
             let _ = supervisor.shut_down();
             return Err("every link worker stopped unexpectedly".into());
         }
