@@ -273,8 +273,7 @@ pub fn run(settings: Settings) -> Result<(), String> {
         if RELOAD.swap(false, Ordering::SeqCst) {
             reload(&mut supervisor, &settings);
         }
-        // Workers also stop on SHUTDOWN; only an exit without it is a failure.
-        if !SHUTDOWN.load(Ordering::SeqCst) && supervisor.all_workers_died() {
+        if supervisor.all_workers_died() && !SHUTDOWN.load(Ordering::SeqCst) {
             let _ = supervisor.shut_down();
             return Err("every link worker stopped unexpectedly".into());
         }
