@@ -316,6 +316,21 @@ fn sighup_reloads_the_config_and_keeps_unchanged_exports() {
         );
         let reply = exchange(&mut link, &client.query_config(3), SECOND).unwrap();
         assert_eq!(&reply.0[32..36], b"keep", "unchanged export kept its state");
+        // Both exports share the interface's socket; a broadcast reaches each of them.
+        let everyone = Client {
+            mac: link.mac(),
+            dst: [0xff; 6],
+            shelf: 0xffff,
+            slot: 0xff,
+        };
+        link.send_frame(&everyone.query_config(30)).unwrap();
+        let mut answered: Vec<(u16, u8)> = collect(&mut link, 2, SECOND)
+            .iter()
+            .filter(|r| r.tag() == 30)
+            .map(|r| (r.major(), r.minor()))
+            .collect();
+        answered.sort_unstable();
+        assert_eq!(answered, [(5, 0), (5, 1)]);
 
         // A broken file keeps the running config.
         std::fs::write(&config, "[[export]\n").unwrap();
