@@ -20,6 +20,7 @@ use crate::server::{Export, LinkWorker, Routes, WorkerStats};
 use crate::spec::ExportSpec;
 use log::LevelFilter;
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -122,7 +123,8 @@ impl Supervisor {
         logger::set_level(self.level);
         // Commit: nothing below can fail.
         for export in &opened {
-            println!("{}", export.startup_line());
+            // vblade's line on stdout; a closed or broken stdout must not stop the daemon.
+            let _ = writeln!(std::io::stdout(), "{}", export.startup_line());
             log::info!(
                 "{}: serving {} ({} sectors{}{}{}{})",
                 export.spec().name(),
