@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 const SECOND: Duration = Duration::from_secs(1);
 
-struct Daemon(Child);
+struct Daemon(Child, std::sync::Arc<std::sync::Mutex<Vec<String>>>);
 
 impl Daemon {
     /// Starts host-sim in the calling thread's network namespace and waits for its start-up
@@ -22,8 +22,17 @@ impl Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_host-sim"))
             .args(args)
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start host-sim");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let err = BufReader::new(child.stderr.take().unwrap());
+        let sink = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in err.lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
         let mut out = BufReader::new(child.stdout.take().unwrap());
         for _ in 0..lines {
             let mut line = String::new();
@@ -32,7 +41,7 @@ impl Daemon {
         }
         // Keep draining stdout so that later lines (reloads) never block the daemon.
         std::thread::spawn(move || for _ in out.lines() {});
-        Daemon(child)
+        Daemon(child, log)
     }
 
     fn signal(&self, signal: libc::c_int) {
@@ -41,7 +50,18 @@ impl Daemon {
         assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     }
 
-    fn wait(mut self, timeout: Duration) -> std::process::ExitStatus {
+    /// The log lines so far that contain `needle`.
+    fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.1
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.0.try_wait().unwrap() {
@@ -101,7 +121,7 @@ fn serves_a_sparse_file_end_to_end() {
     in_netns("ds", 1500, |veth| {
         let file = scratch("e2e", 64 << 20);
         let mut link = PacketLink::open(&veth.b).unwrap();
-        let daemon = Daemon::start(&["1", "2", &veth.a, file.to_str().unwrap()], 1);
+        let mut daemon = Daemon::start(&["1", "2", &veth.a, file.to_str().unwrap()], 1);
 
         // The start-up announcement: a broadcast Query Config reply, version 1, tag 0.
         let announced = collect(&mut link, 1, 3 * SECOND);
@@ -209,9 +229,27 @@ fn serves_a_sparse_file_end_to_end() {
         let reply = exchange(&mut link, &client.read(14, 1000, 17), SECOND).unwrap();
         assert_eq!(reply.data()[..17 * 512], big[..]);
 
+        // SIGUSR1 logs the counters: 64 × 2 + 17 sectors written, one flush.
+        daemon.signal(libc::SIGUSR1);
+        std::thread::sleep(Duration::from_millis(300));
+        let counters = daemon.log_lines("e1.2: ");
+        assert!(
+            counters
+                .iter()
+                .any(|l| l.contains("145 sectors written, 1 flushes")),
+            "{counters:?}"
+        );
+
         // SIGTERM: clean exit 0, data on disk.
         daemon.signal(libc::SIGTERM);
         assert!(daemon.wait(5 * SECOND).success());
+        assert_eq!(
+            daemon
+                .log_lines("INFO")
+                .last()
+                .map(|l| l.ends_with("stopped")),
+            Some(true)
+        );
         let on_disk = std::fs::read(&file).unwrap();
         assert_eq!(on_disk[1000 * 512..1017 * 512], big[..]);
         std::fs::remove_file(&file).unwrap();
@@ -286,7 +324,7 @@ fn sighup_reloads_the_config_and_keeps_unchanged_exports() {
         };
         std::fs::write(&config, export(0, &a)).unwrap();
         let mut link = PacketLink::open(&veth.b).unwrap();
-        let daemon = Daemon::start(&["--config", config.to_str().unwrap()], 1);
+        let mut daemon = Daemon::start(&["--config", config.to_str().unwrap()], 1);
         assert_eq!(collect(&mut link, 1, 3 * SECOND).len(), 1);
         let target = {
             let broadcast = Client {
@@ -477,7 +515,7 @@ fn direct_and_sync_exports_round_trip() {
             let _ = writeln!(std::io::stderr(), "SKIPPED direct export: {stderr}");
             return;
         }
-        let daemon = Daemon(daemon);
+        let mut daemon = Daemon(daemon, Default::default());
         let ad = collect(&mut link, 1, 3 * SECOND);
         assert_eq!(ad[0].sectors_per_frame(), 17);
         let client = client_for(&link, ad[0].src(), 1, 5);
@@ -517,7 +555,7 @@ fn sigterm_with_writes_in_flight_keeps_every_acknowledged_write() {
     in_netns("dw", 1500, |veth| {
         let file = scratch("inflight", 16 << 20);
         let mut link = PacketLink::open(&veth.b).unwrap();
-        let daemon = Daemon::start(&["1", "6", &veth.a, file.to_str().unwrap()], 1);
+        let mut daemon = Daemon::start(&["1", "6", &veth.a, file.to_str().unwrap()], 1);
         let ad = collect(&mut link, 1, 3 * SECOND);
         let client = client_for(&link, ad[0].src(), 1, 6);
         let mut acknowledged = Vec::new();
