@@ -163,7 +163,13 @@ impl Supervisor {
         for (spec, link) in new_links {
             let routes = Arc::new(Routes::default());
             let stop = Arc::new(AtomicBool::new(false));
-            let worker = LinkWorker::new(link, Arc::clone(&routes), Arc::clone(&stop), &SHUTDOWN);
+            let worker = LinkWorker::new(
+                spec.clone(),
+                link,
+                Arc::clone(&routes),
+                Arc::clone(&stop),
+                &SHUTDOWN,
+            );
             let thread = std::thread::Builder::new()
                 .name(format!("link {}", spec.interface()))
                 .spawn(move || worker.run())

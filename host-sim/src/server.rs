@@ -23,10 +23,12 @@
 //! stops.
 //!
 //! The MTU is re-read from the kernel for every Query Config (so the advertised sectors per
-//! frame follow an MTU change) and once a second otherwise.
+//! frame follow an MTU change) and once a second otherwise. A link that fails (interface
+//! deleted, or down and reported so by the kernel) is reopened by name once a second until it
+//! works again; then every export on it is announced again.
 
 use crate::disk::{FileDisk, OpenError, SharedDisk};
-use crate::net::{self, FrameBufs, Link};
+use crate::net::{self, FrameBufs, Link, LinkSpec};
 use crate::spec::{ExportSpec, format_mac};
 use aoe_core::wire::EthernetAddress;
 use aoe_core::{Config, DiskIo, ErrorKind, IoOp, Plan, Port, Target};
@@ -50,6 +52,9 @@ pub const MAX_MERGE: usize = 64;
 
 /// How long a receive waits before the worker checks for stop requests and new routes.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often a failed link is reopened.
+const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often the MTU is re-read when no Query Config asks for it.
 const MTU_REFRESH: Duration = Duration::from_secs(1);
@@ -208,6 +213,7 @@ pub struct WorkerStats {
 
 /// Serves the exports in `routes` on one link until `stop` or `shutdown` is set.
 pub struct LinkWorker {
+    spec: LinkSpec,
     link: Box<dyn Link>,
     routes: Arc<Routes>,
     stop: Arc<AtomicBool>,
@@ -222,8 +228,10 @@ pub struct LinkWorker {
 }
 
 impl LinkWorker {
-    /// A worker for `link`; call [`run`](Self::run) on its own thread.
+    /// A worker for `link`, opened from `spec` (which reopens it after a failure); call
+    /// [`run`](Self::run) on its own thread.
     pub fn new(
+        spec: LinkSpec,
         link: Box<dyn Link>,
         routes: Arc<Routes>,
         stop: Arc<AtomicBool>,
@@ -231,6 +239,7 @@ impl LinkWorker {
     ) -> LinkWorker {
         let mtu = link.mtu().unwrap_or(1500);
         LinkWorker {
+            spec,
             link,
             routes,
             stop,
@@ -269,8 +278,20 @@ impl LinkWorker {
     /// Runs until told to stop; returns the counters.
     pub fn run(mut self) -> WorkerStats {
         let mut drops_checked = Instant::now();
-        let mut failing_since: Option<Instant> = None;
+        // Since when the link has been failing, and when a reopen was last tried.
+        let mut broken: Option<Instant> = None;
+        let mut reopen_tried = Instant::now();
         while !self.stopping() {
+            if broken.is_some() && reopen_tried.elapsed() >= REOPEN_INTERVAL {
+                reopen_tried = Instant::now();
+                if self.reopen() {
+                    broken = None;
+                }
+            }
+            if broken.is_some() {
+                std::thread::sleep(POLL_INTERVAL);
+                continue;
+            }
             self.pick_up_routes();
             if self.mtu_read.elapsed() > MTU_REFRESH {
                 self.refresh_mtu();
@@ -279,26 +300,43 @@ impl LinkWorker {
                 self.report_drops();
                 drops_checked = Instant::now();
             }
-            let received = match self.link.recv(&mut self.rx, Some(POLL_INTERVAL)) {
+            match self.link.recv(&mut self.rx, Some(POLL_INTERVAL)) {
                 Ok(received) => {
-                    failing_since = None;
-                    received
+                    self.stats.frames += received as u64;
+                    self.process(received);
                 }
                 Err(error) => {
-                    // An interface going down or away is not fatal: keep trying, say so once.
-                    if failing_since.is_none() {
-                        log::error!("{error}");
-                        failing_since = Some(Instant::now());
-                    }
-                    std::thread::sleep(POLL_INTERVAL);
-                    continue;
+                    // The interface went down or away (the socket reports it once). Not fatal:
+                    // reopen it by name once a second until it is back, then announce again.
+                    log::error!("{error}; reopening it once a second until it is back");
+                    broken = Some(Instant::now());
+                    reopen_tried = Instant::now();
                 }
-            };
-            self.stats.frames += received as u64;
-            self.process(received);
+            }
         }
         self.report_drops();
         self.stats
+    }
+
+    /// Opens the link again by name (after it failed); true on success. A new link starts
+    /// with no exports picked up, so every export is announced again.
+    fn reopen(&mut self) -> bool {
+        match net::open(&self.spec) {
+            Ok(link) => {
+                log::info!(
+                    "{}: reopened ({})",
+                    self.spec.interface(),
+                    format_mac(&link.mac())
+                );
+                self.link = link;
+                self.current = Arc::new(Vec::new());
+                true
+            }
+            Err(error) => {
+                log::debug!("{}: not yet: {error}", self.spec.interface());
+                false
+            }
+        }
     }
 
     fn report_drops(&mut self) {

@@ -457,7 +457,7 @@ fn exports_over_a_tap_device() {
     in_netns("dt", 1500, |_veth| {
         let file = scratch("tap", 1 << 20);
         let tap = format!("hst{}", std::process::id());
-        let _daemon = Daemon::start(&["--tap", &tap, "2", "3", file.to_str().unwrap()], 1);
+        let daemon = Daemon::start(&["--tap", &tap, "2", "3", file.to_str().unwrap()], 1);
         // host-sim created the TAP device and brought it up; talk to it from the kernel side.
         let deadline = Instant::now() + 3 * SECOND;
         let mut link = loop {
@@ -475,7 +475,23 @@ fn exports_over_a_tap_device() {
             shelf: 2,
             slot: 3,
         };
-        let reply = exchange(&mut link, &broadcast.query_config(1), 2 * SECOND).unwrap();
+        // Frames sent into a TAP device that has just come up can be dropped while the kernel
+        // activates its queue (up to a second), so ask again as an initiator would.
+        let deadline = Instant::now() + 5 * SECOND;
+        let reply = loop {
+            if let Some(reply) = exchange(
+                &mut link,
+                &broadcast.query_config(1),
+                Duration::from_millis(250),
+            ) {
+                break reply;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reply; log: {:?}",
+                daemon.log_lines("")
+            );
+        };
         assert_ne!(reply.src(), link.mac(), "the TAP end has its own MAC");
         let client = client_for(&link, reply.src(), 2, 3);
         let data = pattern(5, 1024);
@@ -595,6 +611,61 @@ fn sigterm_with_writes_in_flight_keeps_every_acknowledged_write() {
                 "acknowledged write {tag}"
             );
         }
+        std::fs::remove_file(&file).unwrap();
+    });
+}
+
+#[test]
+fn survives_its_interface_going_down_and_being_recreated() {
+    require_root!();
+    in_netns("dl", 1500, |veth| {
+        let file = scratch("relink", 1 << 20);
+        let mut link = PacketLink::open(&veth.b).unwrap();
+        let daemon = Daemon::start(&["1", "7", &veth.a, file.to_str().unwrap()], 1);
+        let ad = collect(&mut link, 1, 3 * SECOND);
+        let client = client_for(&link, ad[0].src(), 1, 7);
+        assert!(exchange(&mut link, &client.query_config(1), SECOND).is_some());
+
+        // Down and up again: answered again (the same socket, or a reopened one).
+        veth.exec(&["ip", "link", "set", &veth.a, "down"]);
+        std::thread::sleep(Duration::from_millis(300));
+        veth.exec(&["ip", "link", "set", &veth.a, "up"]);
+        let deadline = Instant::now() + 5 * SECOND;
+        while exchange(
+            &mut link,
+            &client.query_config(2),
+            Duration::from_millis(300),
+        )
+        .is_none()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no answer after the interface came back up"
+            );
+        }
+
+        // Deleted and recreated under the same name: reopened and announced again.
+        veth.exec(&["ip", "link", "del", &veth.a]);
+        std::thread::sleep(Duration::from_millis(300));
+        veth.exec(&[
+            "ip", "link", "add", &veth.a, "type", "veth", "peer", "name", &veth.b,
+        ]);
+        veth.exec(&["ip", "link", "set", &veth.a, "up"]);
+        veth.exec(&["ip", "link", "set", &veth.b, "up"]);
+        let mut link = PacketLink::open(&veth.b).unwrap();
+        let ad = collect(&mut link, 1, 5 * SECOND);
+        assert_eq!(
+            ad.len(),
+            1,
+            "no announcement after the interface was recreated"
+        );
+        assert_eq!((ad[0].major(), ad[0].minor()), (1, 7));
+        let client = client_for(&link, ad[0].src(), 1, 7);
+        assert!(exchange(&mut link, &client.query_config(3), SECOND).is_some());
+        assert!(
+            !daemon.log_lines(": reopened (").is_empty(),
+            "the link was reopened"
+        );
         std::fs::remove_file(&file).unwrap();
     });
 }
