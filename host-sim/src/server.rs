@@ -30,6 +30,7 @@
 use crate::disk::{FileDisk, OpenError, SharedDisk};
 use crate::net::{self, FrameBufs, Link, LinkSpec};
 use crate::spec::{ExportSpec, format_mac};
+use aoe_core::identify::Identity;
 use aoe_core::wire::EthernetAddress;
 use aoe_core::{Config, DiskIo, ErrorKind, IoOp, Plan, Port, Target};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,6 +65,13 @@ const DROP_REPORT: Duration = Duration::from_secs(10);
 
 /// AoE command code of Query Config (frame octet 19).
 const QUERY_CONFIG: u8 = 1;
+
+/// The IDENTIFY serial vblade uses, `shelf.slot:hostname` (cut to 20 characters by the
+/// engine), so that exports of the same address on different hosts can be told apart.
+pub fn serial_for(shelf: u16, slot: u8) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{shelf}.{slot}:{}", host.trim())
+}
 
 /// One export: the engine for shelf.slot and its file.
 #[derive(Debug)]
@@ -107,6 +115,11 @@ impl Export {
         let mut config = Config::new(spec.shelf, spec.slot);
         config.buffer_count = spec.buffer_count;
         config.max_frame_len = FRAME_CAPACITY;
+        config.identity = Identity::new(
+            Identity::DEFAULT_MODEL,
+            &serial_for(spec.shelf, spec.slot),
+            Identity::DEFAULT_FIRMWARE,
+        );
         let mut target =
             Target::new(config, SharedDisk(Arc::clone(&disk))).map_err(ExportError::Config)?;
         for mac in &spec.mac_mask {

@@ -153,6 +153,16 @@ fn serves_a_sparse_file_end_to_end() {
         let words = identify.data();
         let lba48 = u64::from_le_bytes(words[200..208].try_into().unwrap());
         assert_eq!(lba48, (64 << 20) / 512);
+        // Serial (words 10-19, byte-swapped pairs) as vblade's: "shelf.slot:hostname".
+        let serial: Vec<u8> = words[20..40]
+            .chunks(2)
+            .flat_map(|pair| [pair[1], pair[0]])
+            .collect();
+        assert!(
+            serial.starts_with(b"1.2:"),
+            "{:?}",
+            String::from_utf8_lossy(&serial)
+        );
 
         // 64 writes of 2 sectors in one batch (the advertised buffer count), all acknowledged.
         let frames: Vec<Vec<u8>> = (0..64u32)
