@@ -11,8 +11,9 @@
 #             >= 256 MiB) | raw (raw O_DIRECT I/O only, any size) | ro | bench
 #   RO_SHA    sha256 of the whole read-only export (kind ro)
 #   BIG_MIB   size of the large file of the fs test (> 64 MiB)
-#   RESTART   1: print `AOETEST RESTART_POINT` just before the large write; the host then stops
-#             and restarts the target while that write is in flight
+#   RESTART   1: print `AOETEST RESTART_POINT` before the large write and start it (O_DIRECT) when
+#             the host says "go" on ttyS1; the host stops the target once that write's frames
+#             flow and starts it again a few seconds later
 #   BENCH_MIB, BENCH_PASSES: sequential O_DIRECT write/read size and repetitions (kind bench)
 # busybox sh runs its own applets before searching PATH: call e2fsprogs by full path.
 export PATH=/sbin:/bin
@@ -207,10 +208,21 @@ write_files() {
     for i in 1 2 3 4; do head -c $((1 << 20)) /dev/urandom >/mnt/t/mid/m$i || return 1; done
     head -c $((3 * 1048576 + 123)) /dev/urandom >/mnt/t/mid/odd || return 1
     if [ "$RESTART" = 1 ]; then
+        # The host stops the target while this write runs: wait for its "go" on ttyS1 so that
+        # the write starts only when the host is watching, and write with O_DIRECT so the
+        # requests leave at once instead of sitting in the page cache.
+        gdd if=/dev/urandom of=/tmp/big bs=1M count="$BIG_MIB" status=none || return 1
         sync
+        stty -F /dev/ttyS1 raw -echo || return 1
         echo "AOETEST RESTART_POINT" >&3
+        # shellcheck disable=SC3045 # busybox ash has read -t
+        read -r -t 120 go </dev/ttyS1 || { echo "no go from the host on ttyS1"; return 1; }
+        echo "INFO host said $go; writing the large file"
+        gdd if=/tmp/big of=/mnt/t/big bs=1M oflag=direct conv=fsync status=none || return 1
+        rm -f /tmp/big
+    else
+        gdd if=/dev/urandom of=/mnt/t/big bs=1M count="$BIG_MIB" conv=fsync status=none || return 1
     fi
-    gdd if=/dev/urandom of=/mnt/t/big bs=1M count="$BIG_MIB" conv=fsync status=none || return 1
     (cd /mnt && find t -type f | sort | xargs sha256sum) >/tmp/manifest || return 1
     echo "$(wc -l </tmp/manifest) files, $(du -sk /mnt/t | cut -f1) KiB"
 }

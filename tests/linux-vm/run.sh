@@ -235,11 +235,15 @@ boot() {
     } >"$conf_dir/test.conf"
     (cd "$conf_dir" && echo test.conf | cpio -o -H newc --quiet) | gzip -1 >"$case_dir/conf.cpio.gz"
     cat "$image/initrd.gz" "$case_dir/conf.cpio.gz" >"$case_dir/initrd"
-    local mtu_opt="" console=$case_dir/console.log
+    local mtu_opt="" console=$case_dir/console.log ctl=()
     ((mtu > 1500)) && mtu_opt=",host_mtu=$mtu"
+    if [[ -n $restart_pid_var ]]; then # the host's "go" for the restart case reaches ttyS1
+        mkfifo "$case_dir/ctl.in" "$case_dir/ctl.out"
+        ctl=(-serial "pipe:$case_dir/ctl")
+    fi
     : >"$console"
     local qemu_cmd=(qemu-system-x86_64 -nodefaults -accel "$accel" -smp 1 -m 768 -display none
-        -no-reboot -serial "file:$console" -kernel "$image/vmlinuz" -initrd "$case_dir/initrd"
+        -no-reboot -serial "file:$console" "${ctl[@]}" -kernel "$image/vmlinuz" -initrd "$case_dir/initrd"
         -append "console=ttyS0 loglevel=4 panic=-1 oops=panic"
         -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no,vhost=off"
         -device "virtio-net-pci,netdev=n0,romfile=,mac=52:54:00:a0:e0:01$mtu_opt")
@@ -296,11 +300,22 @@ boot() {
     fi
 }
 
-# Stops the target named by $restart_pid_var while the guest writes, waits $restart_gap seconds
-# and starts it again with the same command line; counts the frames the VM sent meanwhile.
+# The guest is ready to write its large file: say "go", wait until its frames flow, stop the
+# target named by $restart_pid_var in the middle of that write, wait $restart_gap seconds and start
+# it again with the same command line; count the frames the VM sent while it was down.
 restart_target() {
-    local pid=${!restart_pid_var} before
-    say "host: stopping the target (pid $pid) during guest I/O"
+    local pid=${!restart_pid_var} before flowing i
+    before=$(tap_rx)
+    local fd
+    exec {fd}<>"$case_dir/ctl.in" # read-write: opening a FIFO so never blocks
+    echo go >&"$fd"
+    exec {fd}>&-
+    for ((i = 0; i < 500; i++)); do
+        flowing=$(($(tap_rx) - before))
+        ((flowing >= 20)) && break
+        sleep 0.02
+    done
+    say "host: guest write under way ($flowing frames); stopping the target (pid $pid, SIG${AOE_VM_RESTART_SIGNAL:-TERM})"
     before=$(tap_rx)
     if [[ ${AOE_VM_RESTART_SIGNAL:-TERM} == KILL ]]; then
         kill -KILL -- "-$pid" 2>/dev/null || true # a crash: no chance to finish anything
