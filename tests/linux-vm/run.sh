@@ -21,7 +21,11 @@
 #   --bench-mtu LIST    MTUs of the bench case (default 1500,9000)
 #   --bench-mib N       bytes per bench pass, MiB (default 64); --bench-passes N (default 3)
 #   --attach NS/BRIDGE  start no target: put the VM's TAP on BRIDGE in the existing namespace NS
-#                       (an external target, e.g. a QEMU blade, is on that bridge); with
+#                       (an external target, e.g. a QEMU blade, is on that bridge); or
+#   --netdev SPEC       start no target: give the VM's NIC this QEMU -netdev instead of a TAP
+#                       (without id=), e.g. "dgram,local.type=unix,local.path=A,remote.type=unix,
+#                       remote.path=B" to meet another QEMU's dgram socket; QEMU runs in an empty
+#                       namespace of this run; with either:
 #   --expect LIST       the exports to test there, comma-separated "shelf.slot:sectors:kind" (kind
 #                       fs: raw I/O + ext4, >= 256 MiB | raw: raw O_DIRECT I/O, any size | bench;
 #                       ro needs RO_SHA and is for the built-in cases),
@@ -44,7 +48,7 @@ repo=$(cd "$here/../.." && pwd)
 started=$SECONDS
 
 target_spec="" cases="mtu1500,mtu9000" bench_targets="vblade,host-sim" bench_mtu=1500,9000
-bench_mib=64 bench_passes=3 attach="" expect="" ext_mtu=1500 ext_payload="" ext_disk="" keep=0
+bench_mib=64 bench_passes=3 attach="" netdev_spec="" expect="" ext_mtu=1500 ext_payload="" ext_disk="" keep=0
 while (($#)); do
     case $1 in
     --target) target_spec=$2; shift 2 ;;
@@ -54,6 +58,7 @@ while (($#)); do
     --bench-mib) bench_mib=$2; shift 2 ;;
     --bench-passes) bench_passes=$2; shift 2 ;;
     --attach) attach=$2; shift 2 ;;
+    --netdev) netdev_spec=$2; shift 2 ;;
     --expect) expect=$2; shift 2 ;;
     --mtu) ext_mtu=$2; shift 2 ;;
     --payload) ext_payload=$2; shift 2 ;;
@@ -245,7 +250,7 @@ boot() {
     local qemu_cmd=(qemu-system-x86_64 -nodefaults -accel "$accel" -smp 1 -m 768 -display none
         -no-reboot -serial "file:$console" "${ctl[@]}" -kernel "$image/vmlinuz" -initrd "$case_dir/initrd"
         -append "console=ttyS0 loglevel=4 panic=-1 oops=panic"
-        -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no,vhost=off"
+        -netdev "${netdev_spec:-tap,ifname=$tap,script=no,downscript=no,vhost=off},id=n0"
         -device "virtio-net-pci,netdev=n0,romfile=,mac=52:54:00:a0:e0:01$mtu_opt")
     local t0=$SECONDS qemu_pid
     spawn qemu_pid "$case_dir/qemu.log" ip netns exec "$tap_ns" "${qemu_cmd[@]}"
@@ -511,20 +516,28 @@ case_bench() { # one boot per MTU and target; the targets of one MTU run back to
     done
 }
 
-case_attach() { # an external target on an existing bridge
+case_attach() { # an external target on an existing bridge, or behind a QEMU -netdev
     case_begin attach
-    local ns_name=${attach%%/*} bridge=${attach#*/}
-    [[ -n $expect ]] || die "--attach needs --expect shelf.slot:sectors:kind"
-    ip netns pids "$ns_name" >/dev/null 2>&1 || ip netns list | grep -qw "$ns_name" ||
-        die "namespace $ns_name does not exist"
-    tap_ns=$ns_name tap=avm$$
-    ip -n "$ns_name" tuntap add dev "$tap" mode tap
-    ip netns exec "$ns_name" sh -c "echo 1 >/proc/sys/net/ipv6/conf/$tap/disable_ipv6"
-    ip -n "$ns_name" link set "$tap" mtu "$ext_mtu" master "$bridge" up
-    say "VM TAP $tap on bridge $bridge in namespace $ns_name; expecting $expect (no target started here)"
+    [[ -n $expect ]] || die "--attach/--netdev needs --expect shelf.slot:sectors:kind"
+    if [[ -n $netdev_spec ]]; then
+        # No TAP: QEMU's own netdev reaches the target; an empty namespace keeps it off the host's.
+        ip netns add "$ns"
+        ns_created=1
+        tap_ns=$ns tap=none
+        say "VM NIC on -netdev $netdev_spec; expecting $expect (no target started here)"
+    else
+        local ns_name=${attach%%/*} bridge=${attach#*/}
+        ip netns list | grep -qw "$ns_name" || die "namespace $ns_name does not exist"
+        tap_ns=$ns_name tap=avm$$
+        ip -n "$ns_name" tuntap add dev "$tap" mode tap
+        ip netns exec "$ns_name" sh -c "echo 1 >/proc/sys/net/ipv6/conf/$tap/disable_ipv6"
+        ip -n "$ns_name" link set "$tap" mtu "$ext_mtu" master "$bridge" up
+        say "VM TAP $tap on bridge $bridge in namespace $ns_name; expecting $expect (no target started here)"
+    fi
     restart_pid_var=""
     boot attach "$ext_mtu" "${ext_payload:-$(payload_for "$ext_mtu")}" "${expect//,/ }" "BIG_MIB=80"
-    ip -n "$ns_name" link del "$tap" 2>/dev/null || true
+    [[ -n $attach ]] && { ip -n "${attach%%/*}" link del "$tap" 2>/dev/null || true; }
+    [[ -n $netdev_spec ]] && teardown_netns
     say "VM ran ${vm_s}s"
     local ok=$boot_ok
     if ((ok)) && [[ -n $ext_disk ]]; then
@@ -536,7 +549,9 @@ case_attach() { # an external target on an existing bridge
     tap_ns=$ns tap=aoetap0
 }
 
-if [[ -n $attach ]]; then
+if [[ -n $attach && -n $netdev_spec ]]; then
+    die "--attach and --netdev exclude each other"
+elif [[ -n $attach || -n $netdev_spec ]]; then
     case_attach
 else
     IFS=, read -r -a case_list <<<"$cases"
@@ -550,7 +565,8 @@ else
     done
 fi
 
-say "==== summary (target: ${attach:+external on }${attach:-$target_spec}, accel $accel, smp 1)"
+external=${attach:-$netdev_spec}
+say "==== summary (target: ${external:+external on }${external:-$target_spec}, accel $accel, smp 1)"
 for c in "${case_order[@]}"; do
     printf '  %-24s %-4s %5ss   (load average %s)\n' "$c" "${case_result[$c]:-FAIL}" "${case_time[$c]:-?}" "${case_load[$c]:-?}"
 done
