@@ -10,12 +10,13 @@
 #            read-only export 3.8 (reads match, writes fail, file unchanged).
 #   mtu9000  MTU 9000 (8704-byte frames): the ext4 test on 0.1, and the target is stopped and
 #            started again while the guest writes its large file.
-#   bench    per target of --bench-targets: guest `dd` O_DIRECT sequential write/read MB/s,
-#            printed as a table (reported, not asserted).
+#   bench    per MTU of --bench-mtu and target of --bench-targets: guest `dd` O_DIRECT sequential
+#            write/read MB/s and the target's CPU seconds, printed as a table (not asserted).
 #
 # Usage: tests/linux-vm/run.sh [options]
 #   --target T          vblade | host-sim | "COMMAND ARGS" (a vblade-compatible command line: the
-#                       script appends [-r] SHELF SLOT IFACE FILE). Default: host-sim if it builds, else vblade.
+#                       script appends [-r] SHELF SLOT IFACE FILE). Default: host-sim (built with
+#                       cargo --release) when this checkout has it, else vblade.
 #   --cases LIST        comma-separated cases (default mtu1500,mtu9000)
 #   --bench-targets L   comma-separated targets for the bench case (default vblade,host-sim)
 #   --bench-mtu LIST    MTUs of the bench case (default 1500,9000)
@@ -50,6 +51,10 @@ started=$SECONDS
 target_spec="" cases="mtu1500,mtu9000" bench_targets="vblade,host-sim" bench_mtu=1500,9000
 bench_mib=64 bench_passes=3 attach="" netdev_spec="" expect="" ext_mtu=1500 ext_payload="" ext_disk="" keep=0
 while (($#)); do
+    if [[ $1 == --* && $1 != --keep && $1 != --help && $# -lt 2 ]]; then
+        echo "run.sh: option $1 needs a value (see --help)" >&2
+        exit 2
+    fi
     case $1 in
     --target) target_spec=$2; shift 2 ;;
     --cases) cases=$2; shift 2 ;;
