@@ -10,6 +10,7 @@
 //! * [`engine`]: the I/O engine: a window of outstanding ATA frames bounded by the target's
 //!   buffer count, tag allocation, retransmission with a new tag and an adaptive timeout.
 //! * [`work`]: workloads the engine runs: sector ranges to or from memory, and the benchmark.
+//! * [`port`]: the [`Link`] over a real interface (the shared [`crate::net`] layer).
 //!
 //! Guarantees: a reply is accepted only if it comes from the target's MAC with its shelf.slot,
 //! the command and the tag of a request still outstanding; anything else (stale tags after a
@@ -18,9 +19,11 @@
 //! reports success. Errors name what failed: no answer within the time limit, an AoE error
 //! code, or the ATA status and error registers with the LBA.
 
+pub mod cli;
 pub mod control;
 pub mod engine;
 pub mod frame;
+pub mod port;
 pub mod sim;
 pub mod work;
 
