@@ -547,8 +547,10 @@ pub fn run_on<L: Link + ?Sized>(
     Ok(())
 }
 
-fn mac_text(mac: EthernetAddress) -> String {
-    mac.to_string()
+/// `02:00:00:00:00:01`, as `ip link` prints it.
+pub fn mac_text(mac: EthernetAddress) -> String {
+    let octets: Vec<String> = mac.0.iter().map(|b| format!("{b:02x}")).collect();
+    octets.join(":")
 }
 
 /// A JSON string literal.
@@ -1108,7 +1110,8 @@ mod test {
         run_sim(&mut link, "config set hello -t 7.1").unwrap();
         assert_eq!(run_sim(&mut link, "config get -t 7.1").unwrap(), "hello\n");
         let text = run_sim(&mut link, "reserve -t 7.1 --json").unwrap();
-        assert_eq!(text, format!("{{\"reserve\":[\"{INITIATOR_MAC}\"]}}\n"));
+        assert_eq!(text, "{\"reserve\":[\"02:00:00:00:ae:02\"]}\n");
+        assert_eq!(mac_text(INITIATOR_MAC), "02:00:00:00:ae:02");
         run_sim(&mut link, "release -t 7.1").unwrap();
         let text = run_sim(&mut link, "verify -t 7.1 --seed 5").unwrap();
         assert!(text.contains("all match"), "{text}");
