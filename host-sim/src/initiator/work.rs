@@ -305,7 +305,7 @@ struct InFlight {
     busy: bool,
 }
 
-/// The benchmark workload. Use [`bench`] to run it.
+/// The benchmark workload. Use [`bench()`] to run it.
 pub struct Bench {
     spec: BenchSpec,
     per_frame: u8,
