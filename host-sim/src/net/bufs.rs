@@ -121,13 +121,40 @@ impl FrameBufs {
     }
 
     /// Start of `slot` for the kernel to write into.
+    ///
+    /// Every such pointer is derived from the same base pointer, so pointers to different
+    /// slots stay valid together (for one vectored system call).
     pub(crate) fn slot_ptr_mut(&mut self, slot: usize) -> *mut u8 {
-        self.slot_mut(slot).as_mut_ptr()
+        let start = self.range(slot).start;
+        self.raw.as_mut_ptr().wrapping_add(start)
     }
 
     /// Start of `slot` for the kernel to read from.
     pub(crate) fn slot_ptr(&self, slot: usize) -> *const u8 {
-        self.slot(slot).as_ptr()
+        let start = self.range(slot).start;
+        self.raw.as_ptr().wrapping_add(start)
+    }
+
+    /// An `iovec` for octets `range` of `slot` (clamped to the slot), for the kernel to write
+    /// into. Pointers from several calls on the same `FrameBufs` may be used together as long
+    /// as `self` is not touched in between.
+    pub fn iovec_mut(&mut self, slot: usize, range: std::ops::Range<usize>) -> libc::iovec {
+        let end = range.end.min(self.capacity);
+        let start = range.start.min(end);
+        libc::iovec {
+            iov_base: self.slot_ptr_mut(slot).wrapping_add(start).cast(),
+            iov_len: end - start,
+        }
+    }
+
+    /// An `iovec` for octets `range` of `slot` (clamped), for the kernel to read from only.
+    pub fn iovec(&self, slot: usize, range: std::ops::Range<usize>) -> libc::iovec {
+        let end = range.end.min(self.capacity);
+        let start = range.start.min(end);
+        libc::iovec {
+            iov_base: self.slot_ptr(slot).wrapping_add(start).cast_mut().cast(),
+            iov_len: end - start,
+        }
     }
 }
 
@@ -169,6 +196,19 @@ mod test {
         bufs.set_len(0, 60);
         assert_eq!(bufs.frame(0).len(), 60);
         assert!(!bufs.is_empty());
+    }
+
+    #[test]
+    fn iovecs_point_into_their_slots_and_are_clamped() {
+        let mut bufs = FrameBufs::new(2, 1514);
+        let iov = bufs.iovec_mut(1, 36..36 + 1024);
+        assert_eq!(
+            iov.iov_base.cast_const().cast::<u8>(),
+            bufs.slot(1)[36..].as_ptr()
+        );
+        assert_eq!(iov.iov_len, 1024);
+        assert_eq!(bufs.iovec(0, 1000..4000).iov_len, 514);
+        assert_eq!(bufs.iovec(0, 3000..4000).iov_len, 0);
     }
 
     #[test]

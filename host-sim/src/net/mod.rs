@@ -148,7 +148,7 @@ pub trait Link: Send {
 }
 
 /// Which link to open.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum LinkSpec {
     /// An `AF_PACKET` socket on an existing, up interface.
     Packet {

@@ -1,6 +1,8 @@
 //! Private network namespaces with veth pairs for tests that need real interfaces (root only).
 #![allow(dead_code)]
 
+pub mod aoe;
+
 use std::process::Command;
 
 /// Why a root-only test cannot run here, or `None` if it can.
@@ -20,7 +22,9 @@ pub fn cannot_run_reason() -> Option<String> {
 macro_rules! require_root {
     () => {
         if let Some(reason) = common::cannot_run_reason() {
-            eprintln!("SKIPPED {}: {reason}", module_path!());
+            // Written past the test harness's capture, so that the skip shows in every run.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "SKIPPED {}: {reason}", module_path!());
             return;
         }
     };
