@@ -498,3 +498,74 @@ fn sigterm_with_writes_in_flight_keeps_every_acknowledged_write() {
     assert!(checked >= 4000, "only {checked} sectors acknowledged");
     eprintln!("{checked} acknowledged sectors all in the file; {result:?}");
 }
+
+#[test]
+fn aoe_over_a_tap_device_drives_host_sim_on_its_kernel_side() {
+    need_root!("aoe_over_a_tap_device_drives_host_sim_on_its_kernel_side");
+    // One namespace is enough: aoe is the far end of the TAP cable, host-sim listens on the
+    // kernel side of the same device.
+    let pair = Pair::new("tap", 1500);
+    let scratch = Scratch::new("tap");
+    let file = scratch.sparse("disk.img", 4 * MIB);
+    let tap = format!("tp{}", std::process::id());
+    let ip_ns = |args: &[&str]| {
+        let status = std::process::Command::new("ip")
+            .args(["-n", &pair.target_ns])
+            .args(args)
+            .status()
+            .expect("run ip");
+        assert!(status.success(), "ip {args:?}");
+    };
+    ip_ns(&["tuntap", "add", &tap, "mode", "tap"]);
+    ip_ns(&["link", "set", &tap, "up"]);
+    let mut command = std::process::Command::new("ip");
+    command
+        .args([
+            "netns",
+            "exec",
+            &pair.target_ns,
+            env!("CARGO_BIN_EXE_host-sim"),
+        ])
+        .args(["9", "1", &tap])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut target = Proc::spawn(command, "host-sim");
+    let aoe = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &pair.target_ns, env!("CARGO_BIN_EXE_aoe")])
+            .args(args)
+            .args(["--tap", &tap])
+            .output()
+            .expect("run aoe")
+    };
+    let start = std::time::Instant::now();
+    loop {
+        let out = aoe(&["identify", "-t", "9.1", "--timeout", "0.5"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no answer over TAP: {}\nhost-sim: {}",
+            String::from_utf8_lossy(&out.stderr),
+            target.output()
+        );
+    }
+    let out = aoe(&["verify", "-t", "9.1", "--seed", "4"]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("all match"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stop(&mut target);
+    let disk = std::fs::read(&file).unwrap();
+    let mut expected = [0u8; 512];
+    pattern_sector(8191, 4, &mut expected);
+    assert_eq!(
+        &disk[8191 * 512..],
+        &expected[..],
+        "the last sector is in the file"
+    );
+}
