@@ -360,7 +360,24 @@ fn target_restart_in_the_middle_of_a_workload_loses_nothing() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let mut workload = Proc::spawn(command, "aoe verify");
-    std::thread::sleep(Duration::from_millis(150));
+    // Restart once the pattern has reached 1 MiB into the 16 MiB export: mid-workload, however
+    // fast or loaded the machine is.
+    let start = std::time::Instant::now();
+    let mut probe = [0u8; 8];
+    loop {
+        use std::os::unix::fs::FileExt as _;
+        let file = std::fs::File::open(&file).unwrap();
+        file.read_exact_at(&mut probe, MIB).unwrap();
+        if probe != [0; 8] {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20) && workload.try_exit().is_none(),
+            "the workload never reached 1 MiB: {}",
+            workload.output()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
     assert!(
         workload.try_exit().is_none(),
         "the workload finished before the restart: make the export bigger"
