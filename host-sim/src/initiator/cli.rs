@@ -537,7 +537,7 @@ pub fn run_on<L: Link + ?Sized>(
             let list = control::reserve(link, to, Some(&[]), cli.force, retry)?;
             show_macs(cli, "reserve", &list)
         }
-        Command::Read(path) => read(cli, link, &session, path, retry)?,
+        Command::Read(path) => read(cli, link, &session, path)?,
         Command::Write(path) => write(cli, link, &session, path, retry)?,
         Command::Verify => verify(cli, link, &session, retry)?,
         Command::Bench => bench(cli, link, &session)?,
@@ -582,8 +582,8 @@ fn size_text(sectors: u64) -> String {
     }
 }
 
-fn info_json(info: &TargetInfo, identity: Option<&IdentifyInfo>, mtu: usize) -> String {
-    let spf = super::sectors_per_frame(mtu, info.sector_count).unwrap_or(0);
+/// A target as JSON; `spf` is the sectors per frame on our port.
+fn info_json(info: &TargetInfo, identity: Option<&IdentifyInfo>, spf: u8) -> String {
     let mut json = format!(
         "{{\"target\":\"e{}.{}\",\"shelf\":{},\"slot\":{},\"mac\":\"{}\",\"buffer_count\":{},\
          \"firmware_version\":{},\"sector_count\":{},\"sectors_per_frame\":{spf},\
@@ -636,7 +636,10 @@ fn discover<L: Link + ?Sized>(
     if cli.json {
         let items: Vec<String> = rows
             .iter()
-            .map(|(info, id)| info_json(info, id.as_ref(), mtu))
+            .map(|(info, id)| {
+                let spf = super::sectors_per_frame(mtu, info.sector_count).unwrap_or(0);
+                info_json(info, id.as_ref(), spf)
+            })
             .collect();
         let _ = writeln!(text, "[{}]", items.join(","));
     } else if rows.is_empty() {
@@ -686,11 +689,7 @@ fn show_identify(cli: &Cli, session: &Session) -> String {
     if cli.json {
         return format!(
             "{}\n",
-            info_json(&session.info, Some(id), 0).replacen(
-                "\"sectors_per_frame\":0",
-                &format!("\"sectors_per_frame\":{}", session.sectors_per_frame),
-                1
-            )
+            info_json(&session.info, Some(id), session.sectors_per_frame)
         );
     }
     format!(
@@ -788,7 +787,6 @@ fn read<L: Link + ?Sized>(
     link: &mut L,
     session: &Session,
     path: &std::path::Path,
-    _retry: Retry,
 ) -> Result<String, Error> {
     let (lba, count) = range(cli, session, None)?;
     let mut engine = engine_for(cli, link, session)?;
@@ -809,15 +807,24 @@ fn read<L: Link + ?Sized>(
         done += n;
     }
     file.sync_all().map_err(|e| file_error(path, "sync", &e))?;
-    Ok(summary(cli, "read", &engine, count, start.elapsed()))
+    Ok(summary(cli, "read", &engine, count, start.elapsed(), ""))
 }
 
-fn summary(cli: &Cli, what: &str, engine: &Engine, sectors: u64, elapsed: Duration) -> String {
+/// One line on what a transfer moved; `json_extra` adds fields (`,"key":value...`) to the
+/// JSON form.
+fn summary(
+    cli: &Cli,
+    what: &str,
+    engine: &Engine,
+    sectors: u64,
+    elapsed: Duration,
+    json_extra: &str,
+) -> String {
     let stats = engine.stats();
     if cli.json {
         format!(
             "{{\"op\":\"{what}\",\"sectors\":{sectors},\"seconds\":{:.6},\"frames\":{},\
-             \"retransmits\":{}}}\n",
+             \"retransmits\":{}{json_extra}}}\n",
             elapsed.as_secs_f64(),
             stats.sent,
             stats.retransmits
@@ -865,7 +872,7 @@ fn write<L: Link + ?Sized>(
         done += n;
     }
     control::flush(link, session.address(), retry)?;
-    Ok(summary(cli, "write", &engine, count, start.elapsed()))
+    Ok(summary(cli, "write", &engine, count, start.elapsed(), ""))
 }
 
 /// Reads until `buf` is full or the file ends; returns the octets read.
@@ -920,7 +927,14 @@ fn verify<L: Link + ?Sized>(
             }
             done += n;
         }
-        return Ok(summary(cli, "verify-file", &engine, count, start.elapsed()));
+        return Ok(summary(
+            cli,
+            "verify-file",
+            &engine,
+            count,
+            start.elapsed(),
+            ",\"ok\":true",
+        ));
     }
     let (lba, count) = range(cli, session, None)?;
     let seed = cli.seed.unwrap_or_else(|| {
@@ -941,16 +955,13 @@ fn verify<L: Link + ?Sized>(
     )?;
     let elapsed = start.elapsed();
     if cli.json {
-        Ok(summary(cli, "verify", &engine, count, elapsed).replacen(
-            "{",
-            &format!("{{\"seed\":{seed},\"ok\":true,"),
-            1,
-        ))
+        let extra = format!(",\"seed\":{seed},\"lba\":{lba},\"count\":{count},\"ok\":true");
+        Ok(summary(cli, "verify", &engine, 2 * count, elapsed, &extra))
     } else {
         Ok(format!(
             "verify: wrote and read back sectors {lba}..{} with pattern seed {seed}: all match\n{}",
             lba + count,
-            summary(cli, "verify", &engine, 2 * count, elapsed)
+            summary(cli, "verify", &engine, 2 * count, elapsed, "")
         ))
     }
 }
@@ -1107,6 +1118,18 @@ mod test {
         );
         let text = run_sim(&mut link, "identify -t 7.1").unwrap();
         assert!(text.contains("4096 sectors"), "{text}");
+        let text = run_sim(&mut link, "identify -t 7.1 --json").unwrap();
+        assert!(text.contains("\"sectors_per_frame\":2,"), "{text}");
+        let text = run_sim(
+            &mut link,
+            "verify -t 7.1 --lba 8 --count 30 --seed 2 --json",
+        )
+        .unwrap();
+        assert!(
+            text.starts_with("{\"op\":\"verify\",\"sectors\":60,")
+                && text.ends_with(",\"seed\":2,\"lba\":8,\"count\":30,\"ok\":true}\n"),
+            "{text}"
+        );
         run_sim(&mut link, "config set hello -t 7.1").unwrap();
         assert_eq!(run_sim(&mut link, "config get -t 7.1").unwrap(), "hello\n");
         let text = run_sim(&mut link, "reserve -t 7.1 --json").unwrap();
