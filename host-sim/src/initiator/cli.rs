@@ -706,6 +706,8 @@ fn show_identify(cli: &Cli, session: &Session) -> String {
         id.firmware,
         if id.flush_ext {
             "FLUSH CACHE EXT"
+        } else if id.flush {
+            "FLUSH CACHE (no EXT)"
         } else {
             "not advertised"
         },
@@ -871,8 +873,18 @@ fn write<L: Link + ?Sized>(
         )?;
         done += n;
     }
-    control::flush(link, session.address(), retry)?;
+    flush(link, session, retry)?;
     Ok(summary(cli, "write", &engine, count, start.elapsed(), ""))
+}
+
+/// Flushes the target's write cache, saying on stderr when it cannot.
+fn flush<L: Link + ?Sized>(link: &mut L, session: &Session, retry: Retry) -> Result<(), Error> {
+    if control::flush(link, session.address(), &session.identity, retry)?
+        == control::Flushed::NotSupported
+    {
+        eprintln!("aoe: the target advertises no FLUSH CACHE command; writes were not flushed");
+    }
+    Ok(())
 }
 
 /// Reads until `buf` is full or the file ends; returns the octets read.
@@ -948,7 +960,7 @@ fn verify<L: Link + ?Sized>(
         link,
         &mut PatternCheck::new(Op::Write, lba, count, seed, spf),
     )?;
-    control::flush(link, session.address(), retry)?;
+    flush(link, session, retry)?;
     engine.run(
         link,
         &mut PatternCheck::new(Op::Read, lba, count, seed, spf),

@@ -348,7 +348,22 @@ fn config_mask_and_reserve_commands() {
     let list = control::reserve(&mut link, to, Some(&[]), false, retry).unwrap();
     assert!(list.is_empty());
     assert!(link.target.reservations().is_empty());
-    control::flush(&mut link, to, retry).unwrap();
+    assert_eq!(
+        control::flush(&mut link, to, &session.identity, retry).unwrap(),
+        control::Flushed::Ext
+    );
+    let mut standard_only = session.identity.clone();
+    standard_only.flush_ext = false;
+    assert_eq!(
+        control::flush(&mut link, to, &standard_only, retry).unwrap(),
+        control::Flushed::Standard
+    );
+    standard_only.flush = false;
+    assert_eq!(
+        control::flush(&mut link, to, &standard_only, retry).unwrap(),
+        control::Flushed::NotSupported
+    );
+    assert_eq!(link.target.stats().flushes, 2);
 }
 
 #[test]
