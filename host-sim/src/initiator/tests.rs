@@ -407,6 +407,11 @@ fn histogram_percentiles_are_close() {
     assert!((p99 - 990.0).abs() / 990.0 < 0.07, "{p99}");
     assert_eq!(histogram.percentile(1.0), Duration::from_micros(1000));
     assert_eq!(Histogram::default().percentile(0.5), Duration::ZERO);
+    let mut extreme = Histogram::default();
+    extreme.record(Duration::MAX);
+    extreme.record(Duration::ZERO);
+    assert_eq!(extreme.percentile(1.0), Duration::from_nanos(u64::MAX));
+    assert_eq!(extreme.percentile(0.5), Duration::ZERO);
 }
 
 #[test]
