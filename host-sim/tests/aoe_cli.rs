@@ -89,7 +89,7 @@ fn aoe_drives_a_reference_target_over_veth() {
         let target = RefTarget::start(&pair, sectors, mtu as usize);
         let spf = if mtu == 1500 { 2 } else { 17 };
 
-        let json = pair.aoe_ok(&["discover", "--wait", "0.3", "--json"]);
+        let json = pair.aoe_ok(&["discover", "--wait", "1", "--json"]);
         assert!(json.contains("\"target\":\"e3.4\""), "{json}");
         assert!(json.contains(&format!("\"sectors\":{sectors}")), "{json}");
         assert!(
@@ -194,7 +194,7 @@ fn aoe_works_with_debians_vblade() {
     let mut vblade = netns::Proc::spawn(command, "vblade");
     pair.wait_for_target("1.2", &mut vblade);
 
-    let json = pair.aoe_ok(&["discover", "--wait", "0.3", "--json"]);
+    let json = pair.aoe_ok(&["discover", "--wait", "1", "--json"]);
     assert!(
         json.contains("\"firmware_version\":16409"),
         "vblade 25 is 0x4019: {json}"

@@ -47,13 +47,13 @@ fn discovery_identify_and_config_strings() {
     let mut target = pair.start_target(&["-b", "24"], 5, 1, &file);
     pair.wait_for_target("5.1", &mut target);
 
-    let json = pair.aoe_ok(&["discover", "--wait", "0.3", "--json"]);
+    let json = pair.aoe_ok(&["discover", "--wait", "1", "--json"]);
     assert_eq!(json_field(&json, "target"), "e5.1", "{json}");
     assert_eq!(json_field(&json, "sectors"), (8 * MIB / 512).to_string());
     assert_eq!(json_field(&json, "buffer_count"), "24");
     assert_eq!(json_field(&json, "sectors_per_frame"), "2");
     assert_eq!(json_field(&json, "config"), "");
-    let human = pair.aoe_ok(&["discover", "--wait", "0.3"]);
+    let human = pair.aoe_ok(&["discover", "--wait", "1"]);
     assert!(
         human.contains("e5.1") && human.contains("8.0 MiB"),
         "{human}"
@@ -70,7 +70,7 @@ fn discovery_identify_and_config_strings() {
     let err = pair.aoe_fails(&["config", "set", "other", "-t", "5.1"]);
     assert!(err.contains("config string present"), "{err}");
     pair.aoe_ok(&["config", "set", "other", "--force", "-t", "5.1"]);
-    let json = pair.aoe_ok(&["discover", "--wait", "0.3", "--json"]);
+    let json = pair.aoe_ok(&["discover", "--wait", "1", "--json"]);
     assert_eq!(json_field(&json, "config"), "other");
     stop(&mut target);
 }
@@ -83,7 +83,7 @@ fn whole_export_round_trip(mtu: u32, spf: &str) {
     let file = scratch.sparse("disk.img", size);
     let mut target = pair.start_target(&[], 1, 2, &file);
     pair.wait_for_target("1.2", &mut target);
-    let json = pair.aoe_ok(&["discover", "--wait", "0.3", "--json"]);
+    let json = pair.aoe_ok(&["discover", "--wait", "1", "--json"]);
     assert_eq!(json_field(&json, "sectors_per_frame"), spf, "{json}");
 
     let out = pair.aoe_ok(&["verify", "-t", "1.2", "--seed", "11"]);
@@ -151,7 +151,7 @@ fn offset_and_length_expose_only_their_window() {
         &file,
     );
     pair.wait_for_target("3.3", &mut target);
-    let json = pair.aoe_ok(&["discover", "--wait", "0.3", "--json"]);
+    let json = pair.aoe_ok(&["discover", "--wait", "1", "--json"]);
     assert_eq!(json_field(&json, "sectors"), length.to_string(), "{json}");
 
     pair.aoe_ok(&["verify", "-t", "3.3", "--seed", "3"]);
