@@ -538,8 +538,8 @@ pub fn run_on<L: Link + ?Sized>(
             show_macs(cli, "reserve", &list)
         }
         Command::Read(path) => read(cli, link, &session, path)?,
-        Command::Write(path) => write(cli, link, &session, path, retry)?,
-        Command::Verify => verify(cli, link, &session, retry)?,
+        Command::Write(path) => write(cli, link, &session, path)?,
+        Command::Verify => verify(cli, link, &session)?,
         Command::Bench => bench(cli, link, &session)?,
         Command::Discover | Command::Help | Command::Version => String::new(),
     };
@@ -846,7 +846,6 @@ fn write<L: Link + ?Sized>(
     link: &mut L,
     session: &Session,
     path: &std::path::Path,
-    retry: Retry,
 ) -> Result<String, Error> {
     let mut file = std::fs::File::open(path).map_err(|e| file_error(path, "open", &e))?;
     let len = file
@@ -873,12 +872,17 @@ fn write<L: Link + ?Sized>(
         )?;
         done += n;
     }
-    flush(link, session, retry)?;
+    flush(link, session, cli)?;
     Ok(summary(cli, "write", &engine, count, start.elapsed(), ""))
 }
 
-/// Flushes the target's write cache, saying on stderr when it cannot.
-fn flush<L: Link + ?Sized>(link: &mut L, session: &Session, retry: Retry) -> Result<(), Error> {
+/// Flushes the target's write cache, saying on stderr when it cannot. It runs between I/O
+/// runs, so it waits as long as a frame may (`--timeout`), not the short first-contact limit.
+fn flush<L: Link + ?Sized>(link: &mut L, session: &Session, cli: &Cli) -> Result<(), Error> {
+    let retry = Retry {
+        rto: Duration::from_millis(250),
+        give_up: cli.timeout,
+    };
     if control::flush(link, session.address(), &session.identity, retry)?
         == control::Flushed::NotSupported
     {
@@ -901,12 +905,7 @@ fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize>
     Ok(filled)
 }
 
-fn verify<L: Link + ?Sized>(
-    cli: &Cli,
-    link: &mut L,
-    session: &Session,
-    retry: Retry,
-) -> Result<String, Error> {
+fn verify<L: Link + ?Sized>(cli: &Cli, link: &mut L, session: &Session) -> Result<String, Error> {
     let mut engine = engine_for(cli, link, session)?;
     let spf = engine.config().sectors_per_frame;
     let start = Instant::now();
@@ -960,7 +959,7 @@ fn verify<L: Link + ?Sized>(
         link,
         &mut PatternCheck::new(Op::Write, lba, count, seed, spf),
     )?;
-    flush(link, session, retry)?;
+    flush(link, session, cli)?;
     engine.run(
         link,
         &mut PatternCheck::new(Op::Read, lba, count, seed, spf),
