@@ -36,7 +36,7 @@ commands:
   release                     empty the reserve list (--force if someone else holds it)
   read FILE                   copy sectors [--lba, --count] of the target into FILE
   write FILE                  copy FILE to the target from --lba (last sector zero-padded),
-                              then FLUSH CACHE EXT
+                              then flush (FLUSH CACHE EXT, or FLUSH CACHE)
   verify                      write a pattern over [--lba, --count], flush, read it back and
                               compare; with --file FILE, only compare the target with FILE
   bench                       measure MB/s, IOPS, p50/p99 latency and retransmits
