@@ -114,10 +114,12 @@ fn parse_options() -> Result<Options> {
                 options.fuzz_frames = usize::try_from(number(value()?)?).unwrap_or(usize::MAX)
             }
             "-h" | "--help" => {
-                return Err("usage: blade-qemu-test --firmware ELF --workdir DIR [--qemu BIN] \
+                return Err(
+                    "usage: blade-qemu-test --firmware ELF --workdir DIR [--qemu BIN] \
                      [--nm BIN] [--seeds DIR] [--image-mib N | --sdhc] [--throughput-mib N] \
                      [--fuzz-frames N]"
-                    .into());
+                        .into(),
+                );
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
         }
@@ -166,14 +168,23 @@ impl Qemu {
         let started = Instant::now();
         let child = Command::new(&options.qemu)
             .args(["-M", "lm3s6965evb", "-display", "none", "-serial", "none"])
-            .args(["-semihosting-config", "enable=on,target=native", "-no-reboot"])
+            .args([
+                "-semihosting-config",
+                "enable=on,target=native",
+                "-no-reboot",
+            ])
+            // An explicit silent audio backend: QEMU then loads no audio module (a QEMU
+            // unpacked next to another version's modules would refuse to).
+            .args(["-audiodev", "none,id=snd0"])
             .arg("-monitor")
             .arg(format!("unix:{},server=on,wait=off", monitor.display()))
             .arg("-drive")
             .arg(format!("if=sd,format=raw,file={}", image.display()))
             .args(["-netdev", &netdev])
             .arg("-net")
-            .arg(format!("nic,netdev=n0,model=stellaris,macaddr={QEMU_NIC_MAC}"))
+            .arg(format!(
+                "nic,netdev=n0,model=stellaris,macaddr={QEMU_NIC_MAC}"
+            ))
             .arg("-kernel")
             .arg(&options.firmware)
             .stdin(Stdio::null())
@@ -263,8 +274,7 @@ impl Qemu {
 
     /// Sends an HMP command to the monitor and waits for its prompt.
     fn monitor(&self, command: &str) -> Result<()> {
-        let mut stream =
-            UnixStream::connect(&self.monitor).map_err(|e| format!("monitor: {e}"))?;
+        let mut stream = UnixStream::connect(&self.monitor).map_err(|e| format!("monitor: {e}"))?;
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .map_err(|e| e.to_string())?;
@@ -272,7 +282,9 @@ impl Qemu {
         let wait_prompt = |stream: &mut UnixStream, seen: &mut Vec<u8>| -> Result<()> {
             let mut chunk = [0u8; 512];
             while !seen.ends_with(b"(qemu) ") {
-                let len = stream.read(&mut chunk).map_err(|e| format!("monitor: {e}"))?;
+                let len = stream
+                    .read(&mut chunk)
+                    .map_err(|e| format!("monitor: {e}"))?;
                 ensure!(len > 0, "monitor closed");
                 seen.extend_from_slice(&chunk[..len]);
             }
@@ -303,7 +315,8 @@ impl Drop for Qemu {
 /// Writes a blank image of `bytes` with the test identity in the reserved region.
 fn make_image(path: &Path, bytes: u64) -> Result<()> {
     let file = File::create(path).map_err(|e| format!("create {path:?}: {e}"))?;
-    file.set_len(bytes).map_err(|e| format!("size {path:?}: {e}"))?;
+    file.set_len(bytes)
+        .map_err(|e| format!("size {path:?}: {e}"))?;
     let identity = Identity {
         mac: Some(TARGET_MAC.0),
         address: Some((BLADE_SHELF, BLADE_SLOT)),
@@ -425,10 +438,7 @@ fn read_sectors(qemu: &Qemu, tag: u32, lba: u64, count: u8) -> Result<Vec<u8>> {
         reply.ata_error()
     );
     let len = usize::from(count) * 512;
-    ensure!(
-        reply.ata_data().len() >= len,
-        "READ at {lba}: short reply"
-    );
+    ensure!(reply.ata_data().len() >= len, "READ at {lba}: short reply");
     Ok(reply.ata_data()[..len].to_vec())
 }
 
@@ -487,7 +497,9 @@ fn disk_checks(qemu: &Qemu, image: &Path, capacity: u64, seed: u8) -> Result<Vec
         );
         tag += 1;
         let reply = qemu.exchange(
-            &initiator().write48(tag, lba, &vec![0xEE; usize::from(count) * 512]).bytes,
+            &initiator()
+                .write48(tag, lba, &vec![0xEE; usize::from(count) * 512])
+                .bytes,
             tag,
         )?;
         ensure!(
@@ -514,7 +526,9 @@ fn stream(qemu: &Qemu, write: bool, first_lba: u64, mib: u64, window: usize) -> 
     let request = |frame: u64| {
         let lba = first_lba + frame * 2;
         if write {
-            initiator().write48(tag_of(frame), lba, &pattern(lba, 2, 0x5A)).bytes
+            initiator()
+                .write48(tag_of(frame), lba, &pattern(lba, 2, 0x5A))
+                .bytes
         } else {
             initiator().read48(tag_of(frame), lba, 2).bytes
         }
@@ -592,7 +606,11 @@ fn seed_frames(dir: &Path) -> Result<Vec<Vec<u8>>> {
                     .position(|w| w == SEPARATOR)
                     .unwrap_or(rest.len());
                 let segment = &rest[..end];
-                let frame = if first { segment } else { segment.get(2..).unwrap_or(&[]) };
+                let frame = if first {
+                    segment
+                } else {
+                    segment.get(2..).unwrap_or(&[])
+                };
                 if !frame.is_empty() {
                     frames.push(frame.to_vec());
                 }
@@ -673,7 +691,11 @@ fn fuzz(qemu: &mut Qemu, seeds: &Path, mutations: usize) -> Result<usize> {
         reply.arg(3)
     );
     let reply = qemu.exchange(&initiator().reserve(0x7000_0011, 2, &[]).bytes, 0x7000_0011)?;
-    ensure!(!reply.is_error(), "forced release refused: error {}", reply.error());
+    ensure!(
+        !reply.is_error(),
+        "forced release refused: error {}",
+        reply.error()
+    );
     let reply = qemu.exchange(&initiator().identify(0x7000_0012).bytes, 0x7000_0012)?;
     ensure!(
         reply.ata_status() & ATA_ERR == 0,
@@ -725,7 +747,10 @@ fn stack_high_water(qemu: &Qemu, options: &Options) -> Result<u64> {
     let top = symbol("_stack_start")?;
     let dump = options.workdir.join("ram.bin");
     let _ = fs::remove_file(&dump);
-    qemu.monitor(&format!("pmemsave 0x20000000 0x10000 \"{}\"", dump.display()))?;
+    qemu.monitor(&format!(
+        "pmemsave 0x20000000 0x10000 \"{}\"",
+        dump.display()
+    ))?;
     let ram = fs::read(&dump).map_err(|e| format!("RAM dump: {e}"))?;
     let offset = |address: u64| usize::try_from(address - 0x2000_0000).unwrap_or(usize::MAX);
     let region = ram
@@ -741,7 +766,9 @@ fn stack_high_water(qemu: &Qemu, options: &Options) -> Result<u64> {
 
 fn run(options: &Options) -> Result<()> {
     fs::create_dir_all(&options.workdir).map_err(|e| format!("workdir: {e}"))?;
-    let image = options.workdir.join(if options.sdhc { "sdhc.img" } else { "sd.img" });
+    let image = options
+        .workdir
+        .join(if options.sdhc { "sdhc.img" } else { "sd.img" });
     make_image(&image, options.image_bytes)?;
     let capacity = options.image_bytes / SECTOR - RESERVED_SECTORS;
     let kind = if options.sdhc { "SDHC" } else { "SDSC" };
@@ -762,7 +789,9 @@ fn run(options: &Options) -> Result<()> {
     println!("ok  boot: announcement after {} ms", boot_time.as_millis());
 
     let (buffer_count, _, _) = discover(&qemu, capacity)?;
-    println!("ok  discovery and identify: e{BLADE_SHELF}.{BLADE_SLOT}, buffer count {buffer_count}, {capacity} sectors");
+    println!(
+        "ok  discovery and identify: e{BLADE_SHELF}.{BLADE_SLOT}, buffer count {buffer_count}, {capacity} sectors"
+    );
 
     let lbas = disk_checks(&qemu, &image, capacity, 0x11)?;
     println!(
@@ -786,7 +815,9 @@ fn run(options: &Options) -> Result<()> {
 
     if let Some(seeds) = &options.seeds {
         let sent = fuzz(&mut qemu, seeds, options.fuzz_frames)?;
-        println!("ok  fuzz corpus: {sent} frames replayed (seeds and mutations); no reset, still answering");
+        println!(
+            "ok  fuzz corpus: {sent} frames replayed (seeds and mutations); no reset, still answering"
+        );
     }
 
     // Fresh data over the spread (the fuzz replay wrote at random LBAs), acknowledged just
@@ -798,8 +829,15 @@ fn run(options: &Options) -> Result<()> {
 
     // Config string and mask, then a power cut.
     let config = format!("firmware-qemu-test {}", std::process::id());
-    let reply = qemu.exchange(&initiator().config(0x6000_0001, 4, config.as_bytes()).bytes, 0x6000_0001)?;
-    ensure!(!reply.is_error(), "config set refused: error {}", reply.error());
+    let reply = qemu.exchange(
+        &initiator().config(0x6000_0001, 4, config.as_bytes()).bytes,
+        0x6000_0001,
+    )?;
+    ensure!(
+        !reply.is_error(),
+        "config set refused: error {}",
+        reply.error()
+    );
     let reply = qemu.exchange(
         &initiator()
             .mask(0x6000_0002, 1, &[(1, INITIATOR_MAC), (1, MASK_MEMBER)])
@@ -846,10 +884,7 @@ fn run(options: &Options) -> Result<()> {
     );
     let mut mask = read_mask(&qemu, 0x6100_0002)?;
     mask.sort_by_key(|mac| mac.0);
-    ensure!(
-        mask == members(),
-        "mask after reboot: {mask:?}"
-    );
+    ensure!(mask == members(), "mask after reboot: {mask:?}");
     qemu.expect_silence(&outsider.config(0x6100_0003, 0, b"").bytes, 0x6100_0003)?;
     for (index, &lba) in lbas.iter().enumerate() {
         let tag = 0x6200_0000 + u32::try_from(index).unwrap_or(0);
