@@ -58,7 +58,7 @@ echo "+ blade-qemu-test, SDHC image"
 
 echo "+ aoe-cli.sh"
 if [[ $(id -u) -eq 0 ]]; then
-    QEMU=$qemu tests/firmware-qemu/aoe-cli.sh "$firmware" target/release/aoe
+    QEMU=$qemu tests/firmware-qemu/aoe-cli.sh "$firmware" target/release/aoe target/debug/blade-card
 else
     echo "SKIPPED aoe-cli.sh: needs root (network namespace and TAP device)"
 fi
