@@ -28,6 +28,10 @@
 //!    ignored, and the data of phase 3 is still there.
 //! 7. **stack**: the deepest stack use, read from a RAM dump (QEMU monitor `pmemsave`) as the
 //!    untouched part of cortex-m-rt's stack paint.
+//! 8. **watchdog reset**: the CPU is sent into a `b .` loop through QEMU's gdbstub; the
+//!    watchdog must reset the chip (QEMU exits under `-no-reboot`) after its two expiries.
+//! 9. **fault**: a third boot; the CPU is sent to execute from the system region; the
+//!    HardFault handler must log and reset at once (well before the watchdog would).
 //!
 //! Usage: `blade-qemu-test --firmware ELF --workdir DIR [--qemu BIN] [--nm BIN]
 //! [--seeds DIR] [--image-mib N | --sdhc] [--throughput-mib N] [--fuzz-frames N]`
@@ -327,6 +331,12 @@ impl Qemu {
     /// Hangs the firmware: through QEMU's gdbstub, writes a Thumb `b .` at `address` (unused,
     /// painted stack) and points the program counter at it, then lets the CPU run.
     fn hang_cpu(&self, address: u32) -> Result<()> {
+        self.jump(address, true)
+    }
+
+    /// Through QEMU's gdbstub, points the program counter at `address` (after writing a Thumb
+    /// `b .` there if `write_loop`), then lets the CPU run.
+    fn jump(&self, address: u32, write_loop: bool) -> Result<()> {
         let mut stream = UnixStream::connect(&self.gdb).map_err(|e| format!("gdbstub: {e}"))?;
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
@@ -342,8 +352,10 @@ impl Qemu {
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .map_err(|e| e.to_string())?;
-        let reply = gdb_packet(&mut stream, &format!("M{address:x},2:fee7"), true)?;
-        ensure!(reply == "OK", "gdbstub memory write: {reply}");
+        if write_loop {
+            let reply = gdb_packet(&mut stream, &format!("M{address:x},2:fee7"), true)?;
+            ensure!(reply == "OK", "gdbstub memory write: {reply}");
+        }
         // All registers, r0..r15 first (8 hex digits each, little-endian); PC is r15. (QEMU
         // takes the single-register `P` only from clients that negotiated XML descriptions.)
         let registers = gdb_packet(&mut stream, "g", true)?;
@@ -1105,6 +1117,24 @@ fn run(options: &Options) -> Result<()> {
     println!(
         "ok  watchdog reset: a hung CPU was reset {} ms after it stopped feeding the watchdog",
         reset_after.as_millis()
+    );
+    // A fault (here: executing from the never-executable system region) must reset the
+    // chip at once through the HardFault handler, not after the watchdog's 2 s.
+    let mut qemu = Qemu::start(options, &image, "boot3")?;
+    wait_announcements(&qemu, 2)?;
+    qemu.jump(0xE000_0000, false)?;
+    let reset_after = qemu
+        .wait_exit(Duration::from_secs(6))
+        .ok_or("a hard fault did not reset the chip within 6 s")?;
+    ensure!(
+        reset_after < Duration::from_millis(800),
+        "the fault reset the chip only after {} ms: the HardFault handler did not reset at once",
+        reset_after.as_millis()
+    );
+    println!(
+        "ok  fault: the HardFault handler reset the chip {} ms after the fault (log: {})",
+        reset_after.as_millis(),
+        qemu.log.display()
     );
     println!("stack_high_water_bytes={}", stack.max(stack_after_reboot));
     println!("all checks passed");
