@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# iPXE SAN-boot test: a QEMU PC (TCG) runs Debian's iPXE, which `sanboot`s aoe:eS.L from an AoE
+# target; our boot program (bootsector.S) checks the capacity, reads and writes known sectors
+# through int 13h and reports through QEMU's isa-debug-exit; the host then checks every byte of
+# the backing file. Everything runs in a private network namespace (name holds our PID): a TAP
+# for QEMU's NIC with the target on it. Nothing touches the machine's own interfaces.
+#
+# Usage: tests/ipxe/run.sh [options] [CASE...]
+#   CASE            mtu1500 | shelfslot | offset | wrongsize   (default: all, against --target)
+#   --target CMD    target command line, vblade-compatible (default: host-sim, built from this
+#                   workspace if not on PATH); e.g. --target vblade
+#   --timeout S     per-boot limit in seconds (default 60; a pass takes about a second)
+#   --pcap          capture the AoE frames of each case into the work directory (needs tcpdump)
+#   --keep          keep the work directory (images, logs)
+# External target (e.g. the QEMU blade), already running and bridged:
+#   --external --netns NS --bridge BR --shelf S --slot L --sectors N [--image FILE [--offset O]]
+#                   puts iPXE's TAP into bridge BR of namespace NS and boots eS.L, which must
+#                   export N sectors prepared with `--make-image`; with --image the backing file
+#                   is checked afterwards (otherwise the boot program's read-back is the check).
+#   --make-image FILE --sectors N   only write a prepared image (for an external target)
+# Needs root, qemu-system-x86 (qemu-system-x86_64), ipxe (/usr/lib/ipxe/ipxe.lkrn), binutils,
+# python3, iproute2.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+helper=(python3 "$here/ipxe_test.py")
+ipxe_lkrn=${IPXE_LKRN:-/usr/lib/ipxe/ipxe.lkrn}
+
+target_cmd=host-sim
+timeout=60
+pcap=0
+keep=0
+external=0
+ext_netns="" ext_bridge="" ext_shelf="" ext_slot="" ext_sectors="" ext_image="" ext_offset=0
+make_image=""
+cases=()
+
+elapsed_since() { # $1: an $EPOCHREALTIME; prints seconds since then with 2 decimals
+    local now=${EPOCHREALTIME/./} then=${1/./}
+    local ms=$(((now - then) / 10000))
+    printf '%d.%02d' $((ms / 100)) $((ms % 100))
+}
+
+die() { echo "ipxe test: $*" >&2; exit 2; }
+
+while (($#)); do
+    case $1 in
+        --target) target_cmd=$2; shift 2 ;;
+        --timeout) timeout=$2; shift 2 ;;
+        --pcap) pcap=1; shift ;;
+        --keep) keep=1; shift ;;
+        --external) external=1; shift ;;
+        --netns) ext_netns=$2; shift 2 ;;
+        --bridge) ext_bridge=$2; shift 2 ;;
+        --shelf) ext_shelf=$2; shift 2 ;;
+        --slot) ext_slot=$2; shift 2 ;;
+        --sectors) ext_sectors=$2; shift 2 ;;
+        --image) ext_image=$2; shift 2 ;;
+        --offset) ext_offset=$2; shift 2 ;;
+        --make-image) make_image=$2; shift 2 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        mtu1500|shelfslot|offset|wrongsize) cases+=("$1"); shift ;;
+        *) die "unknown argument '$1' (see --help)" ;;
+    esac
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/vbrs-ipxe.XXXXXX")
+netns=""
+ext_tap=""
+target_pid=""
+capture_pid=""
+
+cleanup() {
+    local status=$?
+    set +e
+    for pid in $capture_pid $target_pid; do
+        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    done
+    if [[ -n $ext_tap ]]; then
+        ip netns exec "$netns" ip link del "$ext_tap" 2>/dev/null
+    elif [[ -n $netns ]]; then
+        ip netns del "$netns" 2>/dev/null
+    fi
+    if ((keep)) || ((status != 0)); then
+        echo "ipxe test: work directory kept: $work"
+    else
+        rm -rf "$work"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- the boot program -------------------------------------------------------------------------
+command -v as >/dev/null && command -v ld >/dev/null || die "needs GNU as/ld (apt-get install binutils)"
+as --32 -o "$work/bootsector.o" "$here/bootsector.S"
+ld -m elf_i386 --oformat=binary -Ttext 0x7c00 -e _start -o "$work/boot.bin" "$work/bootsector.o"
+
+if [[ -n $make_image ]]; then
+    [[ -n $ext_sectors ]] || die "--make-image needs --sectors"
+    "${helper[@]}" make-image --boot "$work/boot.bin" --image "$make_image" --sectors "$ext_sectors"
+    echo "wrote $make_image: boot program and test pattern for $ext_sectors sectors"
+    exit 0
+fi
+
+# --- preflight ---------------------------------------------------------------------------------
+[[ $(id -u) == 0 ]] || die "needs root (network namespaces, TAP devices); cannot run here"
+command -v qemu-system-x86_64 >/dev/null || die "needs qemu-system-x86_64 (apt-get install qemu-system-x86)"
+[[ -r $ipxe_lkrn ]] || die "needs $ipxe_lkrn (apt-get install ipxe)"
+command -v ip >/dev/null || die "needs ip (apt-get install iproute2)"
+if ((pcap)); then
+    command -v tcpdump >/dev/null || die "--pcap needs tcpdump"
+fi
+
+if ((!external)); then
+    ((${#cases[@]})) || cases=(mtu1500 shelfslot offset wrongsize)
+    read -r -a target_argv <<<"$target_cmd"
+    if [[ ${target_argv[0]} == host-sim ]] && ! command -v host-sim >/dev/null; then
+        echo "+ cargo build -p aoe-host-sim --bin host-sim"
+        (cd "$repo" && cargo build -q -p aoe-host-sim --bin host-sim)
+        target_argv[0]=$repo/target/debug/host-sim
+    fi
+    command -v "${target_argv[0]}" >/dev/null || die "target command '${target_argv[0]}' not found"
+fi
+
+# The namespace QEMU's TAP lives in: our own, or the external target's.
+in_ns() { ip netns exec "$netns" "$@"; }
+
+# One boot: $1 name, $2 shelf, $3 slot, $4 exported sectors, $5 TAP name; the target is up.
+boot_once() {
+    local name=$1 shelf=$2 slot=$3 sectors=$4 tap=$5
+    local script=$work/$name.ipxe log=$work/$name.console.log status
+    cat >"$script" <<EOF
+#!ipxe
+echo IPXE-SCRIPT-START
+ifopen net0 || goto failed
+echo IPXE-NET0 \${net0/mac}
+sanhook --drive 0x80 aoe:e$shelf.$slot || goto failed
+echo IPXE-SANHOOK-OK
+sanboot --drive 0x80 || goto failed
+:failed
+echo IPXE-SCRIPT-FAILED
+EOF
+    if ((pcap)); then
+        in_ns tcpdump --immediate-mode -U -i "$tap" -n -w "$work/$name.pcap" ether proto 0x88a2 \
+            2>"$work/$name.tcpdump.log" &
+        capture_pid=$!
+        sleep 0.5
+    fi
+    echo "+ qemu: iPXE sanboot aoe:e$shelf.$slot ($sectors sectors), console log $log"
+    set +e
+    "${helper[@]}" console --log "$log" --timeout "$timeout" -- \
+        ip netns exec "$netns" qemu-system-x86_64 -accel tcg -nodefaults -nographic -no-reboot \
+        -serial stdio -m 128 -kernel "$ipxe_lkrn" -initrd "$script" \
+        -netdev tap,id=n0,ifname="$tap",script=no,downscript=no \
+        -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,romfile= \
+        -device isa-debug-exit,iobase=0xf4,iosize=0x04
+    status=$?
+    set -e
+    if [[ -n $capture_pid ]]; then
+        kill "$capture_pid" 2>/dev/null || true
+        wait "$capture_pid" 2>/dev/null || true
+        capture_pid=""
+    fi
+    if ((status != 99)); then
+        echo "boot $name: QEMU exit status $status, not 99 (the boot program's pass)"
+        if ((status & 1)) && ((status >= 67 && status < 99)); then
+            echo "     the boot program failed at step $(((status - 1) / 2 - 0x20)) (see bootsector.S)"
+        fi
+        return 1
+    fi
+    for marker in "VBRS-CAPACITY sectors=0x$(printf '%016x' "$sectors") bytes/sector=0x0200" VBRS-PASS; do
+        grep -qF "$marker" "$log" || { echo "FAIL $name: console lacks '$marker'"; return 1; }
+    done
+}
+
+# One self-contained case: $1 name, $2 shelf, $3 slot, $4 exported sectors, $5 file sectors
+# before the export, $6 file sectors after it, $7 MTU; $8 (optional) a different number of
+# sectors for the target to export, which the boot program must refuse (step 4, capacity).
+run_case() {
+    local name=$1 shelf=$2 slot=$3 sectors=$4 offset=$5 trailer=$6 mtu=$7 served=${8:-$4}
+    local tap=ipxe$$ image=$work/$name.img t0=$EPOCHREALTIME
+    echo "==== case $name: e$shelf.$slot, $sectors sectors (file: $offset before, $trailer after), MTU $mtu"
+    "${helper[@]}" make-image --boot "$work/boot.bin" --image "$image" --sectors "$sectors" \
+        --offset "$offset" --trailer "$trailer"
+    in_ns ip tuntap add dev "$tap" mode tap
+    in_ns ip link set "$tap" mtu "$mtu" up
+    in_ns sysctl -qw "net.ipv6.conf.$tap.disable_ipv6=1"
+    local extra=()
+    if ((offset || trailer || served != sectors)); then
+        extra=(-o "$offset" -l "$served")
+    fi
+    echo "+ target: ${target_argv[*]} ${extra[*]} $shelf $slot $tap $image"
+    in_ns "${target_argv[@]}" "${extra[@]}" "$shelf" "$slot" "$tap" "$image" \
+        >"$work/$name.target.log" 2>&1 &
+    target_pid=$!
+    sleep 0.3
+    if ! kill -0 "$target_pid" 2>/dev/null; then
+        echo "FAIL $name: the target exited at once:"; cat "$work/$name.target.log"
+        return 1
+    fi
+    local ok=1
+    if ((served == sectors)); then
+        boot_once "$name" "$shelf" "$slot" "$sectors" "$tap" || { ok=0; echo "FAIL $name: boot"; }
+    else
+        # The test must be able to fail: the boot program has to stop at the capacity check
+        # (step 4: QEMU exit status 73) before it writes anything.
+        local status=0
+        boot_once "$name" "$shelf" "$slot" "$sectors" "$tap" >"$work/$name.out" || status=$?
+        cat "$work/$name.out"
+        grep -q "QEMU exit status 73," "$work/$name.out" || ok=0   # exit value 0x24: step 4
+        grep -qF "VBRS-CAPACITY sectors=0x$(printf '%016x' "$served")" "$work/$name.console.log" || ok=0
+        ((status != 0)) || ok=0
+        ((ok)) && echo "(expected) the boot program refused a capacity of $served sectors"
+    fi
+    kill "$target_pid" 2>/dev/null || true
+    wait "$target_pid" 2>/dev/null || true
+    target_pid=""
+    in_ns ip link del "$tap"
+    if ((!ok)); then
+        echo "---- target log:"; cat "$work/$name.target.log"
+        return 1
+    fi
+    local after=(--after-boot)
+    ((served == sectors)) || after=()
+    "${helper[@]}" check-image --boot "$work/boot.bin" --image "$image" --sectors "$sectors" \
+        --offset "$offset" --trailer "$trailer" "${after[@]}" ||
+        { echo "FAIL $name: backing file"; return 1; }
+    rm -f "$image"
+    echo "PASS $name: $(elapsed_since "$t0") s (image, target, boot, file check)"
+}
+
+run_external() {
+    [[ -n $ext_netns && -n $ext_bridge && -n $ext_shelf && -n $ext_slot && -n $ext_sectors ]] ||
+        die "--external needs --netns, --bridge, --shelf, --slot and --sectors"
+    local tap=ipxe$$ t0=$EPOCHREALTIME
+    echo "==== external target e$ext_shelf.$ext_slot, $ext_sectors sectors, bridge $ext_bridge in netns $ext_netns"
+    netns=$ext_netns
+    in_ns ip tuntap add dev "$tap" mode tap
+    ext_tap=$tap   # removed by cleanup
+    in_ns sysctl -qw "net.ipv6.conf.$tap.disable_ipv6=1"
+    in_ns ip link set "$tap" master "$ext_bridge" up
+    boot_once external "$ext_shelf" "$ext_slot" "$ext_sectors" "$tap" || return 1
+    if [[ -n $ext_image ]]; then
+        "${helper[@]}" check-image --boot "$work/boot.bin" --image "$ext_image" \
+            --sectors "$ext_sectors" --offset "$ext_offset" --after-boot || return 1
+    fi
+    echo "PASS external: $(elapsed_since "$t0") s"
+}
+
+if ((external)); then
+    run_external
+    exit
+fi
+
+netns=vbrs-ipxe-$$
+ip netns add "$netns"
+ip -n "$netns" link set lo up
+
+failed=0
+for case_name in "${cases[@]}"; do
+    case $case_name in
+        # The default export at the usual MTU: 64 MiB, shelf.slot 0.0.
+        mtu1500) run_case mtu1500 0 0 131072 0 0 1500 || failed=1 ;;
+        # Both address bytes in use (a swapped or truncated shelf fails), odd capacity.
+        shelfslot) run_case shelfslot 4660 171 24577 0 0 1500 || failed=1 ;;
+        # Part of a file (-o/-l), highest unicast shelf.slot; the rest of the file must not change.
+        offset) run_case offset 65534 254 20001 7 9 1500 || failed=1 ;;
+        # The target serves one sector less than the image's plan: the boot must fail, unwritten.
+        wrongsize) run_case wrongsize 1 1 16384 0 1 1500 16383 || failed=1 ;;
+    esac
+done
+if ((failed)); then
+    echo "ipxe test: FAILED"
+    exit 1
+fi
+echo "ipxe test: all cases passed (${cases[*]})"
