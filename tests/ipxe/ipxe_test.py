@@ -7,6 +7,7 @@ Subcommands:
                in the sectors before/after the export (for the target's -o/-l options).
   check-image  compare the whole file with what it must hold after a passing boot: the sectors
                the plan writes hold the boot program's pattern, every other byte is unchanged.
+  mbr          write boot code (up to 440 bytes) and an MBR partition table into an image.
   console      run QEMU, timestamp its console lines into a log, stop it early on a failure
                marker or a timeout, and exit with QEMU's exit status (124 on timeout).
 
@@ -42,6 +43,8 @@ FAILURE_MARKERS = (
     b"IPXE-SCRIPT-FAILED",
     b"No bootable device",
     b"Boot failed",
+    b"DISKLESS-FAIL",
+    b"Kernel panic",
 )
 
 _RAMP = bytes(range(256)) * 3
@@ -156,6 +159,40 @@ def cmd_check_image(args):
     return 1
 
 
+def chs(lba):
+    """The CHS bytes of `lba` for 255 heads and 63 sectors, or the 1023/254/63 marker beyond."""
+    cylinder, rest = divmod(lba, 255 * 63)
+    if cylinder > 1023:
+        return b"\xfe\xff\xff"
+    head, sector = divmod(rest, 63)
+    return bytes([head, (sector + 1) | ((cylinder >> 2) & 0xC0), cylinder & 0xFF])
+
+
+def cmd_mbr(args):
+    with open(args.code, "rb") as f:
+        code = f.read()
+    if len(code) > 440:
+        raise SystemExit(f"{args.code}: {len(code)} bytes of boot code, at most 440 fit")
+    if not 1 <= len(args.partition) <= 4:
+        raise SystemExit("give 1 to 4 --partition START:SECTORS:TYPE[:active]")
+    table = b""
+    for spec in args.partition:
+        fields = spec.split(":")
+        try:
+            start, count, kind = int(fields[0]), int(fields[1]), int(fields[2], 0)
+        except (IndexError, ValueError):
+            raise SystemExit(f"bad --partition {spec!r}: want START:SECTORS:TYPE[:active]")
+        active = fields[3:] == ["active"]
+        if start < 1 or count < 1 or not 0 < kind < 256 or fields[3:] not in ([], ["active"]):
+            raise SystemExit(f"bad --partition {spec!r}")
+        table += (bytes([0x80 if active else 0]) + chs(start) + bytes([kind])
+                  + chs(start + count - 1) + struct.pack("<II", start, count))
+    sector = code.ljust(440, b"\0") + b"\0" * 6 + table.ljust(64, b"\0") + b"\x55\xaa"
+    with open(args.image, "r+b") as f:
+        f.write(sector)
+    return 0
+
+
 def cmd_console(args):
     """Run the command; print and log its console with time stamps since start."""
     log = open(args.log, "ab")
@@ -251,6 +288,11 @@ def main():
         if name == "check-image":
             p.add_argument("--after-boot", action="store_true",
                            help="expect the plan's writes (default: expect the file unchanged)")
+    p = sub.add_parser("mbr")
+    p.add_argument("--image", required=True)
+    p.add_argument("--code", required=True, help="boot code, at most 440 bytes")
+    p.add_argument("--partition", action="append", default=[],
+                   help="START:SECTORS:TYPE[:active], in 512-byte sectors; repeat up to 4 times")
     p = sub.add_parser("console")
     p.add_argument("--log", required=True)
     p.add_argument("--timeout", type=float, default=60)
@@ -264,7 +306,8 @@ def main():
         if not args.command:
             parser.error("console needs a command")
         return cmd_console(args)
-    return {"make-image": cmd_make_image, "check-image": cmd_check_image}[args.cmd](args)
+    return {"make-image": cmd_make_image, "check-image": cmd_check_image,
+            "mbr": cmd_mbr}[args.cmd](args)
 
 
 if __name__ == "__main__":

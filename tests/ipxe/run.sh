@@ -29,6 +29,7 @@ ipxe_lkrn=${IPXE_LKRN:-/usr/lib/ipxe/ipxe.lkrn}
 
 target_cmd=host-sim
 timeout=60
+diskless_timeout=600
 pcap=0
 keep=0
 external=0
@@ -60,7 +61,7 @@ while (($#)); do
         --offset) ext_offset=$2; shift 2 ;;
         --make-image) make_image=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        mtu1500|shelfslot|offset|wrongsize) cases+=("$1"); shift ;;
+        mtu1500|shelfslot|offset|wrongsize|diskless) cases+=("$1"); shift ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
@@ -127,9 +128,11 @@ fi
 # The namespace QEMU's TAP lives in: our own, or the external target's.
 in_ns() { ip netns exec "$netns" "$@"; }
 
-# One boot: $1 name, $2 shelf, $3 slot, $4 exported sectors, $5 TAP name; the target is up.
+# One boot: $1 name, $2 shelf, $3 slot, $4 TAP name, $5 guest MiB, $6 time limit (s), then the
+# lines the console must show; the target is up. Passes when QEMU exits with 99.
 boot_once() {
-    local name=$1 shelf=$2 slot=$3 sectors=$4 tap=$5
+    local name=$1 shelf=$2 slot=$3 tap=$4 mem=$5 limit=$6
+    shift 6
     local script=$work/$name.ipxe log=$work/$name.console.log status
     cat >"$script" <<EOF
 #!ipxe
@@ -148,11 +151,11 @@ EOF
         capture_pid=$!
         sleep 0.5
     fi
-    echo "+ qemu: iPXE sanboot aoe:e$shelf.$slot ($sectors sectors), console log $log"
+    echo "+ qemu: iPXE sanboot aoe:e$shelf.$slot, console log $log"
     set +e
-    "${helper[@]}" console --log "$log" --timeout "$timeout" -- \
+    "${helper[@]}" console --log "$log" --timeout "$limit" -- \
         ip netns exec "$netns" qemu-system-x86_64 -accel tcg -nodefaults -nographic -no-reboot \
-        -serial stdio -m 128 -kernel "$ipxe_lkrn" -initrd "$script" \
+        -serial stdio -m "$mem" -kernel "$ipxe_lkrn" -initrd "$script" \
         -netdev tap,id=n0,ifname="$tap",script=no,downscript=no \
         -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,romfile= \
         -device isa-debug-exit,iobase=0xf4,iosize=0x04
@@ -164,15 +167,45 @@ EOF
         capture_pid=""
     fi
     if ((status != 99)); then
-        echo "boot $name: QEMU exit status $status, not 99 (the boot program's pass)"
+        echo "boot $name: QEMU exit status $status, not 99 (the guest's pass)"
         if ((status & 1)) && ((status >= 67 && status < 99)); then
             echo "     the boot program failed at step $(((status - 1) / 2 - 0x20)) (see bootsector.S)"
         fi
         return 1
     fi
-    for marker in "VBRS-CAPACITY sectors=0x$(printf '%016x' "$sectors") bytes/sector=0x0200" VBRS-PASS; do
+    for marker in "$@"; do
         grep -qF "$marker" "$log" || { echo "FAIL $name: console lacks '$marker'"; return 1; }
     done
+}
+
+capacity_line() { # $1 sectors: what the boot program prints for that capacity
+    printf 'VBRS-CAPACITY sectors=0x%016x bytes/sector=0x0200' "$1"
+}
+
+# Starts the target in our namespace: $1 case name, then its arguments; sets target_pid.
+start_target() {
+    local name=$1
+    shift
+    echo "+ target: ${target_argv[*]} $*"
+    in_ns "${target_argv[@]}" "$@" >"$work/$name.target.log" 2>&1 &
+    target_pid=$!
+    sleep 0.3
+    if ! kill -0 "$target_pid" 2>/dev/null; then
+        echo "FAIL $name: the target exited at once:"; cat "$work/$name.target.log"
+        return 1
+    fi
+}
+
+stop_target() {
+    kill "$target_pid" 2>/dev/null || true
+    wait "$target_pid" 2>/dev/null || true
+    target_pid=""
+}
+
+add_tap() { # $1 name, $2 MTU
+    in_ns ip tuntap add dev "$1" mode tap
+    in_ns ip link set "$1" mtu "$2" up
+    in_ns sysctl -qw "net.ipv6.conf.$1.disable_ipv6=1"
 }
 
 # One self-contained case: $1 name, $2 shelf, $3 slot, $4 exported sectors, $5 file sectors
@@ -184,39 +217,27 @@ run_case() {
     echo "==== case $name: e$shelf.$slot, $sectors sectors (file: $offset before, $trailer after), MTU $mtu"
     "${helper[@]}" make-image --boot "$work/boot.bin" --image "$image" --sectors "$sectors" \
         --offset "$offset" --trailer "$trailer"
-    in_ns ip tuntap add dev "$tap" mode tap
-    in_ns ip link set "$tap" mtu "$mtu" up
-    in_ns sysctl -qw "net.ipv6.conf.$tap.disable_ipv6=1"
+    add_tap "$tap" "$mtu"
     local extra=()
     if ((offset || trailer || served != sectors)); then
         extra=(-o "$offset" -l "$served")
     fi
-    echo "+ target: ${target_argv[*]} ${extra[*]} $shelf $slot $tap $image"
-    in_ns "${target_argv[@]}" "${extra[@]}" "$shelf" "$slot" "$tap" "$image" \
-        >"$work/$name.target.log" 2>&1 &
-    target_pid=$!
-    sleep 0.3
-    if ! kill -0 "$target_pid" 2>/dev/null; then
-        echo "FAIL $name: the target exited at once:"; cat "$work/$name.target.log"
-        return 1
-    fi
+    start_target "$name" "${extra[@]}" "$shelf" "$slot" "$tap" "$image" || return 1
     local ok=1
     if ((served == sectors)); then
-        boot_once "$name" "$shelf" "$slot" "$sectors" "$tap" || { ok=0; echo "FAIL $name: boot"; }
+        boot_once "$name" "$shelf" "$slot" "$tap" 128 "$timeout" "$(capacity_line "$sectors")" VBRS-PASS || { ok=0; echo "FAIL $name: boot"; }
     else
         # The test must be able to fail: the boot program has to stop at the capacity check
         # (step 4: QEMU exit status 73) before it writes anything.
         local status=0
-        boot_once "$name" "$shelf" "$slot" "$sectors" "$tap" >"$work/$name.out" || status=$?
+        boot_once "$name" "$shelf" "$slot" "$tap" 128 "$timeout" "$(capacity_line "$sectors")" VBRS-PASS >"$work/$name.out" || status=$?
         cat "$work/$name.out"
         grep -q "QEMU exit status 73," "$work/$name.out" || ok=0   # exit value 0x24: step 4
         grep -qF "VBRS-CAPACITY sectors=0x$(printf '%016x' "$served")" "$work/$name.console.log" || ok=0
         ((status != 0)) || ok=0
         ((ok)) && echo "(expected) the boot program refused a capacity of $served sectors"
     fi
-    kill "$target_pid" 2>/dev/null || true
-    wait "$target_pid" 2>/dev/null || true
-    target_pid=""
+    stop_target
     in_ns ip link del "$tap"
     if ((!ok)); then
         echo "---- target log:"; cat "$work/$name.target.log"
@@ -231,6 +252,43 @@ run_case() {
     echo "PASS $name: $(elapsed_since "$t0") s (image, target, boot, file check)"
 }
 
+# The real diskless boot: iPXE -> syslinux MBR -> ldlinux.sys -> Debian's kernel + initramfs
+# (all read through iPXE's int 13h over AoE) -> the kernel's own aoe driver -> root filesystem
+# on /dev/etherd/eS.Lp1 -> its /sbin/init writes /proof.txt. The host then checks the ext4 in
+# the backing file (e2fsck) and finds the proof with the boot's token in it.
+run_diskless() {
+    local name=diskless shelf=7 slot=3 tap=ipxe$$ t0=$EPOCHREALTIME
+    local image=$work/diskless.img token=vbrs-$$-$RANDOM root_start=2048 root_sectors=32768
+    echo "==== case diskless: e$shelf.$slot, root on /dev/etherd/e$shelf.${slot}p1"
+    bash "$here/diskless/build-disk.sh" "$image" "e$shelf.${slot}p1" "$token" ||
+        { echo "FAIL $name: could not build the disk"; return 1; }
+    echo "disk built in $(elapsed_since "$t0") s"
+    add_tap "$tap" 1500
+    start_target "$name" "$shelf" "$slot" "$tap" "$image" || return 1
+    local ok=1 t1=$EPOCHREALTIME
+    boot_once "$name" "$shelf" "$slot" "$tap" 512 "$diskless_timeout" VBRS-SYSLINUX \
+        "DISKLESS-AOE-ROOT /dev/etherd/e$shelf.${slot}p1" \
+        "DISKLESS-ROOT-DEVICE /dev/etherd/e$shelf.${slot}p1" DISKLESS-PASS ||
+        { ok=0; echo "FAIL $name: boot"; }
+    echo "boot took $(elapsed_since "$t1") s"
+    stop_target
+    in_ns ip link del "$tap"
+    if ((!ok)); then
+        echo "---- target log:"; cat "$work/$name.target.log"
+        return 1
+    fi
+    dd if="$image" of="$work/root.ext4" bs=512 skip="$root_start" count="$root_sectors" status=none
+    e2fsck -fn "$work/root.ext4" >"$work/e2fsck.log" 2>&1 ||
+        { echo "FAIL $name: e2fsck found errors:"; cat "$work/e2fsck.log"; return 1; }
+    local proof
+    proof=$(debugfs -R "cat /proof.txt" "$work/root.ext4" 2>/dev/null)
+    echo "proof.txt in the backing file: $(tr '\n' ' ' <<<"$proof")"
+    grep -qx "token=$token" <<<"$proof" && grep -qx "root=/dev/etherd/e$shelf.${slot}p1" <<<"$proof" ||
+        { echo "FAIL $name: /proof.txt lacks this boot's token or root device"; return 1; }
+    rm -f "$image" "$work/root.ext4"
+    echo "PASS $name: $(elapsed_since "$t0") s (disk build, boot, fsck and proof check)"
+}
+
 run_external() {
     [[ -n $ext_netns && -n $ext_bridge && -n $ext_shelf && -n $ext_slot && -n $ext_sectors ]] ||
         die "--external needs --netns, --bridge, --shelf, --slot and --sectors"
@@ -241,7 +299,8 @@ run_external() {
     ext_tap=$tap   # removed by cleanup
     in_ns sysctl -qw "net.ipv6.conf.$tap.disable_ipv6=1"
     in_ns ip link set "$tap" master "$ext_bridge" up
-    boot_once external "$ext_shelf" "$ext_slot" "$ext_sectors" "$tap" || return 1
+    boot_once external "$ext_shelf" "$ext_slot" "$tap" 128 "$timeout" \
+        "$(capacity_line "$ext_sectors")" VBRS-PASS || return 1
     if [[ -n $ext_image ]]; then
         "${helper[@]}" check-image --boot "$work/boot.bin" --image "$ext_image" \
             --sectors "$ext_sectors" --offset "$ext_offset" --after-boot || return 1
@@ -269,6 +328,7 @@ for case_name in "${cases[@]}"; do
         offset) run_case offset 65534 254 20001 7 9 1500 || failed=1 ;;
         # The target serves one sector less than the image's plan: the boot must fail, unwritten.
         wrongsize) run_case wrongsize 1 1 16384 0 1 1500 16383 || failed=1 ;;
+        diskless) run_diskless || failed=1 ;;
     esac
 done
 if ((failed)); then
