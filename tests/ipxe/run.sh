@@ -69,14 +69,29 @@ done
 work=$(mktemp -d "${TMPDIR:-/tmp}/vbrs-ipxe.XXXXXX")
 netns=""
 ext_tap=""
+console_pid=""
 target_pid=""
 capture_pid=""
+
+# Stops a process we started (by PID): SIGTERM, then SIGKILL after 5 s.
+stop_pid() {
+    local pid=$1 i
+    kill "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 0
+}
 
 cleanup() {
     local status=$?
     set +e
-    for pid in $capture_pid $target_pid; do
-        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    # The console helper kills its QEMU when it gets SIGTERM.
+    for pid in $console_pid $capture_pid $target_pid; do
+        stop_pid "$pid"
     done
     if [[ -n $ext_tap ]]; then
         ip netns exec "$netns" ip link del "$ext_tap" 2>/dev/null
@@ -146,24 +161,25 @@ sanboot --drive 0x80 || goto failed
 echo IPXE-SCRIPT-FAILED
 EOF
     if ((pcap)); then
-        in_ns tcpdump --immediate-mode -U -i "$tap" -n -w "$work/$name.pcap" ether proto 0x88a2 \
+        ip netns exec "$netns" tcpdump --immediate-mode -U -i "$tap" -n -w "$work/$name.pcap" ether proto 0x88a2 \
             2>"$work/$name.tcpdump.log" &
         capture_pid=$!
         sleep 0.5
     fi
     echo "+ qemu: iPXE sanboot aoe:e$shelf.$slot, console log $log"
-    set +e
+    # In the background so that a signal to this script runs its cleanup at once.
     "${helper[@]}" console --log "$log" --timeout "$limit" -- \
         ip netns exec "$netns" qemu-system-x86_64 -accel tcg -nodefaults -nographic -no-reboot \
         -serial stdio -m "$mem" -kernel "$ipxe_lkrn" -initrd "$script" \
         -netdev tap,id=n0,ifname="$tap",script=no,downscript=no \
         -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,romfile= \
-        -device isa-debug-exit,iobase=0xf4,iosize=0x04
-    status=$?
-    set -e
+        -device isa-debug-exit,iobase=0xf4,iosize=0x04 &
+    console_pid=$!
+    status=0
+    wait "$console_pid" || status=$?
+    console_pid=""
     if [[ -n $capture_pid ]]; then
-        kill "$capture_pid" 2>/dev/null || true
-        wait "$capture_pid" 2>/dev/null || true
+        stop_pid "$capture_pid"
         capture_pid=""
     fi
     if ((status != 99)); then
@@ -187,7 +203,8 @@ start_target() {
     local name=$1
     shift
     echo "+ target: ${target_argv[*]} $*"
-    in_ns "${target_argv[@]}" "$@" >"$work/$name.target.log" 2>&1 &
+    # Not through the in_ns function: $! must be the target itself (ip netns exec execs it).
+    ip netns exec "$netns" "${target_argv[@]}" "$@" >"$work/$name.target.log" 2>&1 &
     target_pid=$!
     sleep 0.3
     if ! kill -0 "$target_pid" 2>/dev/null; then
@@ -197,8 +214,7 @@ start_target() {
 }
 
 stop_target() {
-    kill "$target_pid" 2>/dev/null || true
-    wait "$target_pid" 2>/dev/null || true
+    stop_pid "$target_pid"
     target_pid=""
 }
 
