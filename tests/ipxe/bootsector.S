@@ -165,7 +165,12 @@ drive:      .byte 0
 step:       .byte 0
 status:     .byte 0
 
-        .org    0x1fe
+/* Partition table: the host writes one dummy entry whose CHS values make iPXE guess a
+ * 2-head, 32-sector geometry; with none, iPXE assumes 255x63 and cannot load LBA 0 (by CHS)
+ * from a disk smaller than one such cylinder (16065 sectors). */
+        .org    0x1be
+partition_table:
+        .fill   64, 1, 0
         .byte   0x55, 0xaa
 
 /* ---------------------------------------------------------------- LBA 1..: stage 2 */

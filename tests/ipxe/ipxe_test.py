@@ -33,9 +33,13 @@ PATTERN_MAGIC = b"VBLADERS"
 KIND_HOST = 0x00
 KIND_BOOT = 0x80
 KIND_OUTSIDE = 0x40
-# Debian's iPXE (1.0.0+git-20190125) fails `sanboot` with EIO below one 255x63 cylinder of
-# 16065 sectors when the MBR has no partition table (measured: 16064 fails, 16065 boots).
-MIN_SECTORS = 255 * 63
+# iPXE loads LBA 0 through its own CHS emulation, with a geometry guessed from the partition
+# table (255x63 without one); a disk smaller than one cylinder then fails `sanboot` with EIO
+# (measured with Debian's 1.0.0+git-20190125: 16064 sectors fail, 16065 boot). The boot sector
+# therefore carries one dummy partition that implies GEOMETRY (heads, sectors per track).
+GEOMETRY = (2, 32)
+DUMMY_PARTITION_START = 32
+MIN_SECTORS = 256
 
 # Printed by the boot program, by iPXE or by SeaBIOS when the boot cannot succeed.
 FAILURE_MARKERS = (
@@ -103,7 +107,21 @@ def patched_boot(boot_bin, sectors):
     body += b"\0"
     room = 8 + 6 * PLAN_MAX_OPS + 1
     code[at + 8 : at + 8 + room] = body.ljust(room, b"\0")
+    code[446:462] = dummy_partition(sectors)
     return bytes(code)
+
+
+def dummy_partition(sectors):
+    """A partition table entry (type 0xda, "non-filesystem data") over LBA 32..end whose CHS
+    start (cylinder 0, head 1) and end (last head, last sector) make iPXE guess GEOMETRY."""
+    heads, per_track = GEOMETRY
+    start = DUMMY_PARTITION_START
+    assert start == per_track  # cylinder 0, head 1, sector 1
+    end = min(sectors - 1, 1024 * heads * per_track - 1)
+    cylinder = end // (heads * per_track)
+    end_chs = bytes([heads - 1, per_track | ((cylinder >> 2) & 0xC0), cylinder & 0xFF])
+    return (bytes([0, 1, 1, 0, 0xDA]) + end_chs
+            + struct.pack("<II", start, sectors - start))
 
 
 def expected_image(boot, sectors, offset, trailer, after_boot):

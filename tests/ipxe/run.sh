@@ -6,7 +6,8 @@
 # for QEMU's NIC with the target on it. Nothing touches the machine's own interfaces.
 #
 # Usage: tests/ipxe/run.sh [options] [CASE...]
-#   CASE            mtu1500 | shelfslot | offset | wrongsize   (default: all, against --target)
+#   CASE            mtu1500 | shelfslot | offset | small | wrongsize | diskless
+#                   (default: all of them, against --target)
 #   --target CMD    target command line, vblade-compatible (default: host-sim, built from this
 #                   workspace if not on PATH); e.g. --target vblade
 #   --timeout S     per-boot limit in seconds (default 60; a pass takes about a second)
@@ -61,7 +62,7 @@ while (($#)); do
         --offset) ext_offset=$2; shift 2 ;;
         --make-image) make_image=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        mtu1500|shelfslot|offset|wrongsize|diskless) cases+=("$1"); shift ;;
+        mtu1500|shelfslot|offset|small|wrongsize|diskless) cases+=("$1"); shift ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
@@ -130,7 +131,7 @@ if ((pcap)); then
 fi
 
 if ((!external)); then
-    ((${#cases[@]})) || cases=(mtu1500 shelfslot offset wrongsize)
+    ((${#cases[@]})) || cases=(mtu1500 shelfslot offset small wrongsize diskless)
     read -r -a target_argv <<<"$target_cmd"
     if [[ ${target_argv[0]} == host-sim ]] && ! command -v host-sim >/dev/null; then
         echo "+ cargo build -p aoe-host-sim --bin host-sim"
@@ -342,6 +343,8 @@ for case_name in "${cases[@]}"; do
         shelfslot) run_case shelfslot 4660 171 24577 0 0 1500 || failed=1 ;;
         # Part of a file (-o/-l), highest unicast shelf.slot; the rest of the file must not change.
         offset) run_case offset 65534 254 20001 7 9 1500 || failed=1 ;;
+        # A disk smaller than one 255x63 cylinder, the size of a small blade's card.
+        small) run_case small 2 5 2040 0 0 1500 || failed=1 ;;
         # The target serves one sector less than the image's plan: the boot must fail, unwritten.
         wrongsize) run_case wrongsize 1 1 16384 0 1 1500 16383 || failed=1 ;;
         diskless) run_diskless || failed=1 ;;
