@@ -16,9 +16,13 @@
 # External target (e.g. the QEMU blade), already running and bridged:
 #   --external --netns NS --bridge BR --shelf S --slot L --sectors N [--image FILE [--offset O]]
 #                   puts iPXE's TAP into bridge BR of namespace NS and boots eS.L, which must
-#                   export N sectors prepared with `--make-image`; with --image the backing file
-#                   is checked afterwards (otherwise the boot program's read-back is the check).
-#   --make-image FILE --sectors N   only write a prepared image (for an external target)
+#                   export N sectors prepared with `--make-image`; with --image the exported
+#                   sectors of the backing file (from sector O) are checked afterwards, so the
+#                   target must have written them through by then (otherwise the boot program's
+#                   read-back through the target is the check).
+#   --make-image FILE --sectors N   only write a prepared image of N sectors (for an external
+#                   target; extend it with `truncate -s` if the medium is larger, e.g. a card
+#                   whose last sectors the blade keeps for itself)
 # Needs root, qemu-system-x86 (qemu-system-x86_64), ipxe (/usr/lib/ipxe/ipxe.lkrn), binutils,
 # python3, iproute2.
 set -euo pipefail
@@ -320,7 +324,7 @@ run_external() {
         "$(capacity_line "$ext_sectors")" VBRS-PASS || return 1
     if [[ -n $ext_image ]]; then
         "${helper[@]}" check-image --boot "$work/boot.bin" --image "$ext_image" \
-            --sectors "$ext_sectors" --offset "$ext_offset" --after-boot || return 1
+            --sectors "$ext_sectors" --offset "$ext_offset" --after-boot --export-only || return 1
     fi
     echo "PASS external: $(elapsed_since "$t0") s"
 }
