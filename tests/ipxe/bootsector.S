@@ -76,7 +76,8 @@ start_cs0:
         jmp     stage2
 
 /* Print "VBRS-FAIL step=<n> ah=<int 13h status>" and exit with 0x20 + step. */
-fail:   mov     si, offset msg_fail
+fail:   call    newline                 /* the failed operation's line stays unfinished */
+        mov     si, offset msg_fail
         call    puts
         mov     al, [step]
         call    puthex8

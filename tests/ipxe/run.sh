@@ -77,6 +77,7 @@ ext_tap=""
 console_pid=""
 target_pid=""
 capture_pid=""
+last_status=""
 
 # Stops a process we started (by PID): SIGTERM, then SIGKILL after 5 s.
 stop_pid() {
@@ -183,6 +184,7 @@ EOF
     status=0
     wait "$console_pid" || status=$?
     console_pid=""
+    last_status=$status
     if [[ -n $capture_pid ]]; then
         stop_pid "$capture_pid"
         capture_pid=""
@@ -223,10 +225,18 @@ stop_target() {
     target_pid=""
 }
 
+# The case functions run in `|| failed=1` context, where bash ignores `set -e`: every step
+# that can fail is checked by hand.
 add_tap() { # $1 name, $2 MTU
-    in_ns ip tuntap add dev "$1" mode tap
-    in_ns ip link set "$1" mtu "$2" up
-    in_ns sysctl -qw "net.ipv6.conf.$1.disable_ipv6=1"
+    in_ns ip tuntap add dev "$1" mode tap &&
+        in_ns ip link set "$1" mtu "$2" up &&
+        in_ns sysctl -qw "net.ipv6.conf.$1.disable_ipv6=1"
+}
+
+end_case() { # $1 TAP name: stop the target, remove the TAP
+    stop_target
+    in_ns ip link del "$1" 2>/dev/null
+    return 0
 }
 
 # One self-contained case: $1 name, $2 shelf, $3 slot, $4 exported sectors, $5 file sectors
@@ -234,32 +244,35 @@ add_tap() { # $1 name, $2 MTU
 # sectors for the target to export, which the boot program must refuse (step 4, capacity).
 run_case() {
     local name=$1 shelf=$2 slot=$3 sectors=$4 offset=$5 trailer=$6 mtu=$7 served=${8:-$4}
-    local tap=ipxe$$ image=$work/$name.img t0=$EPOCHREALTIME
+    local tap=ipxe$$-$((++case_number)) image=$work/$name.img t0=$EPOCHREALTIME
     echo "==== case $name: e$shelf.$slot, $sectors sectors (file: $offset before, $trailer after), MTU $mtu"
     "${helper[@]}" make-image --boot "$work/boot.bin" --image "$image" --sectors "$sectors" \
-        --offset "$offset" --trailer "$trailer"
-    add_tap "$tap" "$mtu"
+        --offset "$offset" --trailer "$trailer" || { echo "FAIL $name: image"; return 1; }
+    add_tap "$tap" "$mtu" || { echo "FAIL $name: TAP"; end_case "$tap"; return 1; }
     local extra=()
     if ((offset || trailer || served != sectors)); then
         extra=(-o "$offset" -l "$served")
     fi
-    start_target "$name" "${extra[@]}" "$shelf" "$slot" "$tap" "$image" || return 1
+    start_target "$name" "${extra[@]}" "$shelf" "$slot" "$tap" "$image" || { end_case "$tap"; return 1; }
     local ok=1
     if ((served == sectors)); then
-        boot_once "$name" "$shelf" "$slot" "$tap" 128 "$timeout" "$(capacity_line "$sectors")" VBRS-PASS || { ok=0; echo "FAIL $name: boot"; }
+        boot_once "$name" "$shelf" "$slot" "$tap" 128 "$timeout" "$(capacity_line "$sectors")" \
+            VBRS-PASS || { ok=0; echo "FAIL $name: boot"; }
     else
-        # The test must be able to fail: the boot program has to stop at the capacity check
-        # (step 4: QEMU exit status 73) before it writes anything.
-        local status=0
-        boot_once "$name" "$shelf" "$slot" "$tap" 128 "$timeout" "$(capacity_line "$sectors")" VBRS-PASS >"$work/$name.out" || status=$?
-        cat "$work/$name.out"
-        grep -q "QEMU exit status 73," "$work/$name.out" || ok=0   # exit value 0x24: step 4
-        grep -qF "VBRS-CAPACITY sectors=0x$(printf '%016x' "$served")" "$work/$name.console.log" || ok=0
-        ((status != 0)) || ok=0
-        ((ok)) && echo "(expected) the boot program refused a capacity of $served sectors"
+        # The test must be able to fail: the boot program has to stop at the capacity check,
+        # step 4 (exit value 0x24, QEMU status 73), having printed what it got, before it writes.
+        if boot_once "$name" "$shelf" "$slot" "$tap" 128 "$timeout" "$(capacity_line "$sectors")"; then
+            ok=0
+        fi
+        ((last_status == 73)) || ok=0
+        grep -qF "$(capacity_line "$served")" "$work/$name.console.log" || ok=0
+        if ((ok)); then
+            echo "(expected) the boot program refused a capacity of $served sectors"
+        else
+            echo "FAIL $name: the boot program did not stop at the capacity check"
+        fi
     fi
-    stop_target
-    in_ns ip link del "$tap"
+    end_case "$tap"
     if ((!ok)); then
         echo "---- target log:"; cat "$work/$name.target.log"
         return 1
@@ -278,27 +291,27 @@ run_case() {
 # on /dev/etherd/eS.Lp1 -> its /sbin/init writes /proof.txt. The host then checks the ext4 in
 # the backing file (e2fsck) and finds the proof with the boot's token in it.
 run_diskless() {
-    local name=diskless shelf=7 slot=3 tap=ipxe$$ t0=$EPOCHREALTIME
+    local name=diskless shelf=7 slot=3 tap=ipxe$$-$((++case_number)) t0=$EPOCHREALTIME
     local image=$work/diskless.img token=vbrs-$$-$RANDOM root_start=2048 root_sectors=32768
     echo "==== case diskless: e$shelf.$slot, root on /dev/etherd/e$shelf.${slot}p1"
     bash "$here/diskless/build-disk.sh" "$image" "e$shelf.${slot}p1" "$token" ||
         { echo "FAIL $name: could not build the disk"; return 1; }
     echo "disk built in $(elapsed_since "$t0") s"
-    add_tap "$tap" 1500
-    start_target "$name" "$shelf" "$slot" "$tap" "$image" || return 1
+    add_tap "$tap" 1500 || { echo "FAIL $name: TAP"; end_case "$tap"; return 1; }
+    start_target "$name" "$shelf" "$slot" "$tap" "$image" || { end_case "$tap"; return 1; }
     local ok=1 t1=$EPOCHREALTIME
     boot_once "$name" "$shelf" "$slot" "$tap" 512 "$diskless_timeout" VBRS-SYSLINUX \
         "DISKLESS-AOE-ROOT /dev/etherd/e$shelf.${slot}p1" \
         "DISKLESS-ROOT-DEVICE /dev/etherd/e$shelf.${slot}p1" DISKLESS-PASS ||
         { ok=0; echo "FAIL $name: boot"; }
     echo "boot took $(elapsed_since "$t1") s"
-    stop_target
-    in_ns ip link del "$tap"
+    end_case "$tap"
     if ((!ok)); then
         echo "---- target log:"; cat "$work/$name.target.log"
         return 1
     fi
-    dd if="$image" of="$work/root.ext4" bs=512 skip="$root_start" count="$root_sectors" status=none
+    dd if="$image" of="$work/root.ext4" bs=512 skip="$root_start" count="$root_sectors" status=none ||
+        { echo "FAIL $name: cannot extract the root partition"; return 1; }
     e2fsck -fn "$work/root.ext4" >"$work/e2fsck.log" 2>&1 ||
         { echo "FAIL $name: e2fsck found errors:"; cat "$work/e2fsck.log"; return 1; }
     local proof
@@ -339,6 +352,7 @@ ip netns add "$netns"
 ip -n "$netns" link set lo up
 
 failed=0
+case_number=0
 for case_name in "${cases[@]}"; do
     case $case_name in
         # The default export at the usual MTU: 64 MiB, shelf.slot 0.0.
