@@ -6,7 +6,7 @@
 # for QEMU's NIC with the target on it. Nothing touches the machine's own interfaces.
 #
 # Usage: tests/ipxe/run.sh [options] [CASE...]
-#   CASE            mtu1500 | shelfslot | offset | small | wrongsize | diskless
+#   CASE            mtu1500 | mtu9000 | shelfslot | offset | small | wrongsize | diskless
 #                   (default: all of them, against --target)
 #   --target CMD    target command line, vblade-compatible (default: host-sim, built from this
 #                   workspace if not on PATH); e.g. --target vblade
@@ -66,7 +66,7 @@ while (($#)); do
         --offset) ext_offset=$2; shift 2 ;;
         --make-image) make_image=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        mtu1500|shelfslot|offset|small|wrongsize|diskless) cases+=("$1"); shift ;;
+        mtu1500|mtu9000|shelfslot|offset|small|wrongsize|diskless) cases+=("$1"); shift ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
@@ -136,7 +136,7 @@ if ((pcap)); then
 fi
 
 if ((!external)); then
-    ((${#cases[@]})) || cases=(mtu1500 shelfslot offset small wrongsize diskless)
+    ((${#cases[@]})) || cases=(mtu1500 mtu9000 shelfslot offset small wrongsize diskless)
     read -r -a target_argv <<<"$target_cmd"
     if [[ ${target_argv[0]} == host-sim ]] && ! command -v host-sim >/dev/null; then
         echo "+ cargo build -p aoe-host-sim --bin host-sim"
@@ -357,6 +357,8 @@ for case_name in "${cases[@]}"; do
     case $case_name in
         # The default export at the usual MTU: 64 MiB, shelf.slot 0.0.
         mtu1500) run_case mtu1500 0 0 131072 0 0 1500 || failed=1 ;;
+        # A jumbo link: the target may offer more sectors per frame; iPXE still sends 2.
+        mtu9000) run_case mtu9000 3 9 32768 0 0 9000 || failed=1 ;;
         # Both address bytes in use (a swapped or truncated shelf fails), odd capacity.
         shelfslot) run_case shelfslot 4660 171 24577 0 0 1500 || failed=1 ;;
         # Part of a file (-o/-l), highest unicast shelf.slot; the rest of the file must not change.
