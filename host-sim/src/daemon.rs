@@ -273,7 +273,7 @@ pub fn run(settings: Settings) -> Result<(), String> {
         if RELOAD.swap(false, Ordering::SeqCst) {
             reload(&mut supervisor, &settings);
         }
-        if supervisor.all_workers_died() {
+        if supervisor.all_workers_died() && !SHUTDOWN.load(Ordering::SeqCst) {
             let _ = supervisor.shut_down();
             return Err("every link worker stopped unexpectedly".into());
         }

@@ -36,6 +36,8 @@ pub struct PacketLink {
     name: String,
     mac: Mac,
     ignores_outgoing: bool,
+    /// The `SO_RCVTIMEO` last set, to skip redundant setsockopt calls.
+    receive_timeout: Option<Duration>,
     // Scratch for recvmmsg/sendmmsg, sized on first use and reused so that no call allocates.
     // The raw pointers in them are written at the start of each call and not used after it.
     msgs: Vec<libc::mmsghdr>,
@@ -184,6 +186,7 @@ impl PacketLink {
             name: interface.to_owned(),
             mac,
             ignores_outgoing,
+            receive_timeout: None,
             msgs: Vec::new(),
             iovs: Vec::new(),
             addrs: Vec::new(),
@@ -227,7 +230,36 @@ impl PacketLink {
     }
 
     /// One non-blocking recvmmsg into slots `0..count`; `Ok(0)` when nothing is queued.
-    fn recv_now(&mut self, bufs: &mut FrameBufs) -> Result<usize, NetError> {
+    /// Sets `SO_RCVTIMEO` to `timeout` (0 = forever) unless it already is.
+    fn set_receive_timeout(&mut self, timeout: Duration) -> Result<(), NetError> {
+        if self.receive_timeout == Some(timeout) {
+            return Ok(());
+        }
+        let value = libc::timeval {
+            tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_usec: libc::suseconds_t::from(timeout.subsec_micros()),
+        };
+        // SAFETY: `value` is a live timeval and its size is passed; setsockopt only reads it.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                std::ptr::from_ref(&value).cast(),
+                socklen_of::<libc::timeval>(),
+            )
+        };
+        if rc < 0 {
+            return Err(NetError::last(&self.name, "set the receive timeout"));
+        }
+        self.receive_timeout = Some(timeout);
+        Ok(())
+    }
+
+    /// One recvmmsg into slots `0..count`: with `MSG_DONTWAIT`, or blocking (up to the
+    /// socket's receive timeout) for the first frame only (`MSG_WAITFORONE`). `Ok(0)` when
+    /// nothing came.
+    fn recv_now(&mut self, bufs: &mut FrameBufs, wait: bool) -> Result<usize, NetError> {
         let count = bufs.count();
         self.reserve_scratch(count);
         let capacity = bufs.capacity();
@@ -255,7 +287,11 @@ impl PacketLink {
                 self.fd.as_raw_fd(),
                 self.msgs.as_mut_ptr(),
                 batch,
-                libc::MSG_DONTWAIT,
+                if wait {
+                    libc::MSG_WAITFORONE
+                } else {
+                    libc::MSG_DONTWAIT
+                },
                 std::ptr::null_mut(),
             )
         };
@@ -362,16 +398,20 @@ impl Link for PacketLink {
     }
 
     fn recv(&mut self, bufs: &mut FrameBufs, timeout: Option<Duration>) -> Result<usize, NetError> {
-        let received = self.recv_now(bufs)?;
-        if received > 0 || timeout == Some(Duration::ZERO) {
-            return Ok(received);
+        // One system call per batch: block for the first frame (SO_RCVTIMEO bounds the wait),
+        // then take what is queued. A zero timeout polls.
+        match timeout {
+            Some(Duration::ZERO) => self.recv_now(bufs, false),
+            Some(timeout) => {
+                // SO_RCVTIMEO reads a zero as "forever": wait at least a microsecond.
+                self.set_receive_timeout(timeout.max(Duration::from_micros(1)))?;
+                self.recv_now(bufs, true)
+            }
+            None => {
+                self.set_receive_timeout(Duration::ZERO)?;
+                self.recv_now(bufs, true)
+            }
         }
-        let readable = wait_readable(self.fd.as_raw_fd(), timeout)
-            .map_err(|error| NetError::os(&self.name, "wait for frames", error))?;
-        if !readable {
-            return Ok(0);
-        }
-        self.recv_now(bufs)
     }
 
     fn send(&mut self, bufs: &FrameBufs, count: usize) -> Result<usize, NetError> {

@@ -31,7 +31,8 @@ pub(crate) fn derived_mac(kernel_side: Mac) -> Mac {
 
 impl TapLink {
     /// Opens (or creates) TAP device `interface`, brings it up if it is down, and uses `mac` as
-    /// our address, or [`derived_mac`] of the kernel side's MAC.
+    /// our address, or one derived from the kernel side's MAC (locally administered, unicast,
+    /// last bit flipped).
     ///
     /// # Errors
     /// [`NetError::NoPermission`] without `CAP_NET_ADMIN` (creating, or attaching to a TAP
