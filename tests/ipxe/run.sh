@@ -7,7 +7,10 @@
 #
 # Usage: tests/ipxe/run.sh [options] [CASE...]
 #   CASE            mtu1500 | mtu9000 | shelfslot | offset | small | wrongsize | diskless
-#                   (default: all of them, against --target)
+#                   (against --target) | blade (the QEMU blade of firmware/); default: all
+#   --blade-firmware ELF   blade firmware for the blade case (default: built with cargo)
+#   --blade-target S.L     the shelf.slot that firmware answers on a blank card (default 0.1)
+#   --blade-qemu BIN       default qemu-system-arm
 #   --target CMD    target command line, vblade-compatible (default: host-sim, built from this
 #                   workspace if not on PATH); e.g. --target vblade
 #   --timeout S     per-boot limit in seconds (default 60; a pass takes about a second)
@@ -24,7 +27,9 @@
 #                   target; extend it with `truncate -s` if the medium is larger, e.g. a card
 #                   whose last sectors the blade keeps for itself)
 # Needs root, qemu-system-x86 (qemu-system-x86_64), ipxe (/usr/lib/ipxe/ipxe.lkrn), binutils,
-# python3, iproute2.
+# python3, iproute2; diskless: syslinux, syslinux-common, mtools, e2fsprogs, busybox-static,
+# cpio, kmod (and what tests/linux-vm/build-image.sh needs); blade: qemu-system-arm and the
+# thumbv7m-none-eabi Rust target.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -40,6 +45,7 @@ keep=0
 external=0
 ext_netns="" ext_bridge="" ext_shelf="" ext_slot="" ext_sectors="" ext_image="" ext_offset=0
 make_image=""
+blade_firmware="" blade_target=0.1 blade_qemu=qemu-system-arm
 cases=()
 
 elapsed_since() { # $1: an $EPOCHREALTIME; prints seconds since then with 2 decimals
@@ -65,8 +71,11 @@ while (($#)); do
         --image) ext_image=$2; shift 2 ;;
         --offset) ext_offset=$2; shift 2 ;;
         --make-image) make_image=$2; shift 2 ;;
+        --blade-firmware) blade_firmware=$2; shift 2 ;;
+        --blade-target) blade_target=$2; shift 2 ;;
+        --blade-qemu) blade_qemu=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        mtu1500|mtu9000|shelfslot|offset|small|wrongsize|diskless) cases+=("$1"); shift ;;
+        mtu1500|mtu9000|shelfslot|offset|small|wrongsize|diskless|blade) cases+=("$1"); shift ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
@@ -136,24 +145,37 @@ if ((pcap)); then
 fi
 
 if ((!external)); then
-    ((${#cases[@]})) || cases=(mtu1500 mtu9000 shelfslot offset small wrongsize diskless)
+    ((${#cases[@]})) || cases=(mtu1500 mtu9000 shelfslot offset small wrongsize diskless blade)
     read -r -a target_argv <<<"$target_cmd"
-    if [[ ${target_argv[0]} == host-sim ]] && ! command -v host-sim >/dev/null; then
+    uses_target=0
+    for case_name in "${cases[@]}"; do
+        [[ $case_name == blade ]] || uses_target=1
+    done
+    if ((!uses_target)); then
+        :   # the blade case brings its own target
+    elif [[ ${target_argv[0]} == host-sim ]] && ! command -v host-sim >/dev/null; then
         echo "+ cargo build -p aoe-host-sim --bin host-sim"
         (cd "$repo" && cargo build -q -p aoe-host-sim --bin host-sim)
         target_argv[0]=$repo/target/debug/host-sim
     fi
-    command -v "${target_argv[0]}" >/dev/null || die "target command '${target_argv[0]}' not found"
+    ((!uses_target)) || command -v "${target_argv[0]}" >/dev/null ||
+        die "target command '${target_argv[0]}' not found"
 fi
 
 # The namespace QEMU's TAP lives in: our own, or the external target's.
 in_ns() { ip netns exec "$netns" "$@"; }
 
-# One boot: $1 name, $2 shelf, $3 slot, $4 TAP name, $5 guest MiB, $6 time limit (s), then the
-# lines the console must show; the target is up. Passes when QEMU exits with 99.
+# One boot: $1 name, $2 shelf, $3 slot, $4 the NIC's link: a TAP name, or a QEMU -netdev
+# value (containing "id=n0"), $5 guest MiB, $6 time limit (s), then the lines the console must
+# show; the target is up. Passes when QEMU exits with 99.
 boot_once() {
-    local name=$1 shelf=$2 slot=$3 tap=$4 mem=$5 limit=$6
+    local name=$1 shelf=$2 slot=$3 link=$4 mem=$5 limit=$6
     shift 6
+    local netdev=$link tap=""
+    if [[ $link != *id=n0* ]]; then
+        tap=$link
+        netdev="tap,id=n0,ifname=$tap,script=no,downscript=no"
+    fi
     local script=$work/$name.ipxe log=$work/$name.console.log status
     cat >"$script" <<EOF
 #!ipxe
@@ -166,7 +188,7 @@ sanboot --drive 0x80 || goto failed
 :failed
 echo IPXE-SCRIPT-FAILED
 EOF
-    if ((pcap)); then
+    if ((pcap)) && [[ -n $tap ]]; then
         ip netns exec "$netns" tcpdump --immediate-mode -U -i "$tap" -n -w "$work/$name.pcap" ether proto 0x88a2 \
             2>"$work/$name.tcpdump.log" &
         capture_pid=$!
@@ -177,7 +199,7 @@ EOF
     "${helper[@]}" console --log "$log" --timeout "$limit" -- \
         ip netns exec "$netns" qemu-system-x86_64 -accel tcg -nodefaults -nographic -no-reboot \
         -serial stdio -m "$mem" -kernel "$ipxe_lkrn" -initrd "$script" \
-        -netdev tap,id=n0,ifname="$tap",script=no,downscript=no \
+        -netdev "$netdev" \
         -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,romfile= \
         -device isa-debug-exit,iobase=0xf4,iosize=0x04 &
     console_pid=$!
@@ -323,6 +345,61 @@ run_diskless() {
     echo "PASS $name: $(elapsed_since "$t0") s (disk build, boot, fsck and proof check)"
 }
 
+# The QEMU blade (firmware/, board lm3s6965evb) as the target: an ARM QEMU runs the blade
+# firmware with a card image we prepared, and the two QEMUs' NICs are joined back to back
+# through a pair of unix datagram sockets (QEMU's dgram netdev), so no interface is involved.
+# A blank card makes the blade use its build-time identity (AOE_SHELF/AOE_SLOT, default e0.1)
+# and keep its last 8 sectors for its own state; only the exported sectors are checked.
+run_blade() {
+    local name=blade t0=$EPOCHREALTIME card_sectors=32768 reserved=8
+    local sectors=$((card_sectors - reserved)) card=$work/blade-card.img
+    local shelf=${blade_target%.*} slot=${blade_target#*.}
+    echo "==== case blade: QEMU lm3s6965evb blade, e$shelf.$slot, card of $card_sectors sectors"
+    command -v "$blade_qemu" >/dev/null || { echo "FAIL $name: needs $blade_qemu (apt-get install qemu-system-arm)"; return 1; }
+    local firmware=$blade_firmware
+    if [[ -z $firmware ]]; then
+        echo "+ cargo build -p aoe-firmware --features lm3s6965evb --bin blade-lm3s6965evb --target thumbv7m-none-eabi"
+        (cd "$repo" && env -u AOE_SHELF -u AOE_SLOT cargo build -q -p aoe-firmware \
+            --features lm3s6965evb --bin blade-lm3s6965evb --target thumbv7m-none-eabi) ||
+            { echo "FAIL $name: cannot build the blade firmware"; return 1; }
+        firmware=$repo/target/thumbv7m-none-eabi/debug/blade-lm3s6965evb
+    fi
+    "${helper[@]}" make-image --boot "$work/boot.bin" --image "$card" --sectors "$sectors" &&
+        truncate -s $((card_sectors * 512)) "$card" || { echo "FAIL $name: image"; return 1; }
+    local blade_sock=$work/blade.sock ipxe_sock=$work/ipxe.sock
+    echo "+ target: $blade_qemu -M lm3s6965evb ... -kernel $firmware (card $card)"
+    "$blade_qemu" -M lm3s6965evb -display none -serial none -no-reboot \
+        -semihosting-config enable=on,target=native -audiodev none,id=snd0 \
+        -drive "if=sd,format=raw,file=$card" \
+        -netdev "dgram,id=n0,local.type=unix,local.path=$blade_sock,remote.type=unix,remote.path=$ipxe_sock" \
+        -net nic,netdev=n0,model=stellaris,macaddr=52:54:00:12:34:57 \
+        -kernel "$firmware" >"$work/blade.defmt" 2>"$work/$name.target.log" &
+    target_pid=$!
+    local i
+    for ((i = 0; i < 50; i++)); do
+        [[ -S $blade_sock ]] && break
+        sleep 0.1
+    done
+    if ! kill -0 "$target_pid" 2>/dev/null || [[ ! -S $blade_sock ]]; then
+        echo "FAIL $name: the blade did not start:"; cat "$work/$name.target.log"
+        stop_target
+        return 1
+    fi
+    local ok=1
+    boot_once "$name" "$shelf" "$slot" \
+        "dgram,id=n0,local.type=unix,local.path=$ipxe_sock,remote.type=unix,remote.path=$blade_sock" \
+        128 "$timeout" "$(capacity_line "$sectors")" VBRS-PASS || { ok=0; echo "FAIL $name: boot"; }
+    stop_target   # QEMU writes the card back on SIGTERM
+    if ((!ok)); then
+        echo "---- blade QEMU stderr:"; cat "$work/$name.target.log"
+        return 1
+    fi
+    "${helper[@]}" check-image --boot "$work/boot.bin" --image "$card" --sectors "$sectors" \
+        --after-boot --export-only || { echo "FAIL $name: card image"; return 1; }
+    rm -f "$card"
+    echo "PASS $name: $(elapsed_since "$t0") s (image, blade start, boot, card check)"
+}
+
 run_external() {
     [[ -n $ext_netns && -n $ext_bridge && -n $ext_shelf && -n $ext_slot && -n $ext_sectors ]] ||
         die "--external needs --netns, --bridge, --shelf, --slot and --sectors"
@@ -368,6 +445,7 @@ for case_name in "${cases[@]}"; do
         # The target serves one sector less than the image's plan: the boot must fail, unwritten.
         wrongsize) run_case wrongsize 1 1 16384 0 1 1500 16383 || failed=1 ;;
         diskless) run_diskless || failed=1 ;;
+        blade) run_blade || failed=1 ;;
     esac
 done
 if ((failed)); then
