@@ -358,11 +358,14 @@ run_blade() {
     command -v "$blade_qemu" >/dev/null || { echo "FAIL $name: needs $blade_qemu (apt-get install qemu-system-arm)"; return 1; }
     local firmware=$blade_firmware
     if [[ -z $firmware ]]; then
-        echo "+ cargo build -p aoe-firmware --features lm3s6965evb --bin blade-lm3s6965evb --target thumbv7m-none-eabi"
+        # The blade as firmware/ ships it (profile `firmware`); a no-op if CI built it already.
+        echo "+ cargo build -p aoe-firmware --features lm3s6965evb --target thumbv7m-none-eabi --profile firmware"
         (cd "$repo" && env -u AOE_SHELF -u AOE_SLOT cargo build -q -p aoe-firmware \
-            --features lm3s6965evb --bin blade-lm3s6965evb --target thumbv7m-none-eabi) ||
-            { echo "FAIL $name: cannot build the blade firmware"; return 1; }
-        firmware=$repo/target/thumbv7m-none-eabi/debug/blade-lm3s6965evb
+            --features lm3s6965evb --bin blade-lm3s6965evb --target thumbv7m-none-eabi \
+            --profile firmware) || { echo "FAIL $name: cannot build the blade firmware"; return 1; }
+        firmware=$repo/target/thumbv7m-none-eabi/firmware/blade-lm3s6965evb
+        echo "firmware ready after $(elapsed_since "$t0") s"
+        t0=$EPOCHREALTIME
     fi
     "${helper[@]}" make-image --boot "$work/boot.bin" --image "$card" --sectors "$sectors" &&
         truncate -s $((card_sectors * 512)) "$card" || { echo "FAIL $name: image"; return 1; }
