@@ -7,7 +7,8 @@
 #
 # Usage: tests/ipxe/run.sh [options] [CASE...]
 #   CASE            mtu1500 | mtu9000 | shelfslot | offset | small | wrongsize | diskless
-#                   (against --target) | blade (the QEMU blade of firmware/); default: all
+#                   (against --target) | blade | blade-diskless (the QEMU blade of firmware/ as
+#                   the target); default: all
 #   --blade-firmware ELF   blade firmware for the blade case (default: built with cargo)
 #   --blade-target S.L     the shelf.slot that firmware answers on a blank card (default 0.1)
 #   --blade-qemu BIN       default qemu-system-arm
@@ -75,7 +76,7 @@ while (($#)); do
         --blade-target) blade_target=$2; shift 2 ;;
         --blade-qemu) blade_qemu=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        mtu1500|mtu9000|shelfslot|offset|small|wrongsize|diskless|blade) cases+=("$1"); shift ;;
+        mtu1500|mtu9000|shelfslot|offset|small|wrongsize|diskless|blade|blade-diskless) cases+=("$1"); shift ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
@@ -145,11 +146,11 @@ if ((pcap)); then
 fi
 
 if ((!external)); then
-    ((${#cases[@]})) || cases=(mtu1500 mtu9000 shelfslot offset small wrongsize diskless blade)
+    ((${#cases[@]})) || cases=(mtu1500 mtu9000 shelfslot offset small wrongsize diskless blade blade-diskless)
     read -r -a target_argv <<<"$target_cmd"
     uses_target=0
     for case_name in "${cases[@]}"; do
-        [[ $case_name == blade ]] || uses_target=1
+        [[ $case_name == blade* ]] || uses_target=1
     done
     if ((!uses_target)); then
         :   # the blade case brings its own target
@@ -312,17 +313,31 @@ run_case() {
 # (all read through iPXE's int 13h over AoE) -> the kernel's own aoe driver -> root filesystem
 # on /dev/etherd/eS.Lp1 -> its /sbin/init writes /proof.txt. The host then checks the ext4 in
 # the backing file (e2fsck) and finds the proof with the boot's token in it.
+# With $1 = blade, the QEMU blade serves the disk (on a 128 MiB card) instead of --target.
 run_diskless() {
-    local name=diskless shelf=7 slot=3 tap=ipxe$$-$((++case_number)) t0=$EPOCHREALTIME
+    local via=${1:-target} name=diskless shelf=7 slot=3 tap=ipxe$$-$((++case_number))
     local image=$work/diskless.img token=vbrs-$$-$RANDOM root_start=2048 root_sectors=32768
-    echo "==== case diskless: e$shelf.$slot, root on /dev/etherd/e$shelf.${slot}p1"
+    local t0=$EPOCHREALTIME link
+    if [[ $via == blade ]]; then
+        name=blade-diskless shelf=${blade_target%.*} slot=${blade_target#*.}
+    fi
+    echo "==== case $name: e$shelf.$slot, root on /dev/etherd/e$shelf.${slot}p1"
     bash "$here/diskless/build-disk.sh" "$image" "e$shelf.${slot}p1" "$token" ||
         { echo "FAIL $name: could not build the disk"; return 1; }
     echo "disk built in $(elapsed_since "$t0") s"
-    add_tap "$tap" 1500 || { echo "FAIL $name: TAP"; end_case "$tap"; return 1; }
-    start_target "$name" "$shelf" "$slot" "$tap" "$image" || { end_case "$tap"; return 1; }
+    if [[ $via == blade ]]; then
+        # SD cards in QEMU are a power of two; the disk's partitions end well before the
+        # blade's reserved last 8 sectors.
+        truncate -s 128M "$image" || return 1
+        start_blade "$name" "$image" || return 1
+        link=$blade_link
+    else
+        add_tap "$tap" 1500 || { echo "FAIL $name: TAP"; end_case "$tap"; return 1; }
+        start_target "$name" "$shelf" "$slot" "$tap" "$image" || { end_case "$tap"; return 1; }
+        link=$tap
+    fi
     local ok=1 t1=$EPOCHREALTIME
-    boot_once "$name" "$shelf" "$slot" "$tap" 512 "$diskless_timeout" VBRS-SYSLINUX \
+    boot_once "$name" "$shelf" "$slot" "$link" 512 "$diskless_timeout" VBRS-SYSLINUX \
         "DISKLESS-AOE-ROOT /dev/etherd/e$shelf.${slot}p1" \
         "DISKLESS-ROOT-DEVICE /dev/etherd/e$shelf.${slot}p1" DISKLESS-PASS ||
         { ok=0; echo "FAIL $name: boot"; }
@@ -345,40 +360,37 @@ run_diskless() {
     echo "PASS $name: $(elapsed_since "$t0") s (disk build, boot, fsck and proof check)"
 }
 
-# The QEMU blade (firmware/, board lm3s6965evb) as the target: an ARM QEMU runs the blade
-# firmware with a card image we prepared, and the two QEMUs' NICs are joined back to back
-# through a pair of unix datagram sockets (QEMU's dgram netdev), so no interface is involved.
-# A blank card makes the blade use its build-time identity (AOE_SHELF/AOE_SLOT, default e0.1)
-# and keep its last 8 sectors for its own state; only the exported sectors are checked.
-run_blade() {
-    local name=blade t0=$EPOCHREALTIME card_sectors=32768 reserved=8
-    local sectors=$((card_sectors - reserved)) card=$work/blade-card.img
-    local shelf=${blade_target%.*} slot=${blade_target#*.}
-    echo "==== case blade: QEMU lm3s6965evb blade, e$shelf.$slot, card of $card_sectors sectors"
-    command -v "$blade_qemu" >/dev/null || { echo "FAIL $name: needs $blade_qemu (apt-get install qemu-system-arm)"; return 1; }
-    local firmware=$blade_firmware
-    if [[ -z $firmware ]]; then
+# The QEMU blade (firmware/, board lm3s6965evb) as a target: an ARM QEMU runs the blade
+# firmware on a card image, and the two QEMUs' NICs are joined back to back through a pair of
+# unix datagram sockets (QEMU's dgram netdev), so no interface is involved. A blank card makes
+# the blade use its build-time identity (AOE_SHELF/AOE_SLOT, default e0.1) and keep its last 8
+# sectors for its own state.
+blade_elf=""
+blade_link=""
+# Starts the blade on card $2 for case $1; sets target_pid and blade_link (iPXE's -netdev).
+start_blade() {
+    local name=$1 card=$2 t0=$EPOCHREALTIME
+    command -v "$blade_qemu" >/dev/null ||
+        { echo "FAIL $name: needs $blade_qemu (apt-get install qemu-system-arm)"; return 1; }
+    blade_elf=${blade_elf:-$blade_firmware}
+    if [[ -z $blade_elf ]]; then
         # The blade as firmware/ ships it (profile `firmware`); a no-op if CI built it already.
         echo "+ cargo build -p aoe-firmware --features lm3s6965evb --target thumbv7m-none-eabi --profile firmware"
         (cd "$repo" && env -u AOE_SHELF -u AOE_SLOT cargo build -q -p aoe-firmware \
             --features lm3s6965evb --bin blade-lm3s6965evb --target thumbv7m-none-eabi \
             --profile firmware) || { echo "FAIL $name: cannot build the blade firmware"; return 1; }
-        firmware=$repo/target/thumbv7m-none-eabi/firmware/blade-lm3s6965evb
+        blade_elf=$repo/target/thumbv7m-none-eabi/firmware/blade-lm3s6965evb
         echo "firmware ready after $(elapsed_since "$t0") s"
-        t0=$EPOCHREALTIME
     fi
-    "${helper[@]}" make-image --boot "$work/boot.bin" --image "$card" --sectors "$sectors" &&
-        truncate -s $((card_sectors * 512)) "$card" || { echo "FAIL $name: image"; return 1; }
-    local blade_sock=$work/blade.sock ipxe_sock=$work/ipxe.sock
-    echo "+ target: $blade_qemu -M lm3s6965evb ... -kernel $firmware (card $card)"
+    local blade_sock=$work/$name-blade.sock ipxe_sock=$work/$name-ipxe.sock i
+    echo "+ target: $blade_qemu -M lm3s6965evb ... -kernel $blade_elf (card $card)"
     "$blade_qemu" -M lm3s6965evb -display none -serial none -no-reboot \
         -semihosting-config enable=on,target=native -audiodev none,id=snd0 \
         -drive "if=sd,format=raw,file=$card" \
         -netdev "dgram,id=n0,local.type=unix,local.path=$blade_sock,remote.type=unix,remote.path=$ipxe_sock" \
         -net nic,netdev=n0,model=stellaris,macaddr=52:54:00:12:34:57 \
-        -kernel "$firmware" >"$work/blade.defmt" 2>"$work/$name.target.log" &
+        -kernel "$blade_elf" >"$work/$name.defmt" 2>"$work/$name.target.log" &
     target_pid=$!
-    local i
     for ((i = 0; i < 50; i++)); do
         [[ -S $blade_sock ]] && break
         sleep 0.1
@@ -388,10 +400,21 @@ run_blade() {
         stop_target
         return 1
     fi
-    local ok=1
-    boot_once "$name" "$shelf" "$slot" \
-        "dgram,id=n0,local.type=unix,local.path=$ipxe_sock,remote.type=unix,remote.path=$blade_sock" \
-        128 "$timeout" "$(capacity_line "$sectors")" VBRS-PASS || { ok=0; echo "FAIL $name: boot"; }
+    blade_link="dgram,id=n0,local.type=unix,local.path=$ipxe_sock,remote.type=unix,remote.path=$blade_sock"
+}
+
+# The boot program against the blade; only the exported sectors of the card are checked.
+run_blade() {
+    local name=blade card_sectors=32768 reserved=8
+    local sectors=$((card_sectors - reserved)) card=$work/blade-card.img
+    local shelf=${blade_target%.*} slot=${blade_target#*.}
+    echo "==== case blade: QEMU lm3s6965evb blade, e$shelf.$slot, card of $card_sectors sectors"
+    "${helper[@]}" make-image --boot "$work/boot.bin" --image "$card" --sectors "$sectors" &&
+        truncate -s $((card_sectors * 512)) "$card" || { echo "FAIL $name: image"; return 1; }
+    start_blade "$name" "$card" || return 1
+    local ok=1 t0=$EPOCHREALTIME
+    boot_once "$name" "$shelf" "$slot" "$blade_link" 128 "$timeout" "$(capacity_line "$sectors")" \
+        VBRS-PASS || { ok=0; echo "FAIL $name: boot"; }
     stop_target   # QEMU writes the card back on SIGTERM
     if ((!ok)); then
         echo "---- blade QEMU stderr:"; cat "$work/$name.target.log"
@@ -400,7 +423,7 @@ run_blade() {
     "${helper[@]}" check-image --boot "$work/boot.bin" --image "$card" --sectors "$sectors" \
         --after-boot --export-only || { echo "FAIL $name: card image"; return 1; }
     rm -f "$card"
-    echo "PASS $name: $(elapsed_since "$t0") s (image, blade start, boot, card check)"
+    echo "PASS $name: $(elapsed_since "$t0") s (boot, card check; the blade was started before)"
 }
 
 run_external() {
@@ -449,6 +472,8 @@ for case_name in "${cases[@]}"; do
         wrongsize) run_case wrongsize 1 1 16384 0 1 1500 16383 || failed=1 ;;
         diskless) run_diskless || failed=1 ;;
         blade) run_blade || failed=1 ;;
+        # The whole diskless boot served by the blade.
+        blade-diskless) run_diskless blade || failed=1 ;;
     esac
 done
 if ((failed)); then
