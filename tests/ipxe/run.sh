@@ -6,18 +6,19 @@
 # for QEMU's NIC with the target on it. Nothing touches the machine's own interfaces.
 #
 # Usage: tests/ipxe/run.sh [options] [CASE...]
-#   CASE            mtu1500 | mtu9000 | shelfslot | offset | small | wrongsize | diskless
-#                   (against --target) | blade | blade-diskless (the QEMU blade of firmware/ as
-#                   the target); default: all
-#   --blade-firmware ELF   blade firmware for the blade case (default: built with cargo)
-#   --blade-target S.L     the shelf.slot that firmware answers on a blank card (default 0.1)
-#   --blade-qemu BIN       default qemu-system-arm
+#   CASE            against --target: mtu1500 | mtu9000 | shelfslot | offset | small | wrongsize |
+#                   diskless; against the QEMU blade of firmware/: blade | blade-diskless.
+#                   Default: all of them.
 #   --target CMD    target command line, vblade-compatible (default: host-sim, built from this
 #                   workspace if not on PATH); e.g. --target vblade
-#   --timeout S     per-boot limit in seconds (default 60; a pass takes about a second)
-#   --pcap          capture the AoE frames of each case into the work directory (needs tcpdump)
-#   --keep          keep the work directory (images, logs)
-# External target (e.g. the QEMU blade), already running and bridged:
+#   --timeout S     per-boot limit in seconds for the boot program (default 60; a pass takes
+#                   1-2 s); diskless boots get 300 s
+#   --pcap          capture the AoE frames of each TAP case into the work directory (tcpdump)
+#   --keep          keep the work directory (images, console logs) also after a pass
+#   --blade-firmware ELF   the blade firmware (default: built with cargo, profile firmware)
+#   --blade-target S.L     the shelf.slot that firmware answers on a blank card (default 0.1)
+#   --blade-qemu BIN       default qemu-system-arm
+# Any other target, already running on a Linux bridge:
 #   --external --netns NS --bridge BR --shelf S --slot L --sectors N [--image FILE [--offset O]]
 #                   puts iPXE's TAP into bridge BR of namespace NS and boots eS.L, which must
 #                   export N sectors prepared with `--make-image`; with --image the exported
@@ -40,7 +41,7 @@ ipxe_lkrn=${IPXE_LKRN:-/usr/lib/ipxe/ipxe.lkrn}
 
 target_cmd=host-sim
 timeout=60
-diskless_timeout=600
+diskless_timeout=300
 pcap=0
 keep=0
 external=0
