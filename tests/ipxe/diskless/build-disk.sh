@@ -38,6 +38,8 @@ syslinux_mbr=/usr/lib/syslinux/mbr/mbr.bin
 [[ -r $syslinux_mbr ]] || { log "missing $syslinux_mbr (apt-get install -y syslinux-common)"; exit 1; }
 
 # Debian's kernel and a module-carrying initramfs, built and cached by the linux-vm test.
+[[ -f $repo/tests/linux-vm/build-image.sh ]] ||
+    { log "needs tests/linux-vm/build-image.sh (the linux-vm test's kernel cache)"; exit 1; }
 kimage=$(bash "$repo/tests/linux-vm/build-image.sh" "$cache")
 [[ -f $kimage/vmlinuz && -f $kimage/initrd.gz ]] || { log "no kernel image in $kimage"; exit 1; }
 
