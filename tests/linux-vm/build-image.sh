@@ -31,9 +31,15 @@ fi
 
 pkg=${AOE_VM_KERNEL_PKG:-}
 if [[ -z $pkg ]]; then
-    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
-        awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
-    [[ -n $pkg ]] || { log "apt-cache cannot resolve linux-image-amd64 (run apt-get update)"; exit 1; }
+    resolve() {
+        apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
+    }
+    pkg=$(resolve)
+    if [[ -z $pkg ]]; then # no package lists yet (a fresh container)
+        apt-get -o DPkg::Lock::Timeout=300 -qq update >&2 || true
+        pkg=$(resolve)
+    fi
+    [[ -n $pkg ]] || { log "apt-cache cannot resolve linux-image-amd64"; exit 1; }
 fi
 kver=${pkg#linux-image-}
 image=$cache/$kver
@@ -47,14 +53,15 @@ fi
 mkdir -p "$image"
 kroot=$image/kernel
 if [[ ! -f $kroot/boot/vmlinuz-$kver ]]; then
-    deb=$(ls "$cache"/"$pkg"_*.deb 2>/dev/null | head -n1 || true)
-    if [[ -z $deb ]]; then
+    debs=("$cache/$pkg"_*.deb)
+    if [[ ! -f ${debs[0]} ]]; then
         log "downloading $pkg"
-        # apt-get download writes into the current directory.
-        (cd "$cache" && apt-get download "$pkg" >&2 2>/dev/null) ||
-            (cd "$cache" && apt-get download "$pkg" >&2)
-        deb=$(ls "$cache"/"$pkg"_*.deb | head -n1)
+        # apt-get download writes into the current directory (as root it warns that _apt cannot
+        # write there; harmless).
+        (cd "$cache" && apt-get download "$pkg" >&2)
+        debs=("$cache/$pkg"_*.deb)
     fi
+    deb=${debs[0]}
     rm -rf "$kroot"
     dpkg -x "$deb" "$kroot"
     depmod -b "$kroot" "$kver"

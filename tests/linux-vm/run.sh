@@ -22,14 +22,21 @@
 #   --bench-mib N       bytes per bench pass, MiB (default 64); --bench-passes N (default 3)
 #   --attach NS/BRIDGE  start no target: put the VM's TAP on BRIDGE in the existing namespace NS
 #                       (an external target, e.g. a QEMU blade, is on that bridge); with
-#   --expect LIST       the exports to test there, "shelf.slot:sectors:kind" (kind fs|ro|bench),
-#   --mtu N             and the MTU (default 1500).
+#   --expect LIST       the exports to test there, comma-separated "shelf.slot:sectors:kind" (kind
+#                       fs: raw I/O + ext4, >= 256 MiB | raw: raw O_DIRECT I/O, any size | bench;
+#                       ro needs RO_SHA and is for the built-in cases),
+#   --mtu N             and the MTU (default 1500);
+#   --payload N         data frame bytes aoe must pick (default: whole sectors in MTU-36; lower it
+#                       for a target that advertises fewer sectors per frame);
+#   --disk FILE         the external target's backing file: checked on the host after the VM exits
+#                       (fsck + debugfs read-back; the target must have written it through by then).
 #   --keep              keep the run directory (disk images, logs) even when everything passed
 # Environment: AOE_VM_CACHE (kernel/initramfs cache; default target/linux-vm/cache of this
 # checkout), AOE_VM_STALL (seconds without console output and VM frames before giving up, 90),
-# AOE_VM_TIMEOUT (seconds per boot, 900), AOE_VM_KERNEL_PKG (see build-image.sh).
-# Needs root, ip (iproute2), qemu-system-x86_64, busybox-static, e2fsprogs, cpio, kmod, and the
-# targets it runs (apt-get install -y vblade for Debian's vblade).
+# AOE_VM_TIMEOUT (seconds per boot, 900), AOE_VM_RESTART_SIGNAL (TERM, or KILL for a crash in the
+# mtu9000 case), AOE_VM_KERNEL_PKG (see build-image.sh).
+# Needs root. Installs with apt-get what it lacks: qemu-system-x86 busybox-static e2fsprogs cpio
+# kmod iproute2, and vblade when a case runs Debian's vblade (AOE_VM_NO_INSTALL=1: fail instead).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -37,7 +44,7 @@ repo=$(cd "$here/../.." && pwd)
 started=$SECONDS
 
 target_spec="" cases="mtu1500,mtu9000" bench_targets="vblade,host-sim" bench_mtu=1500,9000
-bench_mib=64 bench_passes=3 attach="" expect="" ext_mtu=1500 keep=0
+bench_mib=64 bench_passes=3 attach="" expect="" ext_mtu=1500 ext_payload="" ext_disk="" keep=0
 while (($#)); do
     case $1 in
     --target) target_spec=$2; shift 2 ;;
@@ -49,6 +56,8 @@ while (($#)); do
     --attach) attach=$2; shift 2 ;;
     --expect) expect=$2; shift 2 ;;
     --mtu) ext_mtu=$2; shift 2 ;;
+    --payload) ext_payload=$2; shift 2 ;;
+    --disk) ext_disk=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -58,9 +67,35 @@ done
 say() { printf '[linux-vm %4ds] %s\n' $((SECONDS - started)) "$*"; }
 die() { say "ERROR: $*"; exit 1; }
 
-[[ $(id -u) == 0 ]] || die "needs root (network namespaces, TAP devices); cannot run here"
-for tool in ip qemu-system-x86_64 e2fsck debugfs sha256sum cpio gzip; do
-    command -v "$tool" >/dev/null || die "missing $tool: apt-get install -y qemu-system-x86 busybox-static e2fsprogs cpio kmod iproute2"
+[[ $(id -u) == 0 ]] || die "needs root (network namespaces, TAP devices, apt-get); cannot run here"
+
+# The default target: host-sim when this checkout has it.
+if [[ -z $target_spec ]]; then
+    if grep -qs 'name = "host-sim"' "$repo"/host-sim/Cargo.toml ||
+        [[ -f $repo/host-sim/src/bin/host-sim.rs || -f $repo/host-sim/src/main.rs ]]; then
+        target_spec=host-sim
+    else
+        target_spec=vblade
+    fi
+fi
+
+# Installs the Debian packages this test needs and the machine lacks (AOE_VM_NO_INSTALL=1: don't).
+packages=(qemu-system-x86 busybox-static e2fsprogs cpio kmod iproute2 gzip)
+[[ ,$bench_targets, == *,vblade,* && $cases == *bench* || $target_spec == vblade ]] && packages+=(vblade)
+missing=()
+for p in "${packages[@]}"; do
+    [[ $(dpkg-query -W -f '${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    [[ -z ${AOE_VM_NO_INSTALL:-} ]] || die "missing packages: ${missing[*]}"
+    say "installing ${missing[*]}"
+    apt_get=(apt-get -o DPkg::Lock::Timeout=300 -qq)
+    "${apt_get[@]}" update >/dev/null
+    DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y --no-install-recommends "${missing[@]}" >/dev/null ||
+        die "apt-get install ${missing[*]} failed"
+fi
+for tool in ip qemu-system-x86_64 e2fsck debugfs sha256sum cpio gzip busybox; do
+    command -v "$tool" >/dev/null || die "missing $tool after installing ${packages[*]}"
 done
 
 stall_s=${AOE_VM_STALL:-90}
@@ -71,8 +106,10 @@ mkdir -p "$run_dir"
 ns=aoevm$$
 ns_created=0
 pgids=()
+rw_pid="" ro_pid=""
 status=0
 
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
     local pg
     for pg in "${pgids[@]}"; do
@@ -102,41 +139,53 @@ spawn() {
     printf -v "$var" '%s' "$!"
 }
 
+# stop_group PGID: TERM, then KILL after 5 s, for a group spawn started; then forgets it, so that
+# the cleanup never signals a process group id the system may have handed to someone else.
 stop_group() {
-    local pg=$1
-    kill -TERM -- "-$pg" 2>/dev/null || return 0
-    for _ in $(seq 50); do kill -0 -- "-$pg" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL -- "-$pg" 2>/dev/null || true
+    local pg=$1 i
+    if kill -TERM -- "-$pg" 2>/dev/null; then
+        for _ in $(seq 50); do kill -0 -- "-$pg" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL -- "-$pg" 2>/dev/null || true
+    fi
+    wait "$pg" 2>/dev/null || true
+    forget_group "$pg"
+}
+forget_group() {
+    local i
+    for i in "${!pgids[@]}"; do [[ ${pgids[$i]} == "$1" ]] && unset 'pgids[i]'; done
+    return 0
+}
+
+# target_alive PID LOG: a target that exits at once (bad arguments, no such interface) fails the
+# case with its own message instead of a 60 s discovery timeout in the guest.
+target_alive() {
+    kill -0 "$1" 2>/dev/null && return 0
+    fail_reason="the target exited at start: $(tail -n 3 "$2" | tr '\n' ' ')"
+    : >"$case_dir/console.log"
+    return 1
 }
 
 # ---- the target command ---------------------------------------------------------------------
+# resolve_target SPEC: sets the array target_cmd to the command line SPEC stands for.
 host_sim_bin=""
 resolve_target() {
     case $1 in
     vblade)
         command -v vblade >/dev/null || die "vblade not installed: apt-get install -y vblade"
-        echo vblade
+        target_cmd=(vblade)
         ;;
     host-sim)
         if [[ -z $host_sim_bin ]]; then
-            say "building host-sim (release)" >&2
-            (cd "$repo" && cargo build --release --quiet -p aoe-host-sim --bin host-sim >&2) ||
-                die "host-sim does not build (is the hostsim branch merged?)"
+            say "building host-sim (release)"
+            (cd "$repo" && cargo build --release --quiet -p aoe-host-sim --bin host-sim) ||
+                die "host-sim does not build"
             host_sim_bin=$repo/target/release/host-sim
         fi
-        echo "$host_sim_bin"
+        target_cmd=("$host_sim_bin")
         ;;
-    *) echo "$1" ;;
+    *) read -r -a target_cmd <<<"$1" ;;
     esac
 }
-if [[ -z $target_spec ]]; then
-    if grep -qs 'name = "host-sim"' "$repo"/host-sim/Cargo.toml ||
-        [[ -f $repo/host-sim/src/bin/host-sim.rs || -f $repo/host-sim/src/main.rs ]]; then
-        target_spec=host-sim
-    else
-        target_spec=vblade
-    fi
-fi
 
 # ---- the image ---------------------------------------------------------------------------------
 say "kernel + initramfs (cache $cache)"
@@ -193,7 +242,7 @@ boot() {
         -no-reboot -serial "file:$console" -kernel "$image/vmlinuz" -initrd "$case_dir/initrd"
         -append "console=ttyS0 loglevel=4 panic=-1 oops=panic"
         -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no,vhost=off"
-        -device "virtio-net-pci,netdev=n0,mac=52:54:00:a0:e0:01$mtu_opt")
+        -device "virtio-net-pci,netdev=n0,romfile=,mac=52:54:00:a0:e0:01$mtu_opt")
     local t0=$SECONDS qemu_pid
     spawn qemu_pid "$case_dir/qemu.log" ip netns exec "$tap_ns" "${qemu_cmd[@]}"
     local seen=0 quiet_since=$SECONDS frames_at_quiet line lines n restarted=0
@@ -237,6 +286,7 @@ boot() {
     done
     local rc=0
     wait "$qemu_pid" 2>/dev/null || rc=$?
+    forget_group "$qemu_pid"
     vm_s=$((SECONDS - t0))
     if ((rc == 0)) && grep -q '^AOETEST DONE PASS' "$console" && ! grep -q '^STEP .* FAIL' "$console" &&
         ! grep -qE 'Kernel panic|BUG:|Oops|WARNING:|hung_task|blocked for more than' "$console"; then
@@ -252,7 +302,13 @@ restart_target() {
     local pid=${!restart_pid_var} before
     say "host: stopping the target (pid $pid) during guest I/O"
     before=$(tap_rx)
-    stop_group "$pid"
+    if [[ ${AOE_VM_RESTART_SIGNAL:-TERM} == KILL ]]; then
+        kill -KILL -- "-$pid" 2>/dev/null || true # a crash: no chance to finish anything
+        wait "$pid" 2>/dev/null || true
+        forget_group "$pid"
+    else
+        stop_group "$pid"
+    fi
     sleep "$restart_gap"
     restart_frames=$(($(tap_rx) - before))
     spawn "$restart_pid_var" "$case_dir/target-restarted.log" "${restart_cmd[@]}"
@@ -291,7 +347,7 @@ report_failure() {
     say "---- run directory kept: $run_dir"
 }
 
-declare -A case_time=() case_result=()
+declare -A case_time=() case_result=() case_load=()
 case_order=() bench_rows=()
 
 case_begin() {
@@ -305,6 +361,8 @@ case_begin() {
 }
 case_end() { # case_end OK(0|1)
     case_time[$case_name]=$((SECONDS - case_t0))
+    # The 5-minute load average of the machine: how much others competed with this case.
+    case_load[$case_name]=$(cut -d' ' -f2 /proc/loadavg)
     if (($1)); then
         case_result[$case_name]=PASS
         say "PASS case $case_name (${case_time[$case_name]} s)"
@@ -326,8 +384,8 @@ tap_ns=$ns tap=aoetap0
 case_fs() { # case_fs NAME MTU SHELF SLOT WITH_RO WITH_RESTART
     local name=$1 mtu=$2 shelf=$3 slot=$4 with_ro=$5 with_restart=$6
     case_begin "$name"
-    local tcmd
-    read -r -a tcmd <<<"$(resolve_target "$target_spec")"
+    resolve_target "$target_spec"
+    local tcmd=("${target_cmd[@]}")
     local disk=$case_dir/disk.img ro=$case_dir/ro.img sectors=$((512 * 2048)) ok=1
     truncate -s $((sectors * 512)) "$disk"
     setup_netns "$mtu"
@@ -348,6 +406,7 @@ case_fs() { # case_fs NAME MTU SHELF SLOT WITH_RO WITH_RESTART
     fi
     say "target: ${tcmd[*]} on aoetap0 (MTU $mtu), exports $devices"
     sleep 0.5
+    target_alive "$rw_pid" "$case_dir/target.log" || { case_end 0; teardown_netns; return 0; }
     boot "$name" "$mtu" "$(payload_for "$mtu")" "$devices" "$extra"
     ((boot_ok)) || ok=0
     local p
@@ -386,8 +445,14 @@ case_fs() { # case_fs NAME MTU SHELF SLOT WITH_RO WITH_RESTART
     return 0
 }
 
+# cpu_seconds PID: user + system CPU time the process (all its threads) has used so far. Less
+# noisy than MB/s on a shared machine: the same guest work costs each target this much CPU.
+cpu_seconds() {
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo -
+}
+
 case_bench() { # one boot per MTU and target; the targets of one MTU run back to back
-    local spec tcmd disk sectors=$((bench_mib * 2048 + 2048)) ok mtu label pid
+    local spec tcmd disk sectors=$((bench_mib * 2048 + 2048)) ok mtu label pid cpu
     IFS=, read -r -a specs <<<"$bench_targets"
     IFS=, read -r -a mtus <<<"$bench_mtu"
     for mtu in "${mtus[@]}"; do
@@ -395,7 +460,8 @@ case_bench() { # one boot per MTU and target; the targets of one MTU run back to
             label=$(basename "${spec%% *}")
             case_begin "bench-$label-$mtu"
             ok=1
-            read -r -a tcmd <<<"$(resolve_target "$spec")"
+            resolve_target "$spec"
+            tcmd=("${target_cmd[@]}")
             disk=$case_dir/disk.img
             truncate -s $((sectors * 512)) "$disk"
             setup_netns "$mtu"
@@ -403,14 +469,22 @@ case_bench() { # one boot per MTU and target; the targets of one MTU run back to
             restart_pid_var=""
             say "target: ${tcmd[*]} on aoetap0 (MTU $mtu), $bench_mib MiB x $bench_passes passes"
             sleep 0.5
+            if ! target_alive "$pid" "$case_dir/target.log"; then
+                case_end 0
+                teardown_netns
+                continue
+            fi
             boot "$case_name" "$mtu" "$(payload_for "$mtu")" "1.1:$sectors:bench" \
                 "BENCH_MIB=$bench_mib"$'\n'"BENCH_PASSES=$bench_passes"
             ((boot_ok)) || ok=0
             kill -0 "$pid" 2>/dev/null || { ok=0; fail_reason="the target died during the run"; }
+            cpu=$(cpu_seconds "$pid")
             stop_group "$pid"
             teardown_netns
             # MB/s = 10^6 bytes per second: mean, min and max of the per-pass rates.
-            bench_rows+=("$(tr -d '\r' <"$case_dir/console.log" | awk -v t="$label" -v m="$mtu" '
+            local load
+            load=$(cut -d' ' -f1 /proc/loadavg)
+            bench_rows+=("$load $cpu $(tr -d '\r' <"$case_dir/console.log" | awk -v t="$label" -v m="$mtu" '
                 function upd(k, x) { sum[k] += x; if (!(k in lo) || x < lo[k]) lo[k] = x; if (x > hi[k]) hi[k] = x }
                 /^BENCH / { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
                             upd("w", v["bytes"] / 1e6 / v["write_s"]); upd("r", v["bytes"] / 1e6 / v["read_s"]); n++ }
@@ -430,14 +504,20 @@ case_attach() { # an external target on an existing bridge
         die "namespace $ns_name does not exist"
     tap_ns=$ns_name tap=avm$$
     ip -n "$ns_name" tuntap add dev "$tap" mode tap
+    ip netns exec "$ns_name" sh -c "echo 1 >/proc/sys/net/ipv6/conf/$tap/disable_ipv6"
     ip -n "$ns_name" link set "$tap" mtu "$ext_mtu" master "$bridge" up
-    say "VM TAP $tap on bridge $bridge in namespace $ns_name; expecting $expect (no target started here,"
-    say "so the backing file is not checked on the host)"
+    say "VM TAP $tap on bridge $bridge in namespace $ns_name; expecting $expect (no target started here)"
     restart_pid_var=""
-    boot attach "$ext_mtu" "$(payload_for "$ext_mtu")" "${expect//,/ }" "BIG_MIB=80"
+    boot attach "$ext_mtu" "${ext_payload:-$(payload_for "$ext_mtu")}" "${expect//,/ }" "BIG_MIB=80"
     ip -n "$ns_name" link del "$tap" 2>/dev/null || true
     say "VM ran ${vm_s}s"
-    case_end "$boot_ok"
+    local ok=$boot_ok
+    if ((ok)) && [[ -n $ext_disk ]]; then
+        host_check_fs "$ext_disk" || { ok=0; fail_reason="host check of $ext_disk"; }
+    elif ((ok)); then
+        say "host: no --disk given, the backing store was not checked on the host"
+    fi
+    case_end "$ok"
     tap_ns=$ns tap=aoetap0
 }
 
@@ -455,18 +535,19 @@ else
     done
 fi
 
-say "==== summary (target: $target_spec, accel $accel, smp 1)"
+say "==== summary (target: ${attach:+external on }${attach:-$target_spec}, accel $accel, smp 1)"
 for c in "${case_order[@]}"; do
-    printf '  %-24s %-4s %5ss\n' "$c" "${case_result[$c]:-FAIL}" "${case_time[$c]:-?}"
+    printf '  %-24s %-4s %5ss   (load average %s)\n' "$c" "${case_result[$c]:-FAIL}" "${case_time[$c]:-?}" "${case_load[$c]:-?}"
 done
 if ((${#bench_rows[@]})); then
     echo "  guest dd O_DIRECT bs=1M, $bench_mib MiB x $bench_passes passes, MB/s = 10^6 B/s, mean (min-max);"
-    echo "  TCG on a shared 2-core machine: noisy, reported not asserted"
-    printf '  %-5s %-10s %24s %24s\n' MTU target "write MB/s" "read MB/s"
+    echo "  TCG on a shared machine: noisy, reported not asserted; load = 1-min load average at the end"
+    echo "  target CPU = CPU seconds the target process used for the whole boot"
+    printf '  %-5s %-10s %24s %24s %11s %6s\n' MTU target "write MB/s" "read MB/s" "target CPU" load
     for row in "${bench_rows[@]}"; do
-        read -r m t w wl wh r rl rh <<<"$row"
-        printf '  %-5s %-10s %24s %24s\n' "$m" "$t" "$w ($wl-$wh)" "$r ($rl-$rh)"
-        echo "RESULT target=$t mtu=$m write_MBps=$w write_MBps_min=$wl write_MBps_max=$wh read_MBps=$r read_MBps_min=$rl read_MBps_max=$rh mib=$bench_mib passes=$bench_passes"
+        read -r load cpu m t w wl wh r rl rh <<<"$row"
+        printf '  %-5s %-10s %24s %24s %10ss %6s\n' "$m" "$t" "$w ($wl-$wh)" "$r ($rl-$rh)" "$cpu" "$load"
+        echo "RESULT target=$t mtu=$m write_MBps=$w write_MBps_min=$wl write_MBps_max=$wh read_MBps=$r read_MBps_min=$rl read_MBps_max=$rh mib=$bench_mib passes=$bench_passes target_cpu_s=$cpu load1=$load"
     done
 fi
 say "total $((SECONDS - started)) s: $( ((status == 0)) && echo PASS || echo FAIL)"
