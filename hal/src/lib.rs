@@ -1,9 +1,95 @@
-//! Hardware glue for the vblade-rs "EtherDrive blade" firmware.
+//! # aoe-hal: what the EtherDrive blade firmware needs from a board, and drivers for it
 //!
-//! This crate will hold the Ethernet MAC driver (as a `smoltcp::phy::Device`) and the SD/eMMC
-//! driver (as an [`aoe_core::disk::Disk`]). It is empty until the board work lands; it exists so
-//! that the workspace layout is fixed and CI proves it builds for `thumbv7m-none-eabi`.
+//! A board gives the firmware two things:
 //!
-//! All `unsafe` code of the project is meant to live here, each block with a `// SAFETY:` note.
+//! * an **Ethernet MAC** implementing [`EthernetMac`]: a [`smoltcp::phy::Device`] plus the
+//!   address, the link state and counters;
+//! * **block storage** implementing [`aoe_core::Disk`] (512-octet sectors).
+//!
+//! ## Why smoltcp's `phy::Device`, extended, and not a smaller trait of ours
+//!
+//! The device hands out a *pair* of tokens per received frame (receive, and transmit for the
+//! reply), and each token *lends* a driver-owned buffer to a closure. That is the shape real
+//! MACs need: a DMA MAC (STM32 ETH, descriptor rings) lends its ring buffers without a copy,
+//! a FIFO MAC (LM3S6965, W5500 MACRAW) copies through one RAM buffer each way, and a driver
+//! with one frame in flight simply returns no transmit token until the previous frame left.
+//! `aoe-core` already drives such a device ([`aoe_core::Target::poll`],
+//! [`aoe_core::Target::announce_on`]), embassy-style drivers wrap into it, and host tests use
+//! smoltcp's own devices. What it lacks is added by [`EthernetMac`]: the station address
+//! (the reply's source), the link state (to re-announce when a cable is plugged in), and
+//! counters (dropped, filtered, overrun frames) for the firmware's logs.
+//!
+//! A driver must yield only frames addressed to its MAC or to broadcast: the silicon filters
+//! in hardware, a driver for a model that does not (QEMU) filters in software.
+//!
+//! ## Drivers
+//!
+//! * [`lm3s`]: TI Stellaris LM3S6965: system control, GPIO, the PL022 SSI as an
+//!   embedded-hal 1.0 [`SpiBus`](embedded_hal::spi::SpiBus), the Ethernet MAC, the watchdog.
+//! * [`sd`]: SD cards (SDSC and SDHC/SDXC) in SPI mode over any embedded-hal `SpiBus` and
+//!   chip-select pin, as an [`aoe_core::Disk`].
+//! * [`mmio`]: the typed register layer; all `unsafe` of this crate sits there or in the
+//!   constructors that create register blocks, each with a `SAFETY` note.
+//!
+//! ## Features
+//!
+//! * `defmt`: derive `defmt::Format` for the public types (and enable aoe-core's).
 #![no_std]
 #![deny(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
+
+pub mod crc;
+pub mod lm3s;
+pub mod mmio;
+pub mod sd;
+
+use aoe_core::wire::EthernetAddress;
+
+/// The state of the Ethernet link as the PHY reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum LinkState {
+    /// A link partner is connected.
+    Up,
+    /// No link partner.
+    Down,
+    /// The PHY cannot be read (QEMU's models): treat as up, never wait for it.
+    Unknown,
+}
+
+/// What a MAC driver counted since it started. The counters wrap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct MacCounters {
+    /// Frames handed to the firmware.
+    pub rx_frames: u32,
+    /// Frames dropped because they were addressed to another station.
+    pub rx_filtered: u32,
+    /// Frames dropped because they were too long, too short or damaged.
+    pub rx_errors: u32,
+    /// Times the receive FIFO overflowed (frames lost).
+    pub rx_overruns: u32,
+    /// Frames sent.
+    pub tx_frames: u32,
+    /// Frames the MAC reported as failed.
+    pub tx_errors: u32,
+    /// Frames not sent: bigger than the MAC carries, or the transmitter stayed busy.
+    pub tx_dropped: u32,
+}
+
+/// An Ethernet MAC as the firmware uses it: a smoltcp device (one frame per token, buffers
+/// lent by the driver) plus its station address, link state and counters.
+pub trait EthernetMac: smoltcp::phy::Device {
+    /// The station address: the source of every reply and the only unicast destination the
+    /// driver lets through.
+    fn mac_address(&self) -> EthernetAddress;
+
+    /// Changes the station address (from the identity stored on the card).
+    fn set_mac_address(&mut self, address: EthernetAddress);
+
+    /// The link state now; may take a few microseconds (a PHY register read).
+    fn link(&mut self) -> LinkState;
+
+    /// The counters so far.
+    fn counters(&self) -> MacCounters;
+}
