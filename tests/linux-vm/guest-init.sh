@@ -15,6 +15,7 @@
 #             the host says "go" on ttyS1; the host stops the target once that write's frames
 #             flow and starts it again a few seconds later
 #   BENCH_MIB, BENCH_PASSES: sequential O_DIRECT write/read size and repetitions (kind bench)
+#   AOE_KICK  0: the watchdog never kicks a stalled initiator (see watchdog)
 # busybox sh runs its own applets before searching PATH: call e2fsprogs by full path.
 export PATH=/sbin:/bin
 umask 022
@@ -96,15 +97,45 @@ finish() {
     sleep 60
 }
 
+# Devices with requests in flight while aoe has no frame outstanding to any of their targets
+# (debugfs target lines are "mac:nout:maxout:nframes"): nothing on the wire can complete them.
+stalled_in_initiator() {
+    for f in /sys/kernel/debug/aoe/e*; do
+        [ -f "$f" ] || continue
+        ss=${f##*/e}
+        # shellcheck disable=SC2046 # two numbers, split on purpose
+        set -- $(cat "/sys/block/etherd!e$ss/inflight" 2>/dev/null) 0 0
+        [ $(($1 + $2)) -gt 0 ] || continue
+        nout=$(awk -F: 'NF == 4 && $1 ~ /^[0-9a-f]+$/ { n += $2 } END { print n + 0 }' "$f")
+        [ "$nout" = 0 ] && echo "$ss"
+    done
+}
+
 # Fails the run when requests are in flight on an AoE disk and none completes for 30 s: a stuck
 # initiator or target then shows up as a failure with diagnostics instead of a silent hang.
+#
+# One known initiator stall is kicked instead, once per stall (AOE_KICK=0: never): aoe (6.1)
+# can run out of frames while all of them wait for its completion thread; it then sets
+# DEVFL_KICKME, but its timer's blk_mq_run_hw_queues() does not resume a request it already took
+# off the queue. Signature: requests in flight, no frame outstanding (nout 0), no completion.
+# A new request (a 4 KiB read) makes aoe resume the stuck one. It is reported as
+# `AOETEST KICK`, and the run still fails if I/O does not resume within the 30 s.
 watchdog() {
-    last="" still=0
+    last="" still=0 kicked=0
     while sleep 2; do
         # shellcheck disable=SC2046 # two numbers, split on purpose
         set -- $(awk '$3 ~ /^etherd/ { done += $4 + $8; busy += $12 } END { print done + 0, busy + 0 }' /proc/diskstats)
-        if [ "$2" -gt 0 ] && [ "$1" = "$last" ]; then still=$((still + 2)); else still=0; fi
+        if [ "$2" -gt 0 ] && [ "$1" = "$last" ]; then still=$((still + 2)); else still=0 kicked=0; fi
         last=$1
+        if [ "$still" -ge 6 ] && [ "$kicked" = 0 ] && [ "${AOE_KICK:-1}" = 1 ]; then
+            for ss in $(stalled_in_initiator); do
+                echo "AOETEST KICK e$ss: $2 requests in flight, nout 0, no completion for $still s;" \
+                    "$(grep -h kicked "/sys/kernel/debug/aoe/e$ss"); one 4 KiB read to resume it"
+                gdd if="/dev/etherd/e$ss" of=/dev/null bs=4k count=1 iflag=direct status=none &
+                kicked=1
+                last=$((last + 1)) # the kick's own completion is not progress
+            done
+        fi
         if [ "$still" -ge 30 ]; then
             echo "STEP watchdog FAIL: $2 AoE requests in flight, none completed for 30 s"
             echo w >/proc/sysrq-trigger
