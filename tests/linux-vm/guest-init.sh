@@ -8,9 +8,12 @@
 # /test.conf (shell variables, added by the host as a second initramfs archive):
 #   MTU       eth0 MTU; PAYLOAD: the data frame size aoe must report (1024 at 1500, 8704 at 9000)
 #   DEVICES   space-separated "shelf.slot:sectors:kind", kind = fs (raw I/O + ext4, needs
-#             >= 256 MiB) | raw (raw O_DIRECT I/O only, any size) | ro | bench
+#             >= 256 MiB with the default file sizes) | raw (raw O_DIRECT I/O only, any size) |
+#             ro | bench | fsbench (bench, then fs on the same device)
 #   RO_SHA    sha256 of the whole read-only export (kind ro)
-#   BIG_MIB   size of the large file of the fs test (> 64 MiB)
+#   BIG_MIB   size of the large file of the fs test (80; > 64 MiB crosses ext4's 64 MiB extent
+#             and the guest's 1 MiB requests many times; a slow target gets a few MiB)
+#   MID_FILES number of 1 MiB files of the fs test (4)
 #   RESTART   1: print `AOETEST RESTART_POINT` before the large write and start it (O_DIRECT) when
 #             the host says "go" on ttyS1; the host stops the target once that write's frames
 #             flow and starts it again a few seconds later
@@ -29,7 +32,7 @@ mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 exec 3>&1
 echo "AOETEST INIT $(cat /proc/uptime)"
 
-MTU=1500 PAYLOAD=1024 DEVICES="" RO_SHA="" BIG_MIB=80 RESTART=0 BENCH_MIB=128 BENCH_PASSES=3
+MTU=1500 PAYLOAD=1024 DEVICES="" RO_SHA="" BIG_MIB=80 MID_FILES=4 RESTART=0 BENCH_MIB=128 BENCH_PASSES=3
 # shellcheck disable=SC1091 # written by run.sh
 [ -f /test.conf ] && . /test.conf
 
@@ -225,7 +228,8 @@ make_fs() {
 
 mount_fs() { mkdir -p /mnt && mount -t ext4 -o "$2" "/dev/etherd/e$1" /mnt; }
 
-# A tree of files of odd sizes, a few MiB-sized ones and one larger than 64 MiB, with sha256s.
+# A tree of files of odd sizes, MID_FILES of 1 MiB, one of 3 MiB + 123 bytes and one of BIG_MIB,
+# with sha256s.
 write_files() {
     mkdir -p /mnt/t/small/a/b /mnt/t/mid || return 1
     i=1
@@ -236,7 +240,11 @@ write_files() {
         head -c $(((i * 7919) % 70001 + i)) /dev/urandom >"$d/f$i" || return 1
         i=$((i + 1))
     done
-    for i in 1 2 3 4; do head -c $((1 << 20)) /dev/urandom >/mnt/t/mid/m$i || return 1; done
+    i=1
+    while [ $i -le "$MID_FILES" ]; do
+        head -c $((1 << 20)) /dev/urandom >/mnt/t/mid/m$i || return 1
+        i=$((i + 1))
+    done
     head -c $((3 * 1048576 + 123)) /dev/urandom >/mnt/t/mid/odd || return 1
     if [ "$RESTART" = 1 ]; then
         # The host stops the target while this write runs: wait for its "go" on ttyS1 so that
@@ -330,7 +338,7 @@ bench() {
     echo "$BENCH_PASSES passes, content verified"
 }
 
-echo "AOETEST CONFIG mtu=$MTU payload=$PAYLOAD devices='$DEVICES' big_mib=$BIG_MIB restart=$RESTART"
+echo "AOETEST CONFIG mtu=$MTU payload=$PAYLOAD devices='$DEVICES' big_mib=$BIG_MIB mid_files=$MID_FILES restart=$RESTART"
 step modules load_modules
 watchdog &
 AOE_T0=$(now)
@@ -348,6 +356,7 @@ for d in $DEVICES; do
     ro) ro_test "$ss" ;;
     raw) step "raw_io_e$ss" raw_io "$ss" "$sectors" ;;
     bench) step "bench_e$ss" bench "$ss" ;;
+    fsbench) step "bench_e$ss" bench "$ss" && fs_test "$ss" "$sectors" ;;
     *) echo "STEP config FAIL unknown kind $kind" && FAILED=config ;;
     esac
 done

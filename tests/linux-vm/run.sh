@@ -12,6 +12,12 @@
 #            started again while the guest writes its large file.
 #   bench    per MTU of --bench-mtu and target of --bench-targets: guest `dd` O_DIRECT sequential
 #            write/read MB/s and the target's CPU seconds, printed as a table (not asserted).
+#   blade    the QEMU blade (firmware/ on QEMU's lm3s6965evb, tests/firmware-qemu/blade.sh) on a
+#            blank card of --blade-card-mib: the VM's NIC meets it through a pair of unix
+#            datagram sockets (no TAP). Size = card - 8 sectors; guest dd MB/s of
+#            --blade-bench-mib (reported), raw I/O, ext4 with a few MiB of files (the blade does
+#            ~2 MB/s); then the exported part of the card is checked on the host and its
+#            reserved last 8 sectors must still be blank. Not in the default --cases.
 #
 # Usage: tests/linux-vm/run.sh [options]
 #   --target T          vblade | host-sim | "COMMAND ARGS" (a vblade-compatible command line: the
@@ -21,6 +27,9 @@
 #   --bench-targets L   comma-separated targets for the bench case (default vblade,host-sim)
 #   --bench-mtu LIST    MTUs of the bench case (default 1500,9000)
 #   --bench-mib N       bytes per bench pass, MiB (default 64); --bench-passes N (default 3)
+#   --blade-firmware ELF  the blade case's firmware (default: built by blade.sh build)
+#   --blade-card-mib N  the blade's card, MiB, a power of two (default 64)
+#   --blade-bench-mib N bytes per bench pass against the blade, MiB (default 4; 2 passes)
 #   --attach NS/BRIDGE  start no target: put the VM's TAP on BRIDGE in the existing namespace NS
 #                       (an external target, e.g. a QEMU blade, is on that bridge); or
 #   --netdev SPEC       start no target: give the VM's NIC this QEMU -netdev instead of a TAP
@@ -42,7 +51,8 @@
 # mtu9000 case), AOE_VM_KICK (0: the guest never kicks aoe's frame-pool stall, so it fails the
 # run; see README), AOE_VM_KERNEL_PKG (see build-image.sh).
 # Needs root. Installs with apt-get what it lacks: qemu-system-x86 busybox-static e2fsprogs cpio
-# kmod iproute2, and vblade when a case runs Debian's vblade (AOE_VM_NO_INSTALL=1: fail instead).
+# kmod iproute2, vblade when a case runs Debian's vblade, qemu-system-arm for the blade case
+# (AOE_VM_NO_INSTALL=1: fail instead).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -51,6 +61,7 @@ started=$SECONDS
 
 target_spec="" cases="mtu1500,mtu9000" bench_targets="vblade,host-sim" bench_mtu=1500,9000
 bench_mib=64 bench_passes=3 attach="" netdev_spec="" expect="" ext_mtu=1500 ext_payload="" ext_disk="" keep=0
+blade_firmware="" blade_card_mib=64 blade_bench_mib=4
 while (($#)); do
     if [[ $1 == --* && $1 != --keep && $1 != --help && $# -lt 2 ]]; then
         echo "run.sh: option $1 needs a value (see --help)" >&2
@@ -63,6 +74,9 @@ while (($#)); do
     --bench-mtu) bench_mtu=$2; shift 2 ;;
     --bench-mib) bench_mib=$2; shift 2 ;;
     --bench-passes) bench_passes=$2; shift 2 ;;
+    --blade-firmware) blade_firmware=$2; shift 2 ;;
+    --blade-card-mib) blade_card_mib=$2; shift 2 ;;
+    --blade-bench-mib) blade_bench_mib=$2; shift 2 ;;
     --attach) attach=$2; shift 2 ;;
     --netdev) netdev_spec=$2; shift 2 ;;
     --expect) expect=$2; shift 2 ;;
@@ -93,6 +107,7 @@ fi
 # Installs the Debian packages this test needs and the machine lacks (AOE_VM_NO_INSTALL=1: don't).
 packages=(qemu-system-x86 busybox-static e2fsprogs cpio kmod iproute2 gzip)
 [[ ,$bench_targets, == *,vblade,* && $cases == *bench* || $target_spec == vblade ]] && packages+=(vblade)
+[[ ,$cases, == *,blade,* ]] && packages+=(qemu-system-arm)
 missing=()
 for p in "${packages[@]}"; do
     [[ $(dpkg-query -W -f '${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || missing+=("$p")
@@ -484,6 +499,17 @@ cpu_seconds() {
     awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo -
 }
 
+# bench_figures LABEL MTU: "MTU LABEL write(mean min max) read(mean min max)" in MB/s from the
+# guest's BENCH lines in this case's console ("-" when there are none).
+bench_figures() {
+    tr -d '\r' <"$case_dir/console.log" | awk -v t="$1" -v m="$2" '
+        function upd(k, x) { sum[k] += x; if (!(k in lo) || x < lo[k]) lo[k] = x; if (x > hi[k]) hi[k] = x }
+        /^BENCH / { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+                    upd("w", v["bytes"] / 1e6 / v["write_s"]); upd("r", v["bytes"] / 1e6 / v["read_s"]); n++ }
+        END { if (!n) { printf "%s %s - - - - - -", m, t; exit }
+              printf "%s %s %.1f %.1f %.1f %.1f %.1f %.1f", m, t, sum["w"] / n, lo["w"], hi["w"], sum["r"] / n, lo["r"], hi["r"] }'
+}
+
 case_bench() { # one boot per MTU and target; the targets of one MTU run back to back
     local spec tcmd disk sectors=$((bench_mib * 2048 + 2048)) ok mtu label pid cpu
     IFS=, read -r -a specs <<<"$bench_targets"
@@ -517,12 +543,7 @@ case_bench() { # one boot per MTU and target; the targets of one MTU run back to
             # MB/s = 10^6 bytes per second: mean, min and max of the per-pass rates.
             local load
             load=$(cut -d' ' -f1 /proc/loadavg)
-            bench_rows+=("$load $cpu $(tr -d '\r' <"$case_dir/console.log" | awk -v t="$label" -v m="$mtu" '
-                function upd(k, x) { sum[k] += x; if (!(k in lo) || x < lo[k]) lo[k] = x; if (x > hi[k]) hi[k] = x }
-                /^BENCH / { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-                            upd("w", v["bytes"] / 1e6 / v["write_s"]); upd("r", v["bytes"] / 1e6 / v["read_s"]); n++ }
-                END { if (!n) { printf "%s %s - - - - - -", m, t; exit }
-                      printf "%s %s %.1f %.1f %.1f %.1f %.1f %.1f", m, t, sum["w"] / n, lo["w"], hi["w"], sum["r"] / n, lo["r"], hi["r"] }')")
+            bench_rows+=("$load $cpu $(bench_figures "$label" "$mtu")")
             case_end $ok
             rm -f "$disk"
         done
@@ -562,6 +583,84 @@ case_attach() { # an external target on an existing bridge, or behind a QEMU -ne
     tap_ns=$ns tap=aoetap0
 }
 
+# The QEMU blade of firmware/ as the target: an ARM QEMU (lm3s6965evb) runs the blade firmware on
+# a blank card image; the VM's NIC and the blade's are joined back to back by QEMU's dgram netdev
+# over two unix sockets in the case directory. Both QEMUs run in an empty network namespace of
+# this run, so neither can reach any interface. A blank card makes the blade answer as its
+# build-time default e0.1 and export the card minus its last 8 sectors (its state region).
+blade_row=""
+case_blade() {
+    case_begin blade
+    local ok=1 elf=$blade_firmware card=$case_dir/card.img reserved=8 blade_pid cpu
+    local card_sectors=$((blade_card_mib * 2048))
+    local sectors=$((card_sectors - reserved))
+    local blade_sock=$case_dir/blade.sock vm_sock=$case_dir/vm.sock i
+    ((blade_card_mib >= 32 && (blade_card_mib & (blade_card_mib - 1)) == 0)) ||
+        die "--blade-card-mib must be a power of two >= 32 (QEMU's SD model needs a power of two)"
+    ((${#vm_sock} < 100)) || die "socket path $vm_sock is too long for a unix socket; run from a shorter path"
+    if [[ -z $elf ]]; then
+        say "blade firmware: tests/firmware-qemu/blade.sh build"
+        elf=$(bash "$repo/tests/firmware-qemu/blade.sh" build) || die "the blade firmware does not build"
+    fi
+    truncate -s $((card_sectors * 512)) "$card"
+    : >"$case_dir/console.log"
+    ip netns add "$ns"
+    ns_created=1
+    ip -n "$ns" link set lo up
+    spawn blade_pid "$case_dir/target.log" ip netns exec "$ns" \
+        bash "$repo/tests/firmware-qemu/blade.sh" run --defmt "$case_dir/blade.defmt" \
+        "$elf" "$card" "$blade_sock" "$vm_sock"
+    for ((i = 0; i < 100; i++)); do
+        [[ -S $blade_sock ]] && break
+        sleep 0.1
+    done
+    if ! [[ -S $blade_sock ]] || ! target_alive "$blade_pid" "$case_dir/target.log"; then
+        fail_reason=${fail_reason:-"the blade's QEMU did not open its socket in 10 s"}
+        stop_group "$blade_pid"
+        teardown_netns
+        case_end 0
+        return 0
+    fi
+    say "target: QEMU blade (pid $blade_pid, $elf) on a blank $blade_card_mib MiB card: e0.1, $sectors sectors expected"
+    netdev_spec="dgram,local.type=unix,local.path=$vm_sock,remote.type=unix,remote.path=$blade_sock"
+    tap_ns=$ns tap=none restart_pid_var=""
+    # The blade moves ~2 MB/s (Buffer Count 2, 1 KiB frames, emulated SPI): a few MiB of files.
+    boot blade 1500 1024 "0.1:$sectors:fsbench" \
+        "BIG_MIB=2"$'\n'"MID_FILES=1"$'\n'"BENCH_MIB=$blade_bench_mib"$'\n'"BENCH_PASSES=2"
+    netdev_spec="" tap_ns=$ns tap=aoetap0
+    ((boot_ok)) || ok=0
+    if ((ok)) && ! kill -0 "$blade_pid" 2>/dev/null; then
+        ok=0 fail_reason="the blade's QEMU died during the run"
+    fi
+    cpu=$(cpu_seconds "$blade_pid")
+    stop_group "$blade_pid" # QEMU closes the card image on SIGTERM
+    teardown_netns
+    if ((ok)); then
+        # Only the exported part may hold the filesystem: fsck and read back that part alone.
+        dd if="$card" of="$case_dir/export.img" bs=512 count="$sectors" status=none
+        host_check_fs "$case_dir/export.img" || { ok=0; fail_reason="host check of the card's exported part"; }
+    fi
+    if ((ok)); then
+        local size nonzero
+        size=$(stat -c %s "$card")
+        nonzero=$(tail -c $((reserved * 512)) "$card" | tr -d '\0' | wc -c)
+        if ((size != card_sectors * 512 || nonzero != 0)); then
+            ok=0 fail_reason="card is $size bytes (want $((card_sectors * 512))), $nonzero non-zero bytes in its reserved last $reserved sectors (want blank: no AoE state was changed)"
+        else
+            say "host: the card's reserved last $reserved sectors are still blank"
+        fi
+    fi
+    local w wl wh r rl rh
+    read -r _ _ w wl wh r rl rh <<<"$(bench_figures blade 1500)"
+    blade_row="write $w ($wl-$wh) MB/s, read $r ($rl-$rh) MB/s, blade QEMU CPU ${cpu}s, load $(cut -d' ' -f1 /proc/loadavg)"
+    say "guest dd O_DIRECT bs=1M against the blade, $blade_bench_mib MiB x 2: $blade_row"
+    echo "RESULT target=qemu-blade mtu=1500 write_MBps=$w write_MBps_min=$wl write_MBps_max=$wh read_MBps=$r read_MBps_min=$rl read_MBps_max=$rh mib=$blade_bench_mib passes=2 target_cpu_s=$cpu load1=$(cut -d' ' -f1 /proc/loadavg)"
+    say "VM ran ${vm_s}s"
+    case_end $ok
+    ((ok)) && rm -f "$card" "$case_dir/export.img"
+    return 0
+}
+
 if [[ -n $attach && -n $netdev_spec ]]; then
     die "--attach and --netdev exclude each other"
 elif [[ -n $attach || -n $netdev_spec ]]; then
@@ -573,13 +672,16 @@ else
         mtu1500) case_fs mtu1500 1500 3 7 1 0 ;;
         mtu9000) case_fs mtu9000 9000 0 1 0 1 ;;
         bench) case_bench ;;
-        *) die "unknown case $c (mtu1500, mtu9000, bench)" ;;
+        blade) case_blade ;;
+        *) die "unknown case $c (mtu1500, mtu9000, bench, blade)" ;;
         esac
     done
 fi
 
 external=${attach:-$netdev_spec}
-say "==== summary (target: ${external:+external on }${external:-$target_spec}, accel $accel, smp 1)"
+summary_target=$target_spec
+[[ $cases == blade ]] && summary_target="the QEMU blade"
+say "==== summary (target: ${external:+external on }${external:-$summary_target}, accel $accel, smp 1)"
 for c in "${case_order[@]}"; do
     printf '  %-24s %-4s %5ss   (load average %s)%s\n' "$c" "${case_result[$c]:-FAIL}" "${case_time[$c]:-?}" \
         "${case_load[$c]:-?}" "${case_kicks[$c]:+   initiator stalls kicked: ${case_kicks[$c]}}"
@@ -595,5 +697,6 @@ if ((${#bench_rows[@]})); then
         echo "RESULT target=$t mtu=$m write_MBps=$w write_MBps_min=$wl write_MBps_max=$wh read_MBps=$r read_MBps_min=$rl read_MBps_max=$rh mib=$bench_mib passes=$bench_passes target_cpu_s=$cpu load1=$load"
     done
 fi
+[[ -n $blade_row ]] && echo "  QEMU blade, guest dd O_DIRECT bs=1M, $blade_bench_mib MiB x 2 passes: $blade_row"
 say "total $((SECONDS - started)) s: $( ((status == 0)) && echo PASS || echo FAIL)"
 exit "$status"
