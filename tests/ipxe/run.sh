@@ -376,21 +376,16 @@ start_blade() {
     blade_elf=${blade_elf:-$blade_firmware}
     if [[ -z $blade_elf ]]; then
         # The blade as firmware/ ships it (profile `firmware`); a no-op if CI built it already.
-        echo "+ cargo build -p aoe-firmware --features lm3s6965evb --target thumbv7m-none-eabi --profile firmware"
-        (cd "$repo" && env -u AOE_SHELF -u AOE_SLOT cargo build -q -p aoe-firmware \
-            --features lm3s6965evb --bin blade-lm3s6965evb --target thumbv7m-none-eabi \
-            --profile firmware) || { echo "FAIL $name: cannot build the blade firmware"; return 1; }
-        blade_elf=$repo/target/thumbv7m-none-eabi/firmware/blade-lm3s6965evb
+        echo "+ tests/firmware-qemu/blade.sh build"
+        blade_elf=$(bash "$repo/tests/firmware-qemu/blade.sh" build) ||
+            { echo "FAIL $name: cannot build the blade firmware"; return 1; }
         echo "firmware ready after $(elapsed_since "$t0") s"
     fi
     local blade_sock=$work/$name-blade.sock ipxe_sock=$work/$name-ipxe.sock i
-    echo "+ target: $blade_qemu -M lm3s6965evb ... -kernel $blade_elf (card $card)"
-    "$blade_qemu" -M lm3s6965evb -display none -serial none -no-reboot \
-        -semihosting-config enable=on,target=native -audiodev none,id=snd0 \
-        -drive "if=sd,format=raw,file=$card" \
-        -netdev "dgram,id=n0,local.type=unix,local.path=$blade_sock,remote.type=unix,remote.path=$ipxe_sock" \
-        -net nic,netdev=n0,model=stellaris,macaddr=52:54:00:12:34:57 \
-        -kernel "$blade_elf" >"$work/$name.defmt" 2>"$work/$name.target.log" &
+    echo "+ target: tests/firmware-qemu/blade.sh run $blade_elf (card $card, $blade_qemu)"
+    # blade.sh execs QEMU, so $! is QEMU's PID.
+    QEMU=$blade_qemu bash "$repo/tests/firmware-qemu/blade.sh" run --defmt "$work/$name.defmt" \
+        "$blade_elf" "$card" "$blade_sock" "$ipxe_sock" 2>"$work/$name.target.log" &
     target_pid=$!
     for ((i = 0; i < 50; i++)); do
         [[ -S $blade_sock ]] && break
