@@ -37,8 +37,8 @@
 #                       remote.path=B" to meet another QEMU's dgram socket; QEMU runs in an empty
 #                       namespace of this run; with either:
 #   --expect LIST       the exports to test there, comma-separated "shelf.slot:sectors:kind" (kind
-#                       fs: raw I/O + ext4, >= 256 MiB | raw: raw O_DIRECT I/O, any size | bench;
-#                       ro needs RO_SHA and is for the built-in cases),
+#                       fs: raw I/O + ext4, >= 256 MiB | raw: raw O_DIRECT I/O, any size | bench |
+#                       fsbench: bench, then fs; ro needs RO_SHA and is for the built-in cases),
 #   --mtu N             and the MTU (default 1500);
 #   --payload N         data frame bytes aoe must pick (default: whole sectors in MTU-36; lower it
 #                       for a target that advertises fewer sectors per frame);
