@@ -612,9 +612,10 @@ case_blade() {
         "$elf" "$card" "$blade_sock" "$vm_sock"
     for ((i = 0; i < 100; i++)); do
         [[ -S $blade_sock ]] && break
+        kill -0 "$blade_pid" 2>/dev/null || break
         sleep 0.1
     done
-    if ! [[ -S $blade_sock ]] || ! target_alive "$blade_pid" "$case_dir/target.log"; then
+    if ! target_alive "$blade_pid" "$case_dir/target.log" || ! [[ -S $blade_sock ]]; then
         fail_reason=${fail_reason:-"the blade's QEMU did not open its socket in 10 s"}
         stop_group "$blade_pid"
         teardown_netns
