@@ -630,8 +630,8 @@ case_blade() {
         "BIG_MIB=2"$'\n'"MID_FILES=1"$'\n'"BENCH_MIB=$blade_bench_mib"$'\n'"BENCH_PASSES=2"
     netdev_spec="" tap_ns=$ns tap=aoetap0
     ((boot_ok)) || ok=0
-    if ((ok)) && ! kill -0 "$blade_pid" 2>/dev/null; then
-        ok=0 fail_reason="the blade's QEMU died during the run"
+    if ! kill -0 "$blade_pid" 2>/dev/null; then
+        ok=0 fail_reason="the blade's QEMU died during the run${fail_reason:+ (then: $fail_reason)}"
     fi
     cpu=$(cpu_seconds "$blade_pid")
     stop_group "$blade_pid" # QEMU closes the card image on SIGTERM
@@ -653,9 +653,11 @@ case_blade() {
     fi
     local w wl wh r rl rh
     read -r _ _ w wl wh r rl rh <<<"$(bench_figures blade 1500)"
-    blade_row="write $w ($wl-$wh) MB/s, read $r ($rl-$rh) MB/s, blade QEMU CPU ${cpu}s, load $(cut -d' ' -f1 /proc/loadavg)"
-    say "guest dd O_DIRECT bs=1M against the blade, $blade_bench_mib MiB x 2: $blade_row"
-    echo "RESULT target=qemu-blade mtu=1500 write_MBps=$w write_MBps_min=$wl write_MBps_max=$wh read_MBps=$r read_MBps_min=$rl read_MBps_max=$rh mib=$blade_bench_mib passes=2 target_cpu_s=$cpu load1=$(cut -d' ' -f1 /proc/loadavg)"
+    if [[ $w != - ]]; then
+        blade_row="write $w ($wl-$wh) MB/s, read $r ($rl-$rh) MB/s, blade QEMU CPU ${cpu}s, load $(cut -d' ' -f1 /proc/loadavg)"
+        say "guest dd O_DIRECT bs=1M against the blade, $blade_bench_mib MiB x 2: $blade_row"
+        echo "RESULT target=qemu-blade mtu=1500 write_MBps=$w write_MBps_min=$wl write_MBps_max=$wh read_MBps=$r read_MBps_min=$rl read_MBps_max=$rh mib=$blade_bench_mib passes=2 target_cpu_s=$cpu load1=$(cut -d' ' -f1 /proc/loadavg)"
+    fi
     say "VM ran ${vm_s}s"
     case_end $ok
     ((ok)) && rm -f "$card" "$case_dir/export.img"
