@@ -55,6 +55,7 @@ SHELF, SLOT = 7, 1
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MODES = ["seq-write", "seq-read", "rand-write", "rand-read"]
 SYSTEM_PYTHON = "/usr/bin/python3"
+BASELINE_BIN = None  # --baseline: another build of host-sim, for before/after comparisons
 
 
 class BenchError(Exception):
@@ -145,7 +146,12 @@ class Target:
         return f"{self.kind} -b {self.bufcnt}"
 
     def command(self, bins, disk):
-        program = os.path.join(bins, "host-sim") if self.kind == "host-sim" else "vblade"
+        if self.kind == "host-sim":
+            program = os.path.join(bins, "host-sim")
+        elif self.kind == "host-sim-base":
+            program = os.path.join(BASELINE_BIN, "host-sim")
+        else:
+            program = "vblade"
         return ["ip", "netns", "exec", NS_TARGET, program, "-b", str(self.bufcnt),
                 str(SHELF), str(SLOT), IF_TARGET, disk]
 
@@ -351,14 +357,16 @@ def parse_args(argv):
     p.add_argument("--mtus", default="1500,9000")
     p.add_argument("--qds", default="1,16,64")
     p.add_argument("--modes", default=",".join(MODES))
-    p.add_argument("--bufcnts", default="64,16",
-                   help="-b values; each is run for both targets [64,16]. host-sim's default "
-                        "is 64, vblade's 16")
-    p.add_argument("--targets", default="host-sim,vblade")
+    p.add_argument("--configs", default="host-sim:64,vblade:64,vblade:16",
+                   help="targets as PROGRAM:BUFCNT, run in this order in every round "
+                        "[host-sim:64,vblade:64,vblade:16]: both with -b 64, and each with its "
+                        "default (host-sim 64, vblade 16). PROGRAM is host-sim or vblade")
     p.add_argument("--size", default="1G", help="sparse backing file size [1G]")
     p.add_argument("--dir", help="where the backing files go [a fresh directory in /dev/shm]")
     p.add_argument("--bin", help="directory with host-sim and aoe [target/release, built]")
     p.add_argument("--out", default=os.path.join(REPO, "target", "aoe-bench"))
+    p.add_argument("--baseline", metavar="DIR",
+                   help="also run DIR/host-sim as target 'host-sim-base' (before/after)")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--plot-only", nargs=4, metavar=("SUMMARY", "PNG", "LEFT", "RIGHT"),
                    help=argparse.SUPPRESS)
@@ -379,21 +387,27 @@ def main(argv):
         return 0
     if os.geteuid() != 0:
         raise BenchError("needs root (network namespaces, raw sockets)")
-    for tool in ("ip",) + (("vblade",) if "vblade" in args.targets else ()):
+    for tool in ("ip",) + (("vblade",) if "vblade" in args.configs else ()):
         if shutil.which(tool) is None:
             raise BenchError(f"needs {tool} (apt-get install -y iproute2 vblade)")
     if args.seconds <= 0 or args.repeat < 1:
         raise BenchError("--seconds must be > 0 and --repeat >= 1")
-    mtus, qds, bufcnts = ints(args.mtus), ints(args.qds), ints(args.bufcnts)
+    mtus, qds = ints(args.mtus), ints(args.qds)
     modes = [m for m in args.modes.split(",") if m]
-    kinds = [k for k in args.targets.split(",") if k]
     for m in modes:
         if m not in MODES:
             raise BenchError(f"unknown mode {m}")
-    for k in kinds:
-        if k not in ("host-sim", "vblade"):
-            raise BenchError(f"unknown target {k}")
-    targets = [Target(k, b) for b in bufcnts for k in kinds]
+    targets = []
+    for item in (c for c in args.configs.split(",") if c):
+        kind, _, bufcnt = item.partition(":")
+        if kind not in ("host-sim", "vblade") or not bufcnt.isdigit() or int(bufcnt) < 2:
+            raise BenchError(f"bad --configs entry {item!r}: want host-sim:N or vblade:N")
+        targets.append(Target(kind, int(bufcnt)))
+    if args.baseline:
+        global BASELINE_BIN
+        BASELINE_BIN = os.path.abspath(args.baseline)
+        targets += [Target("host-sim-base", t.bufcnt) for t in targets if t.kind == "host-sim"]
+    names = {t.name for t in targets}
 
     bins = args.bin
     if bins is None:
@@ -489,12 +503,15 @@ def main(argv):
               "flight."]
     md, txt = header[:], header[:]
     pairs = []
-    if "host-sim" in kinds and "vblade" in kinds:
-        pairs = [(f"host-sim -b {b}", f"vblade -b {b}", b, f"both with -b {b}")
-                 for b in bufcnts]
-        if 64 in bufcnts and 16 in bufcnts:
-            pairs.append(("host-sim -b 64", "vblade -b 16", 64,
-                          "each with its default (host-sim -b 64, vblade -b 16)"))
+    for t in targets:
+        if t.kind == "host-sim" and f"vblade -b {t.bufcnt}" in names:
+            pairs.append((t.name, f"vblade -b {t.bufcnt}", t.bufcnt, f"both with -b {t.bufcnt}"))
+    if "host-sim -b 64" in names and "vblade -b 16" in names:
+        pairs.append(("host-sim -b 64", "vblade -b 16", 64,
+                      "each with its default (host-sim -b 64, vblade -b 16)"))
+    pairs += [(t.name.replace("-base", ""), t.name, t.bufcnt,
+               f"host-sim against the baseline build, -b {t.bufcnt}")
+              for t in targets if t.kind == "host-sim-base"]
     for left, right, left_b, title in pairs:
         rows = pair_rows(summary, left, right)
         verdict = target_summary(rows, left_b)
