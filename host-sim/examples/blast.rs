@@ -69,6 +69,11 @@ fn main() {
     let target_pid: Option<u32> = args.get(7).map(|p| p.parse().expect("pid"));
 
     let mut link = PacketLink::open(&args[0]).expect("open link");
+    // Room for a full window of jumbo replies, or the initiator itself drops them.
+    let _ = link.set_buffer_bytes(
+        aoe_host_sim::net::buffer_bytes_for(depth.max(64), 9000),
+        1 << 20,
+    );
     let me = link.mac();
     let mut rx = FrameBufs::new(64, 9014);
     let mut tx = FrameBufs::new(depth.max(1), 9014);

@@ -75,7 +75,8 @@ Export filename (a file or block device) as AoE target e<shelf>.<slot> on interf
   --help, --version
 
 Shelf 65535 and 4095 and slot 255 are refused (the Linux initiator cannot use them).
-Signals: SIGINT/SIGTERM finish in-flight requests, flush and exit 0; SIGHUP reloads --config.
+Signals: SIGINT/SIGTERM finish in-flight requests, flush and exit 0; SIGHUP reloads --config;
+SIGUSR1 logs the counters of every export.
 ";
 
 /// Parses a log level name.

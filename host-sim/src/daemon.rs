@@ -9,6 +9,7 @@
 //!   whose settings are identical keep their engine (config string, mask, reservations) and
 //!   their open file; new files and links are opened before anything is swapped, so a bad
 //!   file, a missing disk or interface leaves the running config untouched (and is logged).
+//! * **SIGUSR1** logs every export's counters (frames, replies, errors, sectors moved).
 //! * **Shutdown loses no acknowledged write**: SIGINT/SIGTERM stop intake; each worker answers
 //!   the batch it holds and stops; then every file is flushed (`fdatasync`) before exit 0.
 
@@ -20,6 +21,7 @@ use crate::server::{Export, LinkWorker, Routes, WorkerStats};
 use crate::spec::ExportSpec;
 use log::LevelFilter;
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -29,6 +31,8 @@ use std::time::Duration;
 pub static SHUTDOWN: AtomicBool = AtomicBool::new(false);
 /// Set by SIGHUP: reload the config file.
 static RELOAD: AtomicBool = AtomicBool::new(false);
+/// Set by SIGUSR1: log every export's counters.
+static REPORT: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_terminate(_signal: libc::c_int) {
     SHUTDOWN.store(true, Ordering::SeqCst);
@@ -38,12 +42,17 @@ extern "C" fn on_hangup(_signal: libc::c_int) {
     RELOAD.store(true, Ordering::SeqCst);
 }
 
+extern "C" fn on_user1(_signal: libc::c_int) {
+    REPORT.store(true, Ordering::SeqCst);
+}
+
 /// Installs the signal handlers (they only set atomics, which is async-signal-safe).
 fn install_signal_handlers() -> std::io::Result<()> {
-    let handlers: [(libc::c_int, extern "C" fn(libc::c_int)); 3] = [
+    let handlers: [(libc::c_int, extern "C" fn(libc::c_int)); 4] = [
         (libc::SIGINT, on_terminate),
         (libc::SIGTERM, on_terminate),
         (libc::SIGHUP, on_hangup),
+        (libc::SIGUSR1, on_user1),
     ];
     for (signal, handler) in handlers {
         // SAFETY: sigaction is a plain C struct; all-zero is a valid empty value before filling.
@@ -122,7 +131,8 @@ impl Supervisor {
         logger::set_level(self.level);
         // Commit: nothing below can fail.
         for export in &opened {
-            println!("{}", export.startup_line());
+            // vblade's line on stdout; a closed or broken stdout must not stop the daemon.
+            let _ = writeln!(std::io::stdout(), "{}", export.startup_line());
             log::info!(
                 "{}: serving {} ({} sectors{}{}{}{})",
                 export.spec().name(),
@@ -153,7 +163,13 @@ impl Supervisor {
         for (spec, link) in new_links {
             let routes = Arc::new(Routes::default());
             let stop = Arc::new(AtomicBool::new(false));
-            let worker = LinkWorker::new(link, Arc::clone(&routes), Arc::clone(&stop), &SHUTDOWN);
+            let worker = LinkWorker::new(
+                spec.clone(),
+                link,
+                Arc::clone(&routes),
+                Arc::clone(&stop),
+                &SHUTDOWN,
+            );
             let thread = std::thread::Builder::new()
                 .name(format!("link {}", spec.interface()))
                 .spawn(move || worker.run())
@@ -228,6 +244,27 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Logs each export's counters (SIGUSR1).
+    fn report(&self) {
+        for export in &self.exports {
+            let stats = *export.target().stats();
+            log::info!(
+                "{}: {} frames, {} replies, {} dropped, {} AoE errors, {} ATA errors, \
+                 {} disk errors, {} sectors read, {} sectors written, {} flushes",
+                export.spec().name(),
+                stats.frames,
+                stats.replies,
+                stats.dropped,
+                stats.aoe_errors,
+                stats.ata_errors,
+                stats.disk_errors,
+                stats.sectors_read,
+                stats.sectors_written,
+                stats.flushes
+            );
+        }
+    }
+
     fn all_workers_died(&self) -> bool {
         !self.links.is_empty()
             && self
@@ -273,12 +310,16 @@ pub fn run(settings: Settings) -> Result<(), String> {
         if RELOAD.swap(false, Ordering::SeqCst) {
             reload(&mut supervisor, &settings);
         }
+        if REPORT.swap(false, Ordering::SeqCst) {
+            supervisor.report();
+        }
         if supervisor.all_workers_died() && !SHUTDOWN.load(Ordering::SeqCst) {
             let _ = supervisor.shut_down();
             return Err("every link worker stopped unexpectedly".into());
         }
     }
     log::info!("signal received: finishing in-flight requests");
+    supervisor.report();
     supervisor.shut_down()
 }
 

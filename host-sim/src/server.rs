@@ -23,11 +23,14 @@
 //! stops.
 //!
 //! The MTU is re-read from the kernel for every Query Config (so the advertised sectors per
-//! frame follow an MTU change) and once a second otherwise.
+//! frame follow an MTU change) and once a second otherwise. A link that fails (interface
+//! deleted, or down and reported so by the kernel) is reopened by name once a second until it
+//! works again; then every export on it is announced again.
 
 use crate::disk::{FileDisk, OpenError, SharedDisk};
-use crate::net::{self, FrameBufs, Link};
+use crate::net::{self, FrameBufs, Link, LinkSpec};
 use crate::spec::{ExportSpec, format_mac};
+use aoe_core::identify::Identity;
 use aoe_core::wire::EthernetAddress;
 use aoe_core::{Config, DiskIo, ErrorKind, IoOp, Plan, Port, Target};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +54,9 @@ pub const MAX_MERGE: usize = 64;
 /// How long a receive waits before the worker checks for stop requests and new routes.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How often a failed link is reopened.
+const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How often the MTU is re-read when no Query Config asks for it.
 const MTU_REFRESH: Duration = Duration::from_secs(1);
 
@@ -59,6 +65,13 @@ const DROP_REPORT: Duration = Duration::from_secs(10);
 
 /// AoE command code of Query Config (frame octet 19).
 const QUERY_CONFIG: u8 = 1;
+
+/// The IDENTIFY serial vblade uses, `shelf.slot:hostname` (cut to 20 characters by the
+/// engine), so that exports of the same address on different hosts can be told apart.
+pub fn serial_for(shelf: u16, slot: u8) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{shelf}.{slot}:{}", host.trim())
+}
 
 /// One export: the engine for shelf.slot and its file.
 #[derive(Debug)]
@@ -102,6 +115,11 @@ impl Export {
         let mut config = Config::new(spec.shelf, spec.slot);
         config.buffer_count = spec.buffer_count;
         config.max_frame_len = FRAME_CAPACITY;
+        config.identity = Identity::new(
+            Identity::DEFAULT_MODEL,
+            &serial_for(spec.shelf, spec.slot),
+            Identity::DEFAULT_FIRMWARE,
+        );
         let mut target =
             Target::new(config, SharedDisk(Arc::clone(&disk))).map_err(ExportError::Config)?;
         for mac in &spec.mac_mask {
@@ -208,6 +226,7 @@ pub struct WorkerStats {
 
 /// Serves the exports in `routes` on one link until `stop` or `shutdown` is set.
 pub struct LinkWorker {
+    spec: LinkSpec,
     link: Box<dyn Link>,
     routes: Arc<Routes>,
     stop: Arc<AtomicBool>,
@@ -222,8 +241,10 @@ pub struct LinkWorker {
 }
 
 impl LinkWorker {
-    /// A worker for `link`; call [`run`](Self::run) on its own thread.
+    /// A worker for `link`, opened from `spec` (which reopens it after a failure); call
+    /// [`run`](Self::run) on its own thread.
     pub fn new(
+        spec: LinkSpec,
         link: Box<dyn Link>,
         routes: Arc<Routes>,
         stop: Arc<AtomicBool>,
@@ -231,6 +252,7 @@ impl LinkWorker {
     ) -> LinkWorker {
         let mtu = link.mtu().unwrap_or(1500);
         LinkWorker {
+            spec,
             link,
             routes,
             stop,
@@ -269,8 +291,20 @@ impl LinkWorker {
     /// Runs until told to stop; returns the counters.
     pub fn run(mut self) -> WorkerStats {
         let mut drops_checked = Instant::now();
-        let mut failing_since: Option<Instant> = None;
+        // Since when the link has been failing, and when a reopen was last tried.
+        let mut broken: Option<Instant> = None;
+        let mut reopen_tried = Instant::now();
         while !self.stopping() {
+            if broken.is_some() && reopen_tried.elapsed() >= REOPEN_INTERVAL {
+                reopen_tried = Instant::now();
+                if self.reopen() {
+                    broken = None;
+                }
+            }
+            if broken.is_some() {
+                std::thread::sleep(POLL_INTERVAL);
+                continue;
+            }
             self.pick_up_routes();
             if self.mtu_read.elapsed() > MTU_REFRESH {
                 self.refresh_mtu();
@@ -279,26 +313,43 @@ impl LinkWorker {
                 self.report_drops();
                 drops_checked = Instant::now();
             }
-            let received = match self.link.recv(&mut self.rx, Some(POLL_INTERVAL)) {
+            match self.link.recv(&mut self.rx, Some(POLL_INTERVAL)) {
                 Ok(received) => {
-                    failing_since = None;
-                    received
+                    self.stats.frames += received as u64;
+                    self.process(received);
                 }
                 Err(error) => {
-                    // An interface going down or away is not fatal: keep trying, say so once.
-                    if failing_since.is_none() {
-                        log::error!("{error}");
-                        failing_since = Some(Instant::now());
-                    }
-                    std::thread::sleep(POLL_INTERVAL);
-                    continue;
+                    // The interface went down or away (the socket reports it once). Not fatal:
+                    // reopen it by name once a second until it is back, then announce again.
+                    log::error!("{error}; reopening it once a second until it is back");
+                    broken = Some(Instant::now());
+                    reopen_tried = Instant::now();
                 }
-            };
-            self.stats.frames += received as u64;
-            self.process(received);
+            }
         }
         self.report_drops();
         self.stats
+    }
+
+    /// Opens the link again by name (after it failed); true on success. A new link starts
+    /// with no exports picked up, so every export is announced again.
+    fn reopen(&mut self) -> bool {
+        match net::open(&self.spec) {
+            Ok(link) => {
+                log::info!(
+                    "{}: reopened ({})",
+                    self.spec.interface(),
+                    format_mac(&link.mac())
+                );
+                self.link = link;
+                self.current = Arc::new(Vec::new());
+                true
+            }
+            Err(error) => {
+                log::debug!("{}: not yet: {error}", self.spec.interface());
+                false
+            }
+        }
     }
 
     fn report_drops(&mut self) {
@@ -506,6 +557,22 @@ impl LinkWorker {
         let count = range.len();
         match first.op {
             IoOp::Flush => disk.flush(),
+            // One frame: plain pread/pwrite (cheaper than the vectored calls, and safe code).
+            IoOp::Read if count == 1 => {
+                let job = &self.jobs[range.start];
+                // The engine keeps data within max_frame_len (the slot size); checked anyway.
+                match self.tx.slot_mut(job.tx_slot).get_mut(job.io.data_range()) {
+                    Some(data) => disk.read_at(first.lba, data),
+                    None => Err(ErrorKind::Other),
+                }
+            }
+            IoOp::Write if count == 1 => {
+                let job = &self.jobs[range.start];
+                match self.rx.slot(job.rx_slot).get(job.io.data_range()) {
+                    Some(data) => disk.write_at(first.lba, data),
+                    None => Err(ErrorKind::Other),
+                }
+            }
             IoOp::Read => {
                 for (entry, job) in iov.iter_mut().zip(&self.jobs[range]) {
                     *entry = self.tx.iovec_mut(job.tx_slot, job.io.data_range());
@@ -524,5 +591,193 @@ impl LinkWorker {
                 unsafe { disk.write_vectored_at(first.lba, &iov[..count]) }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::disk::DiskOptions;
+    use crate::net::{Mac, NetError};
+    use std::collections::VecDeque;
+
+    const TARGET: Mac = [0x02, 0, 0, 0, 0, 0x01];
+    const INITIATOR: Mac = [0x02, 0, 0, 0, 0, 0x99];
+
+    /// An in-memory link: frames pushed into `inbox` are received, sent frames land in `outbox`.
+    struct MemLink {
+        inbox: Arc<Mutex<VecDeque<Vec<u8>>>>,
+        outbox: Arc<Mutex<Vec<Vec<u8>>>>,
+    }
+
+    impl Link for MemLink {
+        fn name(&self) -> &str {
+            "mem0"
+        }
+        fn mac(&self) -> Mac {
+            TARGET
+        }
+        fn mtu(&self) -> Result<usize, NetError> {
+            Ok(1500)
+        }
+        fn recv(
+            &mut self,
+            bufs: &mut FrameBufs,
+            timeout: Option<Duration>,
+        ) -> Result<usize, NetError> {
+            let mut inbox = self.inbox.lock().unwrap();
+            if inbox.is_empty() {
+                drop(inbox);
+                std::thread::sleep(
+                    timeout
+                        .unwrap_or(POLL_INTERVAL)
+                        .min(Duration::from_millis(5)),
+                );
+                return Ok(0);
+            }
+            let mut received = 0;
+            while received < bufs.count() {
+                let Some(frame) = inbox.pop_front() else {
+                    break;
+                };
+                bufs.slot_mut(received)[..frame.len()].copy_from_slice(&frame);
+                bufs.set_len(received, frame.len());
+                received += 1;
+            }
+            Ok(received)
+        }
+        fn send(&mut self, bufs: &FrameBufs, count: usize) -> Result<usize, NetError> {
+            let mut outbox = self.outbox.lock().unwrap();
+            let mut sent = 0;
+            for slot in 0..count {
+                if bufs.len(slot) > 0 {
+                    outbox.push(bufs.frame(slot).to_vec());
+                    sent += 1;
+                }
+            }
+            Ok(sent)
+        }
+        fn send_frame(&mut self, frame: &[u8]) -> Result<(), NetError> {
+            self.outbox.lock().unwrap().push(frame.to_vec());
+            Ok(())
+        }
+        fn set_buffer_bytes(&mut self, _: usize, _: usize) -> Result<(usize, usize), NetError> {
+            Ok((0, 0))
+        }
+    }
+
+    fn request(command: u8, tag: u32, arg: &[u8]) -> Vec<u8> {
+        let mut frame = Vec::new();
+        frame.extend_from_slice(&TARGET);
+        frame.extend_from_slice(&INITIATOR);
+        frame.extend_from_slice(&[0x88, 0xa2, 0x10, 0, 0, 9, 4, command]);
+        frame.extend_from_slice(&tag.to_be_bytes());
+        frame.extend_from_slice(arg);
+        frame
+    }
+
+    fn ata(tag: u32, cmd: u8, lba: u64, count: u8, data: &[u8]) -> Vec<u8> {
+        let write = u8::from(cmd == 0x34);
+        let mut arg = vec![0x40 | write, 0, count, cmd];
+        arg.extend_from_slice(&lba.to_le_bytes()[..6]);
+        arg.extend_from_slice(&[0, 0]);
+        arg.extend_from_slice(data);
+        request(0, tag, &arg)
+    }
+
+    fn fill(tag: u32) -> Vec<u8> {
+        (0..1024u32)
+            .map(|i| u8::try_from((i * 7 + tag) % 251).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_runs_in_order_merged_and_zero_copy_over_a_file() {
+        let dir = std::env::current_exe().unwrap();
+        let path = dir
+            .parent()
+            .unwrap()
+            .join(format!("server-{}.img", std::process::id()));
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
+        let spec = ExportSpec {
+            shelf: 9,
+            slot: 4,
+            links: vec![LinkSpec::packet("mem0")],
+            file: path.clone(),
+            buffer_count: 64,
+            disk: DiskOptions::default(),
+            mac_mask: vec![],
+        };
+        let export = Arc::new(Export::open(spec).unwrap());
+        let routes = Arc::new(Routes::default());
+        routes.set(vec![Arc::clone(&export)]);
+        let inbox = Arc::new(Mutex::new(VecDeque::new()));
+        let outbox = Arc::new(Mutex::new(Vec::new()));
+        let link = MemLink {
+            inbox: Arc::clone(&inbox),
+            outbox: Arc::clone(&outbox),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        static NEVER: AtomicBool = AtomicBool::new(false);
+        let worker = LinkWorker::new(
+            LinkSpec::packet("mem0"),
+            Box::new(link),
+            Arc::clone(&routes),
+            Arc::clone(&stop),
+            &NEVER,
+        );
+        // One batch: 40 sequential writes, a read of sectors written earlier in the same batch,
+        // a flush, a config query, and 20 sequential reads.
+        {
+            let mut inbox = inbox.lock().unwrap();
+            for tag in 0..40u32 {
+                inbox.push_back(ata(tag, 0x34, u64::from(tag) * 2, 2, &fill(tag)));
+            }
+            inbox.push_back(ata(100, 0x24, 10, 2, &[]));
+            inbox.push_back(ata(101, 0xEA, 0, 0, &[]));
+            inbox.push_back(request(1, 102, &[0; 8]));
+            for tag in 200..220u32 {
+                inbox.push_back(ata(tag, 0x24, u64::from(tag - 200) * 2, 2, &[]));
+            }
+        }
+        let thread = std::thread::spawn(move || worker.run());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // The announcement plus one reply per request.
+        while outbox.lock().unwrap().len() < 1 + 63 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop.store(true, Ordering::SeqCst);
+        let stats = thread.join().unwrap();
+        let replies = outbox.lock().unwrap().clone();
+        assert_eq!(replies.len(), 64, "announcement + 63 replies");
+        assert_eq!(replies[0][19], 1, "the announcement comes first");
+        for reply in &replies[1..] {
+            let tag = u32::from_be_bytes(reply[20..24].try_into().unwrap());
+            assert_eq!(reply[14], 0x18, "tag {tag}: response, no AoE error");
+            if reply[19] == 0 {
+                assert_eq!(reply[27], 0x40, "tag {tag}: ATA status DRDY");
+            }
+            match tag {
+                100 => assert_eq!(
+                    reply[36..36 + 1024],
+                    fill(5)[..],
+                    "read after write in one batch"
+                ),
+                200..220 => assert_eq!(reply[36..36 + 1024], fill(tag - 200)[..]),
+                _ => {}
+            }
+        }
+        let disk = std::fs::read(&path).unwrap();
+        for tag in 0..40u32 {
+            let at = tag as usize * 1024;
+            assert_eq!(disk[at..at + 1024], fill(tag)[..]);
+        }
+        // 40 writes -> 1 pwritev; the read of LBA 10 -> 1; flush -> 1; 20 reads -> 1 preadv.
+        assert_eq!(stats.frames, 63);
+        assert_eq!(stats.transfers, 4, "contiguous transfers merged");
+        std::fs::remove_file(&path).unwrap();
     }
 }

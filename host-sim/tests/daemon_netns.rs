@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 const SECOND: Duration = Duration::from_secs(1);
 
-struct Daemon(Child);
+struct Daemon(Child, std::sync::Arc<std::sync::Mutex<Vec<String>>>);
 
 impl Daemon {
     /// Starts host-sim in the calling thread's network namespace and waits for its start-up
@@ -22,8 +22,17 @@ impl Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_host-sim"))
             .args(args)
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start host-sim");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let err = BufReader::new(child.stderr.take().unwrap());
+        let sink = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in err.lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
         let mut out = BufReader::new(child.stdout.take().unwrap());
         for _ in 0..lines {
             let mut line = String::new();
@@ -32,7 +41,7 @@ impl Daemon {
         }
         // Keep draining stdout so that later lines (reloads) never block the daemon.
         std::thread::spawn(move || for _ in out.lines() {});
-        Daemon(child)
+        Daemon(child, log)
     }
 
     fn signal(&self, signal: libc::c_int) {
@@ -41,7 +50,18 @@ impl Daemon {
         assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     }
 
-    fn wait(mut self, timeout: Duration) -> std::process::ExitStatus {
+    /// The log lines so far that contain `needle`.
+    fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.1
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.0.try_wait().unwrap() {
@@ -101,7 +121,7 @@ fn serves_a_sparse_file_end_to_end() {
     in_netns("ds", 1500, |veth| {
         let file = scratch("e2e", 64 << 20);
         let mut link = PacketLink::open(&veth.b).unwrap();
-        let daemon = Daemon::start(&["1", "2", &veth.a, file.to_str().unwrap()], 1);
+        let mut daemon = Daemon::start(&["1", "2", &veth.a, file.to_str().unwrap()], 1);
 
         // The start-up announcement: a broadcast Query Config reply, version 1, tag 0.
         let announced = collect(&mut link, 1, 3 * SECOND);
@@ -133,6 +153,16 @@ fn serves_a_sparse_file_end_to_end() {
         let words = identify.data();
         let lba48 = u64::from_le_bytes(words[200..208].try_into().unwrap());
         assert_eq!(lba48, (64 << 20) / 512);
+        // Serial (words 10-19, byte-swapped pairs) as vblade's: "shelf.slot:hostname".
+        let serial: Vec<u8> = words[20..40]
+            .chunks(2)
+            .flat_map(|pair| [pair[1], pair[0]])
+            .collect();
+        assert!(
+            serial.starts_with(b"1.2:"),
+            "{:?}",
+            String::from_utf8_lossy(&serial)
+        );
 
         // 64 writes of 2 sectors in one batch (the advertised buffer count), all acknowledged.
         let frames: Vec<Vec<u8>> = (0..64u32)
@@ -209,9 +239,27 @@ fn serves_a_sparse_file_end_to_end() {
         let reply = exchange(&mut link, &client.read(14, 1000, 17), SECOND).unwrap();
         assert_eq!(reply.data()[..17 * 512], big[..]);
 
+        // SIGUSR1 logs the counters: 64 × 2 + 17 sectors written, one flush.
+        daemon.signal(libc::SIGUSR1);
+        std::thread::sleep(Duration::from_millis(300));
+        let counters = daemon.log_lines("e1.2: ");
+        assert!(
+            counters
+                .iter()
+                .any(|l| l.contains("145 sectors written, 1 flushes")),
+            "{counters:?}"
+        );
+
         // SIGTERM: clean exit 0, data on disk.
         daemon.signal(libc::SIGTERM);
         assert!(daemon.wait(5 * SECOND).success());
+        assert_eq!(
+            daemon
+                .log_lines("INFO")
+                .last()
+                .map(|l| l.ends_with("stopped")),
+            Some(true)
+        );
         let on_disk = std::fs::read(&file).unwrap();
         assert_eq!(on_disk[1000 * 512..1017 * 512], big[..]);
         std::fs::remove_file(&file).unwrap();
@@ -286,7 +334,7 @@ fn sighup_reloads_the_config_and_keeps_unchanged_exports() {
         };
         std::fs::write(&config, export(0, &a)).unwrap();
         let mut link = PacketLink::open(&veth.b).unwrap();
-        let daemon = Daemon::start(&["--config", config.to_str().unwrap()], 1);
+        let mut daemon = Daemon::start(&["--config", config.to_str().unwrap()], 1);
         assert_eq!(collect(&mut link, 1, 3 * SECOND).len(), 1);
         let target = {
             let broadcast = Client {
@@ -316,6 +364,21 @@ fn sighup_reloads_the_config_and_keeps_unchanged_exports() {
         );
         let reply = exchange(&mut link, &client.query_config(3), SECOND).unwrap();
         assert_eq!(&reply.0[32..36], b"keep", "unchanged export kept its state");
+        // Both exports share the interface's socket; a broadcast reaches each of them.
+        let everyone = Client {
+            mac: link.mac(),
+            dst: [0xff; 6],
+            shelf: 0xffff,
+            slot: 0xff,
+        };
+        link.send_frame(&everyone.query_config(30)).unwrap();
+        let mut answered: Vec<(u16, u8)> = collect(&mut link, 2, SECOND)
+            .iter()
+            .filter(|r| r.tag() == 30)
+            .map(|r| (r.major(), r.minor()))
+            .collect();
+        answered.sort_unstable();
+        assert_eq!(answered, [(5, 0), (5, 1)]);
 
         // A broken file keeps the running config.
         std::fs::write(&config, "[[export]\n").unwrap();
@@ -404,7 +467,7 @@ fn exports_over_a_tap_device() {
     in_netns("dt", 1500, |_veth| {
         let file = scratch("tap", 1 << 20);
         let tap = format!("hst{}", std::process::id());
-        let _daemon = Daemon::start(&["--tap", &tap, "2", "3", file.to_str().unwrap()], 1);
+        let daemon = Daemon::start(&["--tap", &tap, "2", "3", file.to_str().unwrap()], 1);
         // host-sim created the TAP device and brought it up; talk to it from the kernel side.
         let deadline = Instant::now() + 3 * SECOND;
         let mut link = loop {
@@ -422,7 +485,23 @@ fn exports_over_a_tap_device() {
             shelf: 2,
             slot: 3,
         };
-        let reply = exchange(&mut link, &broadcast.query_config(1), 2 * SECOND).unwrap();
+        // Frames sent into a TAP device that has just come up can be dropped while the kernel
+        // activates its queue (up to a second), so ask again as an initiator would.
+        let deadline = Instant::now() + 5 * SECOND;
+        let reply = loop {
+            if let Some(reply) = exchange(
+                &mut link,
+                &broadcast.query_config(1),
+                Duration::from_millis(250),
+            ) {
+                break reply;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reply; log: {:?}",
+                daemon.log_lines("")
+            );
+        };
         assert_ne!(reply.src(), link.mac(), "the TAP end has its own MAC");
         let client = client_for(&link, reply.src(), 2, 3);
         let data = pattern(5, 1024);
@@ -462,7 +541,7 @@ fn direct_and_sync_exports_round_trip() {
             let _ = writeln!(std::io::stderr(), "SKIPPED direct export: {stderr}");
             return;
         }
-        let daemon = Daemon(daemon);
+        let mut daemon = Daemon(daemon, Default::default());
         let ad = collect(&mut link, 1, 3 * SECOND);
         assert_eq!(ad[0].sectors_per_frame(), 17);
         let client = client_for(&link, ad[0].src(), 1, 5);
@@ -502,7 +581,7 @@ fn sigterm_with_writes_in_flight_keeps_every_acknowledged_write() {
     in_netns("dw", 1500, |veth| {
         let file = scratch("inflight", 16 << 20);
         let mut link = PacketLink::open(&veth.b).unwrap();
-        let daemon = Daemon::start(&["1", "6", &veth.a, file.to_str().unwrap()], 1);
+        let mut daemon = Daemon::start(&["1", "6", &veth.a, file.to_str().unwrap()], 1);
         let ad = collect(&mut link, 1, 3 * SECOND);
         let client = client_for(&link, ad[0].src(), 1, 6);
         let mut acknowledged = Vec::new();
@@ -542,6 +621,61 @@ fn sigterm_with_writes_in_flight_keeps_every_acknowledged_write() {
                 "acknowledged write {tag}"
             );
         }
+        std::fs::remove_file(&file).unwrap();
+    });
+}
+
+#[test]
+fn survives_its_interface_going_down_and_being_recreated() {
+    require_root!();
+    in_netns("dl", 1500, |veth| {
+        let file = scratch("relink", 1 << 20);
+        let mut link = PacketLink::open(&veth.b).unwrap();
+        let daemon = Daemon::start(&["1", "7", &veth.a, file.to_str().unwrap()], 1);
+        let ad = collect(&mut link, 1, 3 * SECOND);
+        let client = client_for(&link, ad[0].src(), 1, 7);
+        assert!(exchange(&mut link, &client.query_config(1), SECOND).is_some());
+
+        // Down and up again: answered again (the same socket, or a reopened one).
+        veth.exec(&["ip", "link", "set", &veth.a, "down"]);
+        std::thread::sleep(Duration::from_millis(300));
+        veth.exec(&["ip", "link", "set", &veth.a, "up"]);
+        let deadline = Instant::now() + 5 * SECOND;
+        while exchange(
+            &mut link,
+            &client.query_config(2),
+            Duration::from_millis(300),
+        )
+        .is_none()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no answer after the interface came back up"
+            );
+        }
+
+        // Deleted and recreated under the same name: reopened and announced again.
+        veth.exec(&["ip", "link", "del", &veth.a]);
+        std::thread::sleep(Duration::from_millis(300));
+        veth.exec(&[
+            "ip", "link", "add", &veth.a, "type", "veth", "peer", "name", &veth.b,
+        ]);
+        veth.exec(&["ip", "link", "set", &veth.a, "up"]);
+        veth.exec(&["ip", "link", "set", &veth.b, "up"]);
+        let mut link = PacketLink::open(&veth.b).unwrap();
+        let ad = collect(&mut link, 1, 5 * SECOND);
+        assert_eq!(
+            ad.len(),
+            1,
+            "no announcement after the interface was recreated"
+        );
+        assert_eq!((ad[0].major(), ad[0].minor()), (1, 7));
+        let client = client_for(&link, ad[0].src(), 1, 7);
+        assert!(exchange(&mut link, &client.query_config(3), SECOND).is_some());
+        assert!(
+            !daemon.log_lines(": reopened (").is_empty(),
+            "the link was reopened"
+        );
         std::fs::remove_file(&file).unwrap();
     });
 }

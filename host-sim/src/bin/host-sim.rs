@@ -2,30 +2,37 @@
 
 use aoe_host_sim::cli::{self, Command};
 use aoe_host_sim::daemon;
+use std::io::Write;
 use std::process::ExitCode;
+
+/// Writes to stdout or stderr, ignoring a closed stream (the print macros would panic).
+fn say(mut stream: impl Write, text: &str) {
+    let _ = stream.write_all(text.as_bytes());
+}
 
 fn main() -> ExitCode {
     match cli::parse(std::env::args().skip(1)) {
         Ok(Command::Help) => {
-            print!("{}", cli::USAGE);
+            say(std::io::stdout(), cli::USAGE);
             ExitCode::SUCCESS
         }
         Ok(Command::Version) => {
-            println!(
-                "host-sim {} (vblade-rs, AoE r11)",
-                env!("CARGO_PKG_VERSION")
+            let version = env!("CARGO_PKG_VERSION");
+            say(
+                std::io::stdout(),
+                &format!("host-sim {version} (vblade-rs, AoE r11)\n"),
             );
             ExitCode::SUCCESS
         }
         Ok(Command::Run(settings)) => match daemon::run(settings) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
-                eprintln!("host-sim: {message}");
+                say(std::io::stderr(), &format!("host-sim: {message}\n"));
                 ExitCode::FAILURE
             }
         },
         Err(error) => {
-            eprintln!("host-sim: {error}");
+            say(std::io::stderr(), &format!("host-sim: {error}\n"));
             ExitCode::FAILURE
         }
     }
