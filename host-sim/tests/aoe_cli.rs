@@ -89,7 +89,7 @@ fn aoe_drives_a_reference_target_over_veth() {
         let target = RefTarget::start(&pair, sectors, mtu as usize);
         let spf = if mtu == 1500 { 2 } else { 17 };
 
-        let json = pair.aoe_ok(&["discover", "--wait", "0.3", "--json"]);
+        let json = pair.aoe_ok(&["discover", "--wait", "1", "--json"]);
         assert!(json.contains("\"target\":\"e3.4\""), "{json}");
         assert!(json.contains(&format!("\"sectors\":{sectors}")), "{json}");
         assert!(
@@ -149,4 +149,78 @@ fn aoe_reports_no_answer_and_bad_arguments() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no-such-if0"), "{err}");
+}
+
+/// Whether Debian's `vblade` can be used here.
+fn vblade_available() -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", "command -v vblade"])
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+#[test]
+fn aoe_works_with_debians_vblade() {
+    need_root!("aoe_works_with_debians_vblade");
+    if !vblade_available() {
+        assert!(
+            std::env::var("AOE_REQUIRE_VBLADE").as_deref() != Ok("1"),
+            "vblade is not installed and AOE_REQUIRE_VBLADE=1"
+        );
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED aoe_works_with_debians_vblade: needs vblade (apt-get install -y vblade)"
+        );
+        return;
+    }
+    let pair = Pair::new("vblade", 1500);
+    let scratch = netns::Scratch::new("vblade");
+    let file = scratch.sparse("disk.img", 8 << 20);
+    let mut command = std::process::Command::new("ip");
+    command
+        .args([
+            "netns",
+            "exec",
+            &pair.target_ns,
+            "vblade",
+            "1",
+            "2",
+            &pair.target_if,
+        ])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut vblade = netns::Proc::spawn(command, "vblade");
+    pair.wait_for_target("1.2", &mut vblade);
+
+    let json = pair.aoe_ok(&["discover", "--wait", "1", "--json"]);
+    assert!(
+        json.contains("\"firmware_version\":16409"),
+        "vblade 25 is 0x4019: {json}"
+    );
+    assert!(json.contains("\"buffer_count\":16"), "{json}");
+    let identify = pair.aoe_ok(&["identify", "-t", "1.2"]);
+    assert!(identify.contains("FLUSH CACHE (no EXT)"), "{identify}");
+
+    let data = netns::random_bytes(1 << 20, 25);
+    let input = scratch.file("in.bin", &data);
+    let output = scratch.dir.join("out.bin");
+    pair.aoe_ok(&["write", input.to_str().unwrap(), "-t", "1.2"]);
+    pair.aoe_ok(&[
+        "read",
+        output.to_str().unwrap(),
+        "-t",
+        "1.2",
+        "--count",
+        "2048",
+    ]);
+    assert!(std::fs::read(&output).unwrap() == data);
+    pair.aoe_ok(&["verify", "-t", "1.2", "--lba", "2048", "--count", "4096"]);
+    let disk = std::fs::read(&file).unwrap();
+    assert!(
+        disk[..data.len()] == data[..],
+        "vblade's file holds what aoe wrote"
+    );
+    drop(vblade);
 }

@@ -47,13 +47,13 @@ fn discovery_identify_and_config_strings() {
     let mut target = pair.start_target(&["-b", "24"], 5, 1, &file);
     pair.wait_for_target("5.1", &mut target);
 
-    let json = pair.aoe_ok(&["discover", "--wait", "0.3", "--json"]);
+    let json = pair.aoe_ok(&["discover", "--wait", "1", "--json"]);
     assert_eq!(json_field(&json, "target"), "e5.1", "{json}");
     assert_eq!(json_field(&json, "sectors"), (8 * MIB / 512).to_string());
     assert_eq!(json_field(&json, "buffer_count"), "24");
     assert_eq!(json_field(&json, "sectors_per_frame"), "2");
     assert_eq!(json_field(&json, "config"), "");
-    let human = pair.aoe_ok(&["discover", "--wait", "0.3"]);
+    let human = pair.aoe_ok(&["discover", "--wait", "1"]);
     assert!(
         human.contains("e5.1") && human.contains("8.0 MiB"),
         "{human}"
@@ -70,7 +70,7 @@ fn discovery_identify_and_config_strings() {
     let err = pair.aoe_fails(&["config", "set", "other", "-t", "5.1"]);
     assert!(err.contains("config string present"), "{err}");
     pair.aoe_ok(&["config", "set", "other", "--force", "-t", "5.1"]);
-    let json = pair.aoe_ok(&["discover", "--wait", "0.3", "--json"]);
+    let json = pair.aoe_ok(&["discover", "--wait", "1", "--json"]);
     assert_eq!(json_field(&json, "config"), "other");
     stop(&mut target);
 }
@@ -83,7 +83,7 @@ fn whole_export_round_trip(mtu: u32, spf: &str) {
     let file = scratch.sparse("disk.img", size);
     let mut target = pair.start_target(&[], 1, 2, &file);
     pair.wait_for_target("1.2", &mut target);
-    let json = pair.aoe_ok(&["discover", "--wait", "0.3", "--json"]);
+    let json = pair.aoe_ok(&["discover", "--wait", "1", "--json"]);
     assert_eq!(json_field(&json, "sectors_per_frame"), spf, "{json}");
 
     let out = pair.aoe_ok(&["verify", "-t", "1.2", "--seed", "11"]);
@@ -151,7 +151,7 @@ fn offset_and_length_expose_only_their_window() {
         &file,
     );
     pair.wait_for_target("3.3", &mut target);
-    let json = pair.aoe_ok(&["discover", "--wait", "0.3", "--json"]);
+    let json = pair.aoe_ok(&["discover", "--wait", "1", "--json"]);
     assert_eq!(json_field(&json, "sectors"), length.to_string(), "{json}");
 
     pair.aoe_ok(&["verify", "-t", "3.3", "--seed", "3"]);
@@ -360,7 +360,24 @@ fn target_restart_in_the_middle_of_a_workload_loses_nothing() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let mut workload = Proc::spawn(command, "aoe verify");
-    std::thread::sleep(Duration::from_millis(150));
+    // Restart once the pattern has reached 1 MiB into the 16 MiB export: mid-workload, however
+    // fast or loaded the machine is.
+    let start = std::time::Instant::now();
+    let mut probe = [0u8; 8];
+    loop {
+        use std::os::unix::fs::FileExt as _;
+        let file = std::fs::File::open(&file).unwrap();
+        file.read_exact_at(&mut probe, MIB).unwrap();
+        if probe != [0; 8] {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20) && workload.try_exit().is_none(),
+            "the workload never reached 1 MiB: {}",
+            workload.output()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
     assert!(
         workload.try_exit().is_none(),
         "the workload finished before the restart: make the export bigger"

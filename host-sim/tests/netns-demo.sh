@@ -4,21 +4,28 @@
 # discovers the target, writes 4 MiB of random data, reads it back, compares, verifies the
 # whole export and runs a 2-second benchmark. Sends nothing on any real interface.
 #
-# Usage (root, for namespaces and raw sockets): host-sim/tests/netns-demo.sh
+# Usage: host-sim/tests/netns-demo.sh
+# As a normal user it builds with your cargo, then runs the rest through sudo (namespaces and
+# raw sockets need root). As root it builds too, unless given --no-build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+script=$PWD/host-sim/tests/netns-demo.sh
 
 if [ "$(id -u)" != 0 ]; then
-    echo "netns-demo: needs root (network namespaces, raw sockets): sudo $0" >&2
+    cargo build --release -p aoe-host-sim --bins
+    exec sudo "$script" --no-build
+fi
+if [ "${1:-}" != --no-build ]; then
+    cargo build --release -p aoe-host-sim --bins
+fi
+bin=$PWD/target/release
+if [ ! -x "$bin/host-sim" ] || [ ! -x "$bin/aoe" ]; then
+    echo "netns-demo: $bin/host-sim and $bin/aoe are missing: run cargo build --release -p aoe-host-sim" >&2
     exit 1
 fi
 if ! command -v ip >/dev/null; then
-    echo "netns-demo: needs iproute2 (apt-get install -y iproute2)" >&2
-    exit 1
+    apt-get update -qq && apt-get install -y -qq iproute2
 fi
-
-cargo build --release -p aoe-host-sim --bins
-bin=$PWD/target/release
 
 ns_target=aoe-demo-t-$$
 ns_init=aoe-demo-i-$$

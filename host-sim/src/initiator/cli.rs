@@ -36,7 +36,7 @@ commands:
   release                     empty the reserve list (--force if someone else holds it)
   read FILE                   copy sectors [--lba, --count] of the target into FILE
   write FILE                  copy FILE to the target from --lba (last sector zero-padded),
-                              then FLUSH CACHE EXT
+                              then flush (FLUSH CACHE EXT, or FLUSH CACHE)
   verify                      write a pattern over [--lba, --count], flush, read it back and
                               compare; with --file FILE, only compare the target with FILE
   bench                       measure MB/s, IOPS, p50/p99 latency and retransmits
@@ -537,9 +537,9 @@ pub fn run_on<L: Link + ?Sized>(
             let list = control::reserve(link, to, Some(&[]), cli.force, retry)?;
             show_macs(cli, "reserve", &list)
         }
-        Command::Read(path) => read(cli, link, &session, path, retry)?,
-        Command::Write(path) => write(cli, link, &session, path, retry)?,
-        Command::Verify => verify(cli, link, &session, retry)?,
+        Command::Read(path) => read(cli, link, &session, path)?,
+        Command::Write(path) => write(cli, link, &session, path)?,
+        Command::Verify => verify(cli, link, &session)?,
         Command::Bench => bench(cli, link, &session)?,
         Command::Discover | Command::Help | Command::Version => String::new(),
     };
@@ -582,8 +582,8 @@ fn size_text(sectors: u64) -> String {
     }
 }
 
-fn info_json(info: &TargetInfo, identity: Option<&IdentifyInfo>, mtu: usize) -> String {
-    let spf = super::sectors_per_frame(mtu, info.sector_count).unwrap_or(0);
+/// A target as JSON; `spf` is the sectors per frame on our port.
+fn info_json(info: &TargetInfo, identity: Option<&IdentifyInfo>, spf: u8) -> String {
     let mut json = format!(
         "{{\"target\":\"e{}.{}\",\"shelf\":{},\"slot\":{},\"mac\":\"{}\",\"buffer_count\":{},\
          \"firmware_version\":{},\"sector_count\":{},\"sectors_per_frame\":{spf},\
@@ -636,7 +636,10 @@ fn discover<L: Link + ?Sized>(
     if cli.json {
         let items: Vec<String> = rows
             .iter()
-            .map(|(info, id)| info_json(info, id.as_ref(), mtu))
+            .map(|(info, id)| {
+                let spf = super::sectors_per_frame(mtu, info.sector_count).unwrap_or(0);
+                info_json(info, id.as_ref(), spf)
+            })
             .collect();
         let _ = writeln!(text, "[{}]", items.join(","));
     } else if rows.is_empty() {
@@ -686,11 +689,7 @@ fn show_identify(cli: &Cli, session: &Session) -> String {
     if cli.json {
         return format!(
             "{}\n",
-            info_json(&session.info, Some(id), 0).replacen(
-                "\"sectors_per_frame\":0",
-                &format!("\"sectors_per_frame\":{}", session.sectors_per_frame),
-                1
-            )
+            info_json(&session.info, Some(id), session.sectors_per_frame)
         );
     }
     format!(
@@ -707,6 +706,8 @@ fn show_identify(cli: &Cli, session: &Session) -> String {
         id.firmware,
         if id.flush_ext {
             "FLUSH CACHE EXT"
+        } else if id.flush {
+            "FLUSH CACHE (no EXT)"
         } else {
             "not advertised"
         },
@@ -788,7 +789,6 @@ fn read<L: Link + ?Sized>(
     link: &mut L,
     session: &Session,
     path: &std::path::Path,
-    _retry: Retry,
 ) -> Result<String, Error> {
     let (lba, count) = range(cli, session, None)?;
     let mut engine = engine_for(cli, link, session)?;
@@ -809,15 +809,24 @@ fn read<L: Link + ?Sized>(
         done += n;
     }
     file.sync_all().map_err(|e| file_error(path, "sync", &e))?;
-    Ok(summary(cli, "read", &engine, count, start.elapsed()))
+    Ok(summary(cli, "read", &engine, count, start.elapsed(), ""))
 }
 
-fn summary(cli: &Cli, what: &str, engine: &Engine, sectors: u64, elapsed: Duration) -> String {
+/// One line on what a transfer moved; `json_extra` adds fields (`,"key":value...`) to the
+/// JSON form.
+fn summary(
+    cli: &Cli,
+    what: &str,
+    engine: &Engine,
+    sectors: u64,
+    elapsed: Duration,
+    json_extra: &str,
+) -> String {
     let stats = engine.stats();
     if cli.json {
         format!(
             "{{\"op\":\"{what}\",\"sectors\":{sectors},\"seconds\":{:.6},\"frames\":{},\
-             \"retransmits\":{}}}\n",
+             \"retransmits\":{}{json_extra}}}\n",
             elapsed.as_secs_f64(),
             stats.sent,
             stats.retransmits
@@ -837,7 +846,6 @@ fn write<L: Link + ?Sized>(
     link: &mut L,
     session: &Session,
     path: &std::path::Path,
-    retry: Retry,
 ) -> Result<String, Error> {
     let mut file = std::fs::File::open(path).map_err(|e| file_error(path, "open", &e))?;
     let len = file
@@ -864,8 +872,23 @@ fn write<L: Link + ?Sized>(
         )?;
         done += n;
     }
-    control::flush(link, session.address(), retry)?;
-    Ok(summary(cli, "write", &engine, count, start.elapsed()))
+    flush(link, session, cli)?;
+    Ok(summary(cli, "write", &engine, count, start.elapsed(), ""))
+}
+
+/// Flushes the target's write cache, saying on stderr when it cannot. It runs between I/O
+/// runs, so it waits as long as a frame may (`--timeout`), not the short first-contact limit.
+fn flush<L: Link + ?Sized>(link: &mut L, session: &Session, cli: &Cli) -> Result<(), Error> {
+    let retry = Retry {
+        rto: Duration::from_millis(250),
+        give_up: cli.timeout,
+    };
+    if control::flush(link, session.address(), &session.identity, retry)?
+        == control::Flushed::NotSupported
+    {
+        eprintln!("aoe: the target advertises no FLUSH CACHE command; writes were not flushed");
+    }
+    Ok(())
 }
 
 /// Reads until `buf` is full or the file ends; returns the octets read.
@@ -882,12 +905,7 @@ fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize>
     Ok(filled)
 }
 
-fn verify<L: Link + ?Sized>(
-    cli: &Cli,
-    link: &mut L,
-    session: &Session,
-    retry: Retry,
-) -> Result<String, Error> {
+fn verify<L: Link + ?Sized>(cli: &Cli, link: &mut L, session: &Session) -> Result<String, Error> {
     let mut engine = engine_for(cli, link, session)?;
     let spf = engine.config().sectors_per_frame;
     let start = Instant::now();
@@ -920,7 +938,14 @@ fn verify<L: Link + ?Sized>(
             }
             done += n;
         }
-        return Ok(summary(cli, "verify-file", &engine, count, start.elapsed()));
+        return Ok(summary(
+            cli,
+            "verify-file",
+            &engine,
+            count,
+            start.elapsed(),
+            ",\"ok\":true",
+        ));
     }
     let (lba, count) = range(cli, session, None)?;
     let seed = cli.seed.unwrap_or_else(|| {
@@ -934,23 +959,20 @@ fn verify<L: Link + ?Sized>(
         link,
         &mut PatternCheck::new(Op::Write, lba, count, seed, spf),
     )?;
-    control::flush(link, session.address(), retry)?;
+    flush(link, session, cli)?;
     engine.run(
         link,
         &mut PatternCheck::new(Op::Read, lba, count, seed, spf),
     )?;
     let elapsed = start.elapsed();
     if cli.json {
-        Ok(summary(cli, "verify", &engine, count, elapsed).replacen(
-            "{",
-            &format!("{{\"seed\":{seed},\"ok\":true,"),
-            1,
-        ))
+        let extra = format!(",\"seed\":{seed},\"lba\":{lba},\"count\":{count},\"ok\":true");
+        Ok(summary(cli, "verify", &engine, 2 * count, elapsed, &extra))
     } else {
         Ok(format!(
             "verify: wrote and read back sectors {lba}..{} with pattern seed {seed}: all match\n{}",
             lba + count,
-            summary(cli, "verify", &engine, 2 * count, elapsed)
+            summary(cli, "verify", &engine, 2 * count, elapsed, "")
         ))
     }
 }
@@ -1107,6 +1129,18 @@ mod test {
         );
         let text = run_sim(&mut link, "identify -t 7.1").unwrap();
         assert!(text.contains("4096 sectors"), "{text}");
+        let text = run_sim(&mut link, "identify -t 7.1 --json").unwrap();
+        assert!(text.contains("\"sectors_per_frame\":2,"), "{text}");
+        let text = run_sim(
+            &mut link,
+            "verify -t 7.1 --lba 8 --count 30 --seed 2 --json",
+        )
+        .unwrap();
+        assert!(
+            text.starts_with("{\"op\":\"verify\",\"sectors\":60,")
+                && text.ends_with(",\"seed\":2,\"lba\":8,\"count\":30,\"ok\":true}\n"),
+            "{text}"
+        );
         run_sim(&mut link, "config set hello -t 7.1").unwrap();
         assert_eq!(run_sim(&mut link, "config get -t 7.1").unwrap(), "hello\n");
         let text = run_sim(&mut link, "reserve -t 7.1 --json").unwrap();

@@ -7,7 +7,8 @@
 //! bit 31 set, so they never collide with the I/O engine's.
 
 use super::frame::{
-    ATA_FLUSH_EXT, ATA_IDENTIFY, Address, AtaReply, BROADCAST, Reply, pad, write_ata, write_header,
+    ATA_FLUSH, ATA_FLUSH_EXT, ATA_IDENTIFY, Address, AtaReply, BROADCAST, Reply, pad, write_ata,
+    write_header,
 };
 use super::{Error, Link};
 use aoe_core::wire::aoe::Command;
@@ -106,6 +107,8 @@ pub struct IdentifyInfo {
     pub serial: String,
     /// Firmware revision.
     pub firmware: String,
+    /// True if FLUSH CACHE is supported (word 83 bit 12).
+    pub flush: bool,
     /// True if FLUSH CACHE EXT is supported (word 83 bit 13).
     pub flush_ext: bool,
 }
@@ -137,6 +140,7 @@ impl IdentifyInfo {
             model: string(27, 46),
             serial: string(10, 19),
             firmware: string(23, 26),
+            flush: word(83) & (1 << 12) != 0,
             flush_ext: word(83) & (1 << 13) != 0,
         })
     }
@@ -353,14 +357,38 @@ pub fn identify<L: Link + ?Sized>(
     )
 }
 
-/// Sends FLUSH CACHE EXT to `to`: every write it acknowledged is then on stable storage.
+/// Which flush command a target got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flushed {
+    /// FLUSH CACHE EXT (0xEA).
+    Ext,
+    /// FLUSH CACHE (0xE7), for targets that advertise only that (vblade).
+    Standard,
+    /// The target advertises neither, so none was sent.
+    NotSupported,
+}
+
+/// Makes every write `to` acknowledged durable: FLUSH CACHE EXT if IDENTIFY advertises it,
+/// else FLUSH CACHE if that is advertised (vblade aborts 0xEA), else nothing.
 ///
 /// # Errors
 /// No answer, an AoE error or an ATA error.
-pub fn flush<L: Link + ?Sized>(link: &mut L, to: Address, retry: Retry) -> Result<(), Error> {
+pub fn flush<L: Link + ?Sized>(
+    link: &mut L,
+    to: Address,
+    identity: &IdentifyInfo,
+    retry: Retry,
+) -> Result<Flushed, Error> {
+    let (command, flushed, name) = if identity.flush_ext {
+        (ATA_FLUSH_EXT, Flushed::Ext, "FLUSH CACHE EXT")
+    } else if identity.flush {
+        (ATA_FLUSH, Flushed::Standard, "FLUSH CACHE")
+    } else {
+        return Ok(Flushed::NotSupported);
+    };
     let mut frame = frame_buffer(link);
-    let len = write_ata(&mut frame, link.mac(), to, 0, ATA_FLUSH_EXT, 0, 0);
-    let what = format!("FLUSH CACHE EXT to {}", describe(to));
+    let len = write_ata(&mut frame, link.mac(), to, 0, command, 0, 0);
+    let what = format!("{name} to {}", describe(to));
     exchange(
         link,
         &mut frame[..len],
@@ -368,7 +396,7 @@ pub fn flush<L: Link + ?Sized>(link: &mut L, to: Address, retry: Retry) -> Resul
         Command::IssueAta,
         retry,
         &what,
-        |reply| Some(ata_result(reply, ATA_FLUSH_EXT).map(|_| ())),
+        |reply| Some(ata_result(reply, command).map(|_| flushed)),
     )
 }
 

@@ -20,6 +20,8 @@ pub const ATA_READ_EXT: u8 = 0x24;
 pub const ATA_WRITE_EXT: u8 = 0x34;
 /// ATA IDENTIFY DEVICE.
 pub const ATA_IDENTIFY: u8 = 0xEC;
+/// ATA FLUSH CACHE.
+pub const ATA_FLUSH: u8 = 0xE7;
 /// ATA FLUSH CACHE EXT.
 pub const ATA_FLUSH_EXT: u8 = 0xEA;
 

@@ -3,8 +3,9 @@
 //!
 //! Time is virtual: a frame's reply arrives [`Faults::latency`] after it was sent (plus
 //! jitter, which reorders replies), and [`Link::recv`] with nothing due advances the clock to
-//! the next arrival or by the whole timeout. Faults are decided by counters and a seeded
-//! generator, so every run is reproducible.
+//! the next arrival or by the whole timeout. Each fault hits a frame at random with its own
+//! probability, drawn from a seeded generator, so every run is reproducible and no loss pattern
+//! can line up with the initiator's retransmissions forever.
 
 use super::Link;
 use aoe_core::disk::MemDisk;
@@ -18,7 +19,8 @@ pub const TARGET_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0xAE, 0x
 /// The simulated initiator's MAC.
 pub const INITIATOR_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0xAE, 0x02]);
 
-/// Faults to inject. A value of `n` in an `every` field hits every n-th frame (0: never).
+/// Faults to inject. A value of `n` in an `every` field hits a frame with probability 1/n
+/// (1: every frame; 0: never).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Faults {
     /// Requests lost before the target sees them.
@@ -132,8 +134,8 @@ impl SimLink {
         self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn hits(every: u32, count: u64) -> bool {
-        every != 0 && count.is_multiple_of(u64::from(every))
+    fn hits(&mut self, every: u32) -> bool {
+        every != 0 && self.random().is_multiple_of(u64::from(every))
     }
 }
 
@@ -153,7 +155,7 @@ impl Link for SimLink {
     fn send(&mut self, frames: &[&[u8]]) -> std::io::Result<()> {
         for frame in frames {
             self.stats.requests += 1;
-            if Self::hits(self.faults.drop_request_every, self.stats.requests) {
+            if self.hits(self.faults.drop_request_every) {
                 self.stats.dropped_requests += 1;
                 continue;
             }
@@ -161,8 +163,7 @@ impl Link for SimLink {
                 continue;
             };
             self.replies += 1;
-            let count = self.replies;
-            if Self::hits(self.faults.drop_reply_every, count) {
+            if self.hits(self.faults.drop_reply_every) {
                 self.stats.dropped_replies += 1;
                 continue;
             }
@@ -172,11 +173,11 @@ impl Link for SimLink {
                 let extra = u128::from(self.random()) % jitter;
                 arrival += Duration::from_nanos(u64::try_from(extra).unwrap_or(0));
             }
-            if Self::hits(self.faults.delay_reply_every, count) {
+            if self.hits(self.faults.delay_reply_every) {
                 self.stats.delayed += 1;
                 arrival += self.faults.delay;
             }
-            let copies = if Self::hits(self.faults.duplicate_reply_every, count) {
+            let copies = if self.hits(self.faults.duplicate_reply_every) {
                 self.stats.duplicated += 1;
                 2
             } else {

@@ -194,8 +194,10 @@ impl Histogram {
             return index as u64;
         }
         let octave = u32::try_from(index / 16).unwrap_or(0) + 3;
-        let sub = (index % 16) as u64;
-        ((16 + sub + 1) << (octave - 4)) - 1
+        let sub = (index % 16) as u128;
+        // In u128: the top bucket's bound is 2^64.
+        let upper = ((16 + sub + 1) << (octave - 4)) - 1;
+        u64::try_from(upper).unwrap_or(u64::MAX)
     }
 
     /// Records one latency.
