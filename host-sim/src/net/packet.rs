@@ -431,6 +431,18 @@ impl Link for PacketLink {
                 if !ready {
                     return Ok(0);
                 }
+                if !ring.ready() {
+                    // Woken without a frame: an error the kernel reports (the interface went
+                    // down or away), which recvmmsg would have returned. SO_ERROR clears it.
+                    return match get_int_option(&self.fd, libc::SOL_SOCKET, libc::SO_ERROR) {
+                        Some(code) if code != 0 => Err(NetError::os(
+                            &self.name,
+                            "receive frames",
+                            io::Error::from_raw_os_error(code),
+                        )),
+                        _ => Ok(0),
+                    };
+                }
             }
             return Ok(ring.drain(bufs));
         }
