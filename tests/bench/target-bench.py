@@ -260,7 +260,6 @@ def verdicts(rows, left_bufcnt):
 
 
 def markdown_table(rows, left, right, left_bufcnt):
-    short = {left: "hs", right: "vb"}
     head = ("| MTU | workload | qd | MB/s hs | MB/s vb | IOPS hs | IOPS vb | p99 µs hs | p99 µs vb "
             "| retx hs | retx vb | CPU s/GB hs | CPU s/GB vb | hs ≥ vb | CPU ≤ ½ |")
     lines = [f"hs = `{left}`, vb = `{right}`", "", head,
@@ -273,7 +272,6 @@ def markdown_table(rows, left, right, left_bufcnt):
             f"| {a['retransmits']} | {b['retransmits']} | {fmt(a['cpu_s_per_gb'], 2)} "
             f"| {fmt(b['cpu_s_per_gb'], 2)} | {'yes' if faster else '**no**'} "
             f"| {'yes' if cpu_half else '**no**'} |")
-    del short
     return lines
 
 
@@ -322,7 +320,9 @@ def plot(summary_path, png_path, left, right):
     rows = pair_rows(summary, left, right)
     if not rows:
         return "nothing to plot"
-    labels = [f"{mode}\nqd{qd} mtu{mtu}" for mtu, mode, qd, _, _ in rows]
+    short = {"seq-write": "seq W", "seq-read": "seq R", "rand-write": "rand W",
+             "rand-read": "rand R"}
+    labels = [f"{short.get(mode, mode)}\nqd {qd}\nMTU {mtu}" for mtu, mode, qd, _, _ in rows]
     metrics = [("mb_per_s", "MB/s (median)", True), ("iops", "IOPS (median)", True),
                ("cpu_s_per_gb", "target CPU s per GB (median)", False)]
     fig, axes = plt.subplots(len(metrics), 1, figsize=(max(12, len(rows) * 0.7), 11))
