@@ -24,8 +24,9 @@
 //!
 //! [`Link::recv`] fills slots `0..n` of a [`FrameBufs`], waiting at most the given timeout for
 //! the first frame, then taking whatever else is already queued, and [`Link::send`] sends slots
-//! `0..n` with one `sendmmsg(2)`. On an `AF_PACKET` socket, frames are received through a
-//! `PACKET_RX_RING` (TPACKET_V2, the private `ring` module) when the kernel grants one, and copied
+//! `0..n` with one `sendmmsg(2)`. On an `AF_PACKET` socket opened with [`open`], frames are
+//! received through a `PACKET_RX_RING` (TPACKET_V2, the private `ring` module) when the kernel
+//! grants one ([`open_queued`] does without, for the initiator), and copied
 //! from the ring into the [`FrameBufs`] slots: the copy keeps every frame's data at an aligned
 //! address for `O_DIRECT` and lets the request buffer become the reply, while frames already in
 //! the ring are taken without a system call and without the kernel's per-message work of
@@ -202,6 +203,21 @@ pub fn open(spec: &LinkSpec) -> Result<Box<dyn Link>, NetError> {
     Ok(match spec {
         LinkSpec::Packet { interface } => Box::new(PacketLink::open(interface)?),
         LinkSpec::Tap { interface, mac } => Box::new(TapLink::open(interface, *mac)?),
+    })
+}
+
+/// As [`open`], but an `AF_PACKET` link receives with `recvmmsg` from the socket queue, never
+/// through a receive ring. For the `aoe` initiator: on a veth pair the kernel delivers a frame
+/// into the receiver's ring in the *sender's* context, so a ring at the initiator would make
+/// the target pay (in its measured CPU time) for the initiator's copy; with the socket queue
+/// that copy happens in the initiator's own `recvmmsg`.
+///
+/// # Errors
+/// As [`open`].
+pub fn open_queued(spec: &LinkSpec) -> Result<Box<dyn Link>, NetError> {
+    Ok(match spec {
+        LinkSpec::Packet { interface } => Box::new(PacketLink::open_with(interface, false)?),
+        LinkSpec::Tap { .. } => open(spec)?,
     })
 }
 

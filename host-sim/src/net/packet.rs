@@ -142,6 +142,15 @@ impl PacketLink {
     /// [`NetError::InterfaceDown`], [`NetError::NoPermission`] (no `CAP_NET_RAW`), or
     /// [`NetError::Io`].
     pub fn open(interface: &str) -> Result<PacketLink, NetError> {
+        PacketLink::open_with(interface, true)
+    }
+
+    /// As [`open`](Self::open); with `ring` false, frames are received with `recvmmsg` from the
+    /// socket queue instead of a receive ring (see [`super::open_queued`]).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_with(interface: &str, ring: bool) -> Result<PacketLink, NetError> {
         let control = ifreq::control_socket(interface)?;
         let index = ifreq::index(&control, interface)?;
         if !ifreq::is_up(&control, interface)? {
@@ -201,12 +210,13 @@ impl PacketLink {
         };
         // Attaching the ring also discards what was queued before it; without a ring, do that
         // ourselves.
-        match RxRing::attach(&link.fd, RING_SLOTS) {
-            Ok(ring) => link.ring = Some(ring),
-            Err(error) => {
+        match ring.then(|| RxRing::attach(&link.fd, RING_SLOTS)) {
+            Some(Ok(ring)) => link.ring = Some(ring),
+            Some(Err(error)) => {
                 log::debug!("{interface}: no receive ring ({error}); using recvmmsg");
                 link.discard_queued();
             }
+            None => link.discard_queued(),
         }
         Ok(link)
     }
