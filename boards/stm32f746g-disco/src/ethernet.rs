@@ -1,0 +1,225 @@
+//! The STM32F7 Ethernet MAC (embassy-stm32's DMA driver) as an [`EthernetMac`].
+//!
+//! Guarantees:
+//!
+//! * **Zero copy**: a receive token lends the DMA receive buffer and a transmit token the DMA
+//!   transmit buffer of embassy-stm32's descriptor rings; the descriptor goes back to the DMA
+//!   when the token's closure returns.
+//! * **Only our frames**: the MAC's perfect address filter passes our station address and
+//!   broadcast; this driver turns off the "pass all multicast" that embassy-stm32 sets, so no
+//!   software filter (and no copy) is needed.
+//! * A transmit of more than [`MAX_FRAME_LEN`] octets is never put on the wire: the closure
+//!   gets a scratch buffer and the frame is counted in `tx_dropped` (embassy-stm32 would panic).
+//! * Never waits: `receive`/`transmit` return `None` when no descriptor is ready.
+
+use aoe_core::wire::EthernetAddress;
+use aoe_hal::{EthernetMac, LinkState, MacCounters};
+use core::cell::Cell;
+use core::task::{Context, Waker};
+use embassy_net_driver::{Driver, RxToken as _, TxToken as _};
+use embassy_stm32::eth::{self, GenericPhy, Sma};
+use embassy_stm32::pac;
+use embassy_stm32::peripherals::{ETH, ETH_SMA};
+use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use smoltcp::time::Instant;
+
+/// The largest frame the MAC carries: 1500 octets of payload plus the 14-octet header
+/// (embassy-stm32's transmit buffers are exactly this long; the MAC appends the FCS).
+pub const MAX_FRAME_LEN: usize = 1514;
+
+/// Transmit descriptors: replies can queue while the MAC sends.
+pub const TX_DESCRIPTORS: usize = 4;
+/// Receive descriptors: frames the MAC takes in while the firmware works on one. Advertised
+/// as the AoE Buffer Count.
+pub const RX_DESCRIPTORS: usize = 8;
+
+/// The DMA descriptor rings and their buffers (about 18 KiB): must live in RAM the Ethernet
+/// DMA reaches (all of the F746's SRAM) and, with the data cache on, be non-cacheable. This
+/// crate never enables the data cache.
+pub type PacketQueue = eth::PacketQueue<TX_DESCRIPTORS, RX_DESCRIPTORS>;
+
+/// embassy-stm32's driver with the board's PHY (LAN8742A) found by scanning the MDIO bus.
+pub type EmbassyEthernet = eth::Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
+
+/// The Ethernet MAC of the STM32F746G-DISCO.
+pub struct Ethernet {
+    inner: EmbassyEthernet,
+    address: EthernetAddress,
+    counts: Counts,
+    /// Lent to a transmit closure that asked for more than [`MAX_FRAME_LEN`] octets.
+    oversize: [u8; MAX_FRAME_LEN],
+}
+
+/// A context whose waker does nothing: the firmware polls, it never sleeps on the MAC.
+fn polling_context() -> Context<'static> {
+    Context::from_waker(Waker::noop())
+}
+
+impl Ethernet {
+    /// Wraps a started embassy-stm32 driver whose station address is `address`.
+    pub fn new(inner: EmbassyEthernet, address: EthernetAddress) -> Ethernet {
+        // embassy-stm32 sets "pass all multicast"; we want only our address and broadcast.
+        pac::ETH
+            .ethernet_mac()
+            .macffr()
+            .modify(|w| w.set_pam(false));
+        Ethernet {
+            inner,
+            address,
+            counts: Counts::default(),
+            oversize: [0; MAX_FRAME_LEN],
+        }
+    }
+}
+
+/// The counters this driver keeps, shared by the receive and the transmit token of a pair.
+#[derive(Default)]
+struct Counts {
+    rx_frames: Cell<u32>,
+    rx_overruns: Cell<u32>,
+    tx_frames: Cell<u32>,
+    tx_dropped: Cell<u32>,
+}
+
+impl Counts {
+    fn add(counter: &Cell<u32>, amount: u32) {
+        counter.set(counter.get().wrapping_add(amount));
+    }
+
+    /// Adds the DMA's missed-frame counter (frames lost for want of a free receive
+    /// descriptor, or to a FIFO overflow) to `rx_overruns`. Reading the register clears it.
+    fn collect_missed_frames(&self) {
+        let missed = pac::ETH.ethernet_dma().dmamfbocr().read();
+        let lost = u32::from(missed.mfc()) + u32::from(missed.mfa());
+        Counts::add(&self.rx_overruns, lost);
+    }
+}
+
+/// A received frame in a DMA receive buffer.
+pub struct EthernetRxToken<'a> {
+    inner: eth::RxToken<'a, 'static>,
+    counts: &'a Counts,
+}
+
+impl RxToken for EthernetRxToken<'_> {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        Counts::add(&self.counts.rx_frames, 1);
+        self.inner.consume(|frame| f(frame))
+    }
+}
+
+/// Permission to send one frame through a DMA transmit buffer.
+pub struct EthernetTxToken<'a> {
+    inner: eth::TxToken<'a, 'static>,
+    counts: &'a Counts,
+    oversize: &'a mut [u8; MAX_FRAME_LEN],
+}
+
+impl TxToken for EthernetTxToken<'_> {
+    /// Lends a transmit buffer of `len` octets and queues it for the DMA. A `len` over
+    /// [`MAX_FRAME_LEN`] gets a scratch buffer of that size instead and is not sent.
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        if len > MAX_FRAME_LEN {
+            Counts::add(&self.counts.tx_dropped, 1);
+            return f(&mut self.oversize[..]);
+        }
+        Counts::add(&self.counts.tx_frames, 1);
+        self.inner.consume(len, f)
+    }
+}
+
+impl Device for Ethernet {
+    type RxToken<'a>
+        = EthernetRxToken<'a>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = EthernetTxToken<'a>
+    where
+        Self: 'a;
+
+    fn receive(&mut self, _now: Instant) -> Option<(EthernetRxToken<'_>, EthernetTxToken<'_>)> {
+        let mut context = polling_context();
+        // embassy-stm32 hands out a receive token only together with a free transmit
+        // descriptor, so a reply always has somewhere to go.
+        match self.inner.receive(&mut context) {
+            Some((rx, tx)) => Some((
+                EthernetRxToken {
+                    inner: rx,
+                    counts: &self.counts,
+                },
+                EthernetTxToken {
+                    inner: tx,
+                    counts: &self.counts,
+                    oversize: &mut self.oversize,
+                },
+            )),
+            None => {
+                self.counts.collect_missed_frames();
+                None
+            }
+        }
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<EthernetTxToken<'_>> {
+        let mut context = polling_context();
+        let tx = self.inner.transmit(&mut context)?;
+        Some(EthernetTxToken {
+            inner: tx,
+            counts: &self.counts,
+            oversize: &mut self.oversize,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut capabilities = DeviceCapabilities::default();
+        capabilities.medium = Medium::Ethernet;
+        capabilities.max_transmission_unit = MAX_FRAME_LEN;
+        capabilities.max_burst_size = Some(TX_DESCRIPTORS);
+        capabilities
+    }
+}
+
+impl EthernetMac for Ethernet {
+    fn mac_address(&self) -> EthernetAddress {
+        self.address
+    }
+
+    /// Reprograms the perfect filter's address 0 (embassy-stm32 has no call for it). The
+    /// high half first: writing the low half latches both into the MAC.
+    fn set_mac_address(&mut self, address: EthernetAddress) {
+        self.address = address;
+        let [a, b, c, d, e, f] = address.0;
+        let mac = pac::ETH.ethernet_mac();
+        mac.maca0hr()
+            .modify(|w| w.set_maca0h(u16::from_le_bytes([e, f])));
+        mac.maca0lr()
+            .write(|w| w.set_maca0l(u32::from_le_bytes([a, b, c, d])));
+    }
+
+    /// The PHY's basic status register over MDIO: up once auto-negotiation finished with a
+    /// link partner.
+    fn link(&mut self) -> LinkState {
+        let mut context = polling_context();
+        match self.inner.link_state(&mut context) {
+            embassy_net_driver::LinkState::Up => LinkState::Up,
+            embassy_net_driver::LinkState::Down => LinkState::Down,
+        }
+    }
+
+    fn counters(&self) -> MacCounters {
+        MacCounters {
+            rx_frames: self.counts.rx_frames.get(),
+            rx_overruns: self.counts.rx_overruns.get(),
+            tx_frames: self.counts.tx_frames.get(),
+            tx_dropped: self.counts.tx_dropped.get(),
+            ..MacCounters::default()
+        }
+    }
+}
