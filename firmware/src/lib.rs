@@ -1,6 +1,264 @@
-//! EtherDrive blade firmware.
+//! # aoe-firmware: the EtherDrive blade
 //!
-//! The firmware binary (board selection by feature, the poll loop that feeds frames from the
-//! MAC through [`aoe_core::Target`]) arrives with the board work. Until then this crate is a
-//! placeholder that CI builds for `thumbv7m-none-eabi` to keep the workspace shape honest.
+//! The board-independent half of the firmware: a [`Blade`] owns an [`aoe_core::Target`] over
+//! the card's exported area ([`ExportedDisk`]), the persisted state ([`persist`]) and the
+//! poll step that turns one received frame into at most one reply. A board binary
+//! (`src/bin/lm3s6965evb.rs`) brings up the hardware, then calls [`Blade::boot`] and
+//! [`Blade::poll`] in its main loop, feeding the watchdog.
+//!
+//! Guarantees:
+//!
+//! * Only frames the MAC driver lets through (our address or broadcast; see
+//!   [`aoe_hal::EthernetMac`]) reach the target, and the target answers at most once each.
+//! * **A state change is acknowledged only once it is on the card**: when a frame changed the
+//!   config string, mask or reserve list (the target's generation counter moved), the record
+//!   is saved before the reply is sent; if the save fails the reply is withheld (the
+//!   initiator retries) and the save is retried.
+//! * The exported capacity is the card minus [`persist::RESERVED_SECTORS`]; no AoE command
+//!   can reach the reserved sectors.
+//!
+//! Identity: the record's MAC and shelf/slot when set, else the board's factory MAC and the
+//! build-time defaults ([`Defaults`]).
 #![no_std]
+#![warn(missing_docs)]
+
+mod fmt;
+pub mod persist;
+
+use aoe_core::disk::{Disk, Error as _, ErrorKind, Sector, range_fits};
+use aoe_core::wire::EthernetAddress;
+use aoe_core::{Config, ConfigError, Port, Target};
+use aoe_hal::EthernetMac;
+use persist::{CopyBuffer, Identity, Store};
+use smoltcp::phy::{RxToken, TxToken};
+use smoltcp::time::Instant;
+
+/// The card with its reserved tail cut off: what the initiators see.
+#[derive(Debug)]
+pub struct ExportedDisk<D> {
+    card: D,
+    sectors: u64,
+}
+
+impl<D: Disk> ExportedDisk<D> {
+    /// The first `sectors` sectors of `card`.
+    pub fn new(card: D, sectors: u64) -> ExportedDisk<D> {
+        let sectors = sectors.min(card.sector_count());
+        ExportedDisk { card, sectors }
+    }
+
+    /// The whole card, reserved region included (for the state store).
+    pub fn card_mut(&mut self) -> &mut D {
+        &mut self.card
+    }
+}
+
+impl<D: Disk> Disk for ExportedDisk<D> {
+    type Error = ErrorKind;
+
+    fn sector_count(&self) -> u64 {
+        self.sectors
+    }
+
+    fn read(&mut self, lba: u64, buf: &mut [Sector]) -> Result<(), ErrorKind> {
+        if !range_fits(lba, buf.len(), self.sectors) {
+            return Err(ErrorKind::OutOfRange);
+        }
+        self.card.read(lba, buf).map_err(|error| {
+            warn!("card read at {} failed: {}", lba, error.kind());
+            error.kind()
+        })
+    }
+
+    fn write(&mut self, lba: u64, buf: &[Sector]) -> Result<(), ErrorKind> {
+        if !range_fits(lba, buf.len(), self.sectors) {
+            return Err(ErrorKind::OutOfRange);
+        }
+        self.card.write(lba, buf).map_err(|error| {
+            warn!("card write at {} failed: {}", lba, error.kind());
+            error.kind()
+        })
+    }
+
+    fn flush(&mut self) -> Result<(), ErrorKind> {
+        self.card.flush().map_err(|error| error.kind())
+    }
+}
+
+/// What applies when the card's record does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Defaults {
+    /// The MAC address (the board's factory address, or a build-time one).
+    pub mac: [u8; 6],
+    /// Shelf.
+    pub shelf: u16,
+    /// Slot.
+    pub slot: u8,
+    /// AoE Buffer Count: frames the board takes in while it works on one.
+    pub buffer_count: u16,
+    /// The largest frame the MAC carries (Ethernet header included).
+    pub max_frame_len: usize,
+}
+
+/// Why the blade could not start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum BootError {
+    /// The card has no more sectors than the reserved region: use a bigger card.
+    CardTooSmall(u64),
+    /// The card failed while the record was read: check or replace the card.
+    Card(ErrorKind),
+    /// The identity makes no valid export (shelf 0xFFFF, slot 0xFF…): rewrite the record.
+    Config(ConfigError),
+}
+
+/// Counters of the blade's own work (the target and the MAC keep theirs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BladeStats {
+    /// Records saved.
+    pub saves: u32,
+    /// Saves that failed (the reply was withheld).
+    pub save_failures: u32,
+}
+
+/// The blade: one AoE export on one MAC.
+pub struct Blade<'b, D> {
+    target: Target<ExportedDisk<D>>,
+    port: Port,
+    store: Store,
+    identity: Identity,
+    saved_generation: u32,
+    buffer: &'b mut CopyBuffer,
+    stats: BladeStats,
+}
+
+impl<'b, D: Disk> Blade<'b, D> {
+    /// Reads the record from `card`, sets the MAC's address, and makes the export. `buffer`
+    /// holds one copy of the record while it is read or written (keep it in a `static`: it
+    /// is 2 KiB).
+    ///
+    /// # Errors
+    /// When the card is too small or unreadable, or the identity is not a valid export.
+    pub fn boot<M: EthernetMac>(
+        mac: &mut M,
+        mut card: D,
+        defaults: &Defaults,
+        buffer: &'b mut CopyBuffer,
+    ) -> Result<Blade<'b, D>, BootError> {
+        let card_sectors = card.sector_count();
+        let mut store =
+            Store::for_card(card_sectors).ok_or(BootError::CardTooSmall(card_sectors))?;
+        let loaded = store
+            .load(&mut card, buffer)
+            .map_err(|error| BootError::Card(error.kind()))?;
+        match &loaded {
+            Some(_) => info!("state record found on the card"),
+            None => info!("no state record on the card: build-time defaults"),
+        }
+        let identity = loaded.unwrap_or_default();
+        let (shelf, slot) = identity.address.unwrap_or((defaults.shelf, defaults.slot));
+        let address = EthernetAddress(identity.mac.unwrap_or(defaults.mac));
+        mac.set_mac_address(address);
+
+        let mut config = Config::new(shelf, slot);
+        config.buffer_count = defaults.buffer_count;
+        config.max_frame_len = defaults.max_frame_len;
+        let exported = ExportedDisk::new(card, store.first_sector());
+        let mut target = Target::new(config, exported).map_err(BootError::Config)?;
+        if loaded.is_some() {
+            Store::apply(buffer, &mut target);
+        }
+        let mtu = mac.capabilities().max_transmission_unit.saturating_sub(14);
+        Ok(Blade {
+            saved_generation: target.generation(),
+            target,
+            port: Port::new(address, mtu),
+            store,
+            identity,
+            buffer,
+            stats: BladeStats::default(),
+        })
+    }
+
+    /// The export.
+    pub fn target(&self) -> &Target<ExportedDisk<D>> {
+        &self.target
+    }
+
+    /// The port (our MAC and MTU).
+    pub fn port(&self) -> &Port {
+        &self.port
+    }
+
+    /// The blade's counters.
+    pub fn stats(&self) -> BladeStats {
+        self.stats
+    }
+
+    /// Sends the start-up announcement (broadcast, or to each MAC of the mask list).
+    pub fn announce<M: EthernetMac>(&self, mac: &mut M, now: Instant) -> usize {
+        self.target.announce_on(&self.port, mac, now)
+    }
+
+    /// True if the export's state changed since it was last saved (a save failed).
+    pub fn unsaved(&self) -> bool {
+        self.target.generation() != self.saved_generation
+    }
+
+    /// Saves the record if the state changed. Returns false if a save was needed and failed.
+    pub fn save_if_changed(&mut self) -> bool {
+        if !self.unsaved() {
+            return true;
+        }
+        let generation = self.target.generation();
+        // Encode first (reading the target), then write (borrowing its disk).
+        let state = &self.target;
+        persist::encode_parts(
+            &self.identity,
+            state.config_string(),
+            state.mask(),
+            state.reservations(),
+            self.store.next_sequence(),
+            self.buffer,
+        );
+        let card = self.target.disk_mut().card_mut();
+        match self.store.write_encoded(card, self.buffer) {
+            Ok(()) => {
+                self.saved_generation = generation;
+                self.stats.saves = self.stats.saves.wrapping_add(1);
+                info!("state saved (generation {})", generation);
+                true
+            }
+            Err(error) => {
+                self.stats.save_failures = self.stats.save_failures.wrapping_add(1);
+                error!("state save failed: {}", error.kind());
+                false
+            }
+        }
+    }
+
+    /// Receives at most one frame and sends its reply, if any. Returns true if a frame came in.
+    pub fn poll<M: EthernetMac>(&mut self, mac: &mut M, now: Instant) -> bool {
+        let Some((rx, tx)) = mac.receive(now) else {
+            return false;
+        };
+        rx.consume(|frame| {
+            let Some(plan) = self.target.accept(&self.port, frame) else {
+                return;
+            };
+            // A control command changed the state: on the card first, then the reply.
+            if !self.save_if_changed() {
+                return;
+            }
+            tx.consume(plan.reply_len(), |buffer| {
+                // The buffer is `reply_len` long and nothing ran between accept and respond
+                // but the save, which leaves the plan valid; zero what the reply leaves.
+                let len = self.target.respond(&plan, frame, buffer).unwrap_or(0);
+                buffer[len..].fill(0);
+            });
+        });
+        true
+    }
+}

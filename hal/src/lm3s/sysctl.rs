@@ -119,7 +119,7 @@ impl SystemControl {
     }
 
     /// The MAC address programmed at the factory into USER0/USER1 (three octets each, low
-    /// octet first), or `None` when the registers are blank (all ones). QEMU puts the `-nic
+    /// octet first), or `None` when the registers are blank (all ones, or all zero). QEMU puts the `-nic
     /// mac=` address here, as TI's boards ship it.
     pub fn factory_mac(&self) -> Option<[u8; 6]> {
         let user0 = self.regs.read(USER0);
@@ -129,7 +129,9 @@ impl SystemControl {
         }
         let [a, b, c, _] = user0.to_le_bytes();
         let [d, e, f, _] = user1.to_le_bytes();
-        Some([a, b, c, d, e, f])
+        let mac = [a, b, c, d, e, f];
+        // QEMU without a NIC leaves them zero.
+        (mac != [0; 6]).then_some(mac)
     }
 
     /// The reset cause; cleared so that the next boot sees only its own cause.
