@@ -17,8 +17,8 @@
 use aoe_core::disk::{Disk, Error as DiskError, ErrorKind, SECTOR_SIZE, Sector, range_fits};
 use core::fmt;
 use embassy_futures::block_on;
+use embassy_stm32::sdmmc;
 use embassy_stm32::sdmmc::sd::{self as sd_card, Addressable, CmdBlock, DataBlock, StorageDevice};
-use embassy_stm32::sdmmc::{self, Sdmmc};
 
 /// The initialised card, with the bus it owns.
 pub type StorageCard = StorageDevice<'static, 'static, sd_card::Card>;
@@ -103,34 +103,28 @@ pub struct Card {
 }
 
 impl Card {
-    /// Initialises the card at `bus_hz` (25 MHz is the default-speed maximum).
+    /// Initialises the card behind `device` at `bus_hz` (25 MHz is the default-speed
+    /// maximum). On failure `device` stays usable for another attempt.
     ///
     /// # Errors
     /// [`CardError`] when no card answers or it is not supported.
-    pub fn init(
-        bus: &'static mut Sdmmc<'static>,
-        bus_hz: u32,
-    ) -> Result<(Card, CardInfo), CardError> {
+    pub fn acquire(device: &mut StorageCard, bus_hz: u32) -> Result<CardInfo, CardError> {
         let mut command_block = CmdBlock::new();
-        let device = block_on(StorageDevice::new_sd_card(
-            bus,
-            &mut command_block,
-            embassy_stm32::time::Hertz(bus_hz),
-        ))?;
+        block_on(device.reacquire(&mut command_block, embassy_stm32::time::Hertz(bus_hz)))?;
         let info = device.card();
-        let sectors = info.size() / SECTOR_SIZE as u64;
-        let high_capacity = info.ocr.high_capacity();
-        Ok((
-            Card {
-                device,
-                sectors,
-                bounce: DataBlock::new(),
-            },
-            CardInfo {
-                high_capacity,
-                sectors,
-            },
-        ))
+        Ok(CardInfo {
+            high_capacity: info.ocr.high_capacity(),
+            sectors: info.size() / SECTOR_SIZE as u64,
+        })
+    }
+
+    /// The card behind an acquired `device`.
+    pub fn new(device: StorageCard, info: CardInfo) -> Card {
+        Card {
+            device,
+            sectors: info.sectors,
+            bounce: DataBlock::new(),
+        }
     }
 
     /// The sector number as the card's 32-bit block index.

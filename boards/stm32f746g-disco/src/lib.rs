@@ -43,7 +43,8 @@ pub use cortex_m;
 pub use cortex_m_rt;
 pub use embassy_stm32;
 
-use card::{Card, CardError, CardInfo};
+use card::{Card, CardError, CardInfo, StorageCard};
+use embassy_stm32::sdmmc::sd::StorageDevice;
 use ethernet::{Ethernet, PacketQueue};
 
 /// Core clock after [`Board::take`].
@@ -86,7 +87,7 @@ impl Watchdog {
 
 /// The microSD slot before its card is initialised.
 pub struct CardSlot {
-    bus: Option<&'static mut Sdmmc<'static>>,
+    device: Option<StorageCard>,
     detect: Input<'static>,
 }
 
@@ -203,7 +204,7 @@ impl Board {
         Some(Board {
             ethernet,
             slot: CardSlot {
-                bus: Some(bus),
+                device: Some(StorageDevice::new_uninit_sd_card(bus)),
                 detect,
             },
             watchdog: Watchdog {
@@ -222,24 +223,44 @@ impl CardSlot {
         self.detect.is_low()
     }
 
-    /// Initialises the card. After a success the slot is empty: the [`Card`] owns the bus.
+    /// Initialises the card; call again after a failure (a card being inserted). After a
+    /// success the slot is empty: the [`Card`] owns the bus.
     ///
     /// # Errors
-    /// [`CardError::NoCard`] when the slot is empty (call again once a card is in), any
-    /// other [`CardError`] when the card did not initialise; [`CardError::NotInitialized`]
-    /// when the card was already taken.
+    /// [`CardError::NoCard`] when the slot is empty, any other [`CardError`] when the card
+    /// did not initialise, [`CardError::NotInitialized`] when the card was already taken.
     pub fn init_card(&mut self) -> Result<(Card, CardInfo), CardError> {
         if !self.card_present() {
             return Err(CardError::NoCard);
         }
-        let bus = self.bus.take().ok_or(CardError::NotInitialized)?;
-        // `new_sd_card` consumes the bus borrow even on failure, so a failed attempt keeps
-        // the slot unusable until reset: the firmware retries by resetting the board.
-        Card::init(bus, SD_BUS_HZ)
+        let device = self.device.as_mut().ok_or(CardError::NotInitialized)?;
+        let info = Card::acquire(device, SD_BUS_HZ)?;
+        let device = self.device.take().ok_or(CardError::NotInitialized)?;
+        Ok((Card::new(device, info), info))
     }
 }
 
 /// Resets the chip (after a panic, or to retry the boot).
 pub fn reset() -> ! {
     cortex_m::peripheral::SCB::sys_reset()
+}
+
+/// The deepest the stack has reached since reset, in octets: cortex-m-rt painted the free RAM
+/// between `_stack_end` and `_stack_start` with `0xCCCC_CCCC` before `main`; everything above
+/// the lowest overwritten word has been used.
+pub fn stack_high_water() -> usize {
+    unsafe extern "C" {
+        static _stack_end: u32;
+        static _stack_start: u32;
+    }
+    let bottom = (&raw const _stack_end) as usize;
+    let top = (&raw const _stack_start) as usize;
+    let untouched = (bottom..top)
+        .step_by(4)
+        // SAFETY: every address lies in the RAM between `_stack_end` and `_stack_start`
+        // (word-aligned by cortex-m-rt's linker script), which is ours; a volatile read of a
+        // word of it has no side effects.
+        .take_while(|&address| unsafe { (address as *const u32).read_volatile() } == 0xCCCC_CCCC)
+        .count();
+    top - bottom - untouched * 4
 }
