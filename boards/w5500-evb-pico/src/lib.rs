@@ -43,6 +43,7 @@ pub use aoe_hal;
 pub use cortex_m;
 pub use cortex_m_rt;
 pub use embassy_rp;
+pub use portable_atomic;
 
 /// Core clock after [`Board::take`] (embassy-rp's default clock set-up).
 pub const SYSTEM_HZ: u32 = 125_000_000;
