@@ -5,8 +5,9 @@
 //! watchdog, answer one frame; when idle, retry an unsaved record, watch the link (announce
 //! again when it comes up) and log the deepest stack use so far.
 //!
-//! Logs are defmt frames over semihosting (QEMU: `-semihosting-config enable=on,target=native`,
-//! decode with `defmt-print -e <elf>`). A panic logs its location and resets the chip; so does
+//! Logs are defmt frames over semihosting (feature `semihosting`; QEMU:
+//! `-semihosting-config enable=on,target=native`, decode with `defmt-print -e <elf>`) or RTT
+//! (feature `rtt`, for a real board with a debug probe: `probe-rs run`). A panic logs its location and resets the chip; so does
 //! a hard fault. The build-time defaults come from the environment at build time:
 //! `AOE_SHELF` (default 0) and `AOE_SLOT` (default 1); the MAC is the board's factory address
 //! or, on a blank chip, 02:00:00:ae:00:01.
@@ -22,7 +23,17 @@ use aoe_firmware::persist::{COPY_LEN, CopyBuffer};
 use aoe_firmware::{Blade, Defaults};
 use core::sync::atomic::{AtomicBool, Ordering};
 use cortex_m_rt::{ExceptionFrame, entry, exception};
+#[cfg(feature = "rtt")]
+use defmt_rtt as _;
+#[cfg(feature = "semihosting")]
 use defmt_semihosting as _;
+
+#[cfg(all(feature = "semihosting", feature = "rtt"))]
+compile_error!("pick one log transport: feature `semihosting` or `rtt`, not both");
+#[cfg(not(any(feature = "semihosting", feature = "rtt")))]
+compile_error!(
+    "pick a log transport: --features lm3s6965evb,semihosting (QEMU) or lm3s6965evb,rtt (a board with a debug probe)"
+);
 use smoltcp::time::Instant;
 
 /// MAC used when the chip's factory registers are blank (locally administered).

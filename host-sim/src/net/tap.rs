@@ -1,0 +1,222 @@
+//! The TAP backend: the program is the far end of a virtual Ethernet cable (`tun-tap` crate).
+
+use super::ifreq;
+use super::packet::wait_readable;
+use super::{FrameBufs, Link, Mac, NetError};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Duration;
+
+/// A TAP device; see the [module docs](super).
+///
+/// TAP hands us every frame the kernel sends into the device, of any EtherType and to any
+/// MAC; [`Link::recv`] gives 0x88A2 frames only and marks the rest with length 0.
+#[derive(Debug)]
+pub struct TapLink {
+    iface: tun_tap::Iface,
+    // For interface ioctls (MTU), which need a socket, not the TAP file descriptor.
+    control: OwnedFd,
+    name: String,
+    mac: Mac,
+}
+
+/// Our MAC when none is given: the kernel side's MAC with the locally administered bit set, the
+/// multicast bit clear and the last octet's low bit flipped, so it differs from the kernel side.
+pub(crate) fn derived_mac(kernel_side: Mac) -> Mac {
+    let mut mac = kernel_side;
+    mac[0] = (mac[0] | 0x02) & !0x01;
+    mac[5] ^= 0x01;
+    mac
+}
+
+impl TapLink {
+    /// Opens (or creates) TAP device `interface`, brings it up if it is down, and uses `mac` as
+    /// our address, or one derived from the kernel side's MAC (locally administered, unicast,
+    /// last bit flipped).
+    ///
+    /// # Errors
+    /// [`NetError::NoPermission`] without `CAP_NET_ADMIN` (creating, or attaching to a TAP
+    /// device owned by another user), [`NetError::BadInterfaceName`], [`NetError::Io`].
+    pub fn open(interface: &str, mac: Option<Mac>) -> Result<TapLink, NetError> {
+        ifreq::ifreq_named(interface)?;
+        let iface = tun_tap::Iface::without_packet_info(interface, tun_tap::Mode::Tap).map_err(
+            |error| match error.raw_os_error() {
+                Some(libc::EPERM | libc::EACCES) => NetError::NoPermission {
+                    interface: interface.to_owned(),
+                    what: "open a TAP device",
+                    capability: "CAP_NET_ADMIN",
+                },
+                _ => NetError::os(interface, "open the TAP device", error),
+            },
+        )?;
+        let name = iface.name().to_owned();
+        let control = ifreq::control_socket(&name)?;
+        set_nonblocking(iface.as_raw_fd())
+            .map_err(|error| NetError::os(&name, "make the TAP device non-blocking", error))?;
+        if !ifreq::is_up(&control, &name)? {
+            bring_up(&control, &name)?;
+        }
+        let mac = match mac {
+            Some(mac) => mac,
+            None => derived_mac(ifreq::mac(&control, &name)?),
+        };
+        Ok(TapLink {
+            iface,
+            control,
+            name,
+            mac,
+        })
+    }
+
+    fn read_one(&self, slot: &mut [u8]) -> io::Result<Option<usize>> {
+        match self.iface.recv(slot) {
+            Ok(len) => Ok(Some(len)),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn write_one(&self, frame: &[u8]) -> Result<(), NetError> {
+        loop {
+            match self.iface.send(frame) {
+                Ok(_) => return Ok(()),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                Err(error) => {
+                    return Err(NetError::os(&self.name, "write to the TAP device", error));
+                }
+            }
+        }
+    }
+}
+
+/// `IFF_UP` (1) in the width of `ifr_flags`.
+const IFF_UP_FLAG: libc::c_short = 1;
+const _: () = assert!(IFF_UP_FLAG as libc::c_int == libc::IFF_UP);
+
+fn set_nonblocking(fd: libc::c_int) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets `IFF_UP` on the kernel side, which a new TAP device lacks (writes to it fail until then).
+fn bring_up(control: &OwnedFd, name: &str) -> Result<(), NetError> {
+    let mut request = ifreq::ifreq_named(name)?;
+    // SAFETY: valid ifreq with a NUL-terminated name; SIOCGIFFLAGS writes only inside it.
+    if unsafe { libc::ioctl(control.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) } < 0 {
+        return Err(NetError::last(name, "read the TAP device flags"));
+    }
+    // SAFETY: SIOCGIFFLAGS succeeded, so the flags member of the union is the one written.
+    unsafe {
+        request.ifr_ifru.ifru_flags |= IFF_UP_FLAG;
+    }
+    // SAFETY: valid ifreq; SIOCSIFFLAGS only reads it.
+    if unsafe { libc::ioctl(control.as_raw_fd(), libc::SIOCSIFFLAGS, &mut request) } < 0 {
+        return Err(match NetError::last(name, "bring the TAP device up") {
+            NetError::NoPermission {
+                interface, what, ..
+            } => NetError::NoPermission {
+                interface,
+                what,
+                capability: "CAP_NET_ADMIN",
+            },
+            other => other,
+        });
+    }
+    Ok(())
+}
+
+impl Link for TapLink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn mac(&self) -> Mac {
+        self.mac
+    }
+
+    fn mtu(&self) -> Result<usize, NetError> {
+        ifreq::mtu(&self.control, &self.name)
+    }
+
+    fn recv(&mut self, bufs: &mut FrameBufs, timeout: Option<Duration>) -> Result<usize, NetError> {
+        let mut received = 0;
+        let mut waited = false;
+        while received < bufs.count() {
+            let read = self
+                .read_one(bufs.slot_mut(received))
+                .map_err(|error| NetError::os(&self.name, "read from the TAP device", error))?;
+            match read {
+                Some(len) => {
+                    let frame = &bufs.slot(received)[..len.min(bufs.capacity())];
+                    let is_aoe =
+                        frame.len() >= 14 && frame[12..14] == super::ETHERTYPE_AOE.to_be_bytes();
+                    // A read that fills the slot may have been cut short: drop it.
+                    let keep = is_aoe && len < bufs.capacity();
+                    bufs.set_len(received, if keep { len } else { 0 });
+                    received += 1;
+                }
+                None if received > 0 || waited || timeout == Some(Duration::ZERO) => break,
+                None => {
+                    waited = true;
+                    let readable = wait_readable(self.iface.as_raw_fd(), timeout)
+                        .map_err(|error| NetError::os(&self.name, "wait for frames", error))?;
+                    if !readable {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(received)
+    }
+
+    fn send(&mut self, bufs: &FrameBufs, count: usize) -> Result<usize, NetError> {
+        let mut sent = 0;
+        for slot in 0..count.min(bufs.count()) {
+            if bufs.len(slot) > 0 {
+                self.write_one(bufs.frame(slot))?;
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+
+    fn send_frame(&mut self, frame: &[u8]) -> Result<(), NetError> {
+        self.write_one(frame)
+    }
+
+    fn set_buffer_bytes(
+        &mut self,
+        _rx_bytes: usize,
+        _tx_bytes: usize,
+    ) -> Result<(usize, usize), NetError> {
+        // A TAP device queues frames by count (its txqueuelen), not in socket buffers.
+        Ok((0, 0))
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn derived_mac_is_local_unicast_and_differs() {
+        for kernel in [
+            [0x00, 0x11, 0x22, 0x33, 0x44, 0x55],
+            [0x03, 0, 0, 0, 0, 0xff],
+        ] {
+            let ours = derived_mac(kernel);
+            assert_ne!(ours, kernel);
+            assert_eq!(ours[0] & 0x02, 0x02, "locally administered");
+            assert_eq!(ours[0] & 0x01, 0, "unicast");
+        }
+    }
+}

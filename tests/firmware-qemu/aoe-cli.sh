@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The blade firmware in QEMU, driven by the project's `aoe` initiator CLI over a TAP device in
+# a private network namespace (needs root; nothing touches the host's interfaces).
+#
+# Checks: discovery (e0.1 at QEMU's NIC address, buffer count 2, 2 sectors per frame),
+# IDENTIFY capacity = image minus the 8 reserved sectors, pattern write/flush/read-back at the
+# start and the end of the disk, sequential write and read benchmarks (MB/s printed), config
+# string and MAC mask set, then a power cut (QEMU killed) and a reboot on the same image:
+# config string, mask and data are still there.
+#
+# Usage: tests/firmware-qemu/aoe-cli.sh [FIRMWARE_ELF] [AOE_BINARY]
+#   QEMU=/path/to/qemu-system-arm overrides the emulator; BENCH_SECONDS (default 3).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+firmware=${1:-target/thumbv7m-none-eabi/firmware/blade-lm3s6965evb}
+aoe=${2:-target/release/aoe}
+qemu=${QEMU:-qemu-system-arm}
+bench_seconds=${BENCH_SECONDS:-3}
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "SKIPPED aoe-cli.sh: needs root for a network namespace and a TAP device" >&2
+    exit 77
+fi
+for file in "$firmware" "$aoe"; do
+    [[ -x $file || -f $file ]] || { echo "FAIL: $file not found (build it first)" >&2; exit 1; }
+done
+
+ns=aoefw-$$
+tap=fwtap$$
+work=$(mktemp -d /tmp/aoe-fw-cli.XXXXXX)
+qemu_pid=
+cleanup() {
+    if [[ -n $qemu_pid ]]; then kill -9 "$qemu_pid" 2>/dev/null || true; wait "$qemu_pid" 2>/dev/null || true; fi
+    ip netns del "$ns" 2>/dev/null || true
+    if [[ ${KEEP_WORK:-0} == 1 ]]; then echo "work directory kept: $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+fail() {
+    echo "FAIL: $*" >&2
+    if command -v defmt-print >/dev/null; then
+        for log in "$work"/boot*.defmt; do
+            echo "--- $log" >&2
+            defmt-print -e "$firmware" <"$log" >&2 || true
+        done
+    fi
+    exit 1
+}
+
+in_ns() { ip netns exec "$ns" "$@"; }
+cli() { in_ns "$aoe" "$1" "${@:2}" -i "$tap" --timeout 5; }
+json_field() { sed -n "s/.*\"$1\": *\([^,}]*\).*/\1/p" | head -1 | tr -d '"'; }
+
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+ip -n "$ns" tuntap add dev "$tap" mode tap
+in_ns sysctl -qw "net.ipv6.conf.$tap.disable_ipv6=1"
+ip -n "$ns" link set "$tap" up
+initiator_mac=$(in_ns cat "/sys/class/net/$tap/address")
+
+image=$work/sd.img
+truncate -s 16M "$image"
+sectors=$((16 * 2048 - 8))
+
+boot() {
+    # Not through the in_ns function: `ip netns exec` execs QEMU, so $! is QEMU's own PID.
+    ip netns exec "$ns" "$qemu" -M lm3s6965evb -display none -serial none -monitor none \
+        -audiodev none,id=snd0 -semihosting-config enable=on,target=native -no-reboot \
+        -drive "if=sd,format=raw,file=$image" \
+        -nic "tap,ifname=$tap,script=no,downscript=no,model=stellaris,mac=52:54:00:ae:00:01" \
+        -kernel "$firmware" >"$work/boot$1.defmt" 2>"$work/boot$1.stderr" &
+    qemu_pid=$!
+    started=$(date +%s%N)
+    for _ in $(seq 50); do
+        if cli discover --wait 0.2 --json >"$work/discover.json" 2>/dev/null && grep -q '"shelf": *0' "$work/discover.json"; then
+            echo "ok  boot $1: discovered after $(( ($(date +%s%N) - started) / 1000000 )) ms (includes the CLI's 0.2 s collection window)"
+            return
+        fi
+        kill -0 "$qemu_pid" 2>/dev/null || fail "QEMU exited during boot $1"
+    done
+    fail "the blade was not discovered after boot $1"
+}
+power_cut() {
+    kill -9 "$qemu_pid"
+    wait "$qemu_pid" 2>/dev/null || true
+    qemu_pid=
+}
+
+boot 1
+grep -q '52:54:00:ae:00:01' "$work/discover.json" || fail "discover: not at QEMU's NIC address: $(cat "$work/discover.json")"
+[[ $(json_field buffer_count <"$work/discover.json") == 2 ]] || fail "discover: buffer count: $(cat "$work/discover.json")"
+echo "ok  discover: $(tr -d '\n' <"$work/discover.json" | cut -c1-200)"
+
+cli identify -t 0.1 --json >"$work/identify.json" || fail "identify"
+grep -q "\"sectors\": *$sectors\b" "$work/identify.json" || fail "identify: expected $sectors sectors: $(cat "$work/identify.json")"
+echo "ok  identify: $sectors sectors (16 MiB image minus 8 reserved)"
+
+cli verify -t 0.1 --lba 0 --count 2048 --seed 1 >/dev/null || fail "verify at the start"
+cli verify -t 0.1 --lba $((sectors - 512)) --count 512 --seed 2 >/dev/null || fail "verify at the end"
+if cli read "$work/past-end.img" -t 0.1 --lba "$sectors" --count 1 >/dev/null 2>&1; then
+    fail "a read past the end succeeded"
+fi
+echo "ok  verify: pattern written, flushed and read back at the start (1 MiB) and the end (256 KiB); reading past the end fails"
+
+for mode in seq-write seq-read; do
+    cli bench -t 0.1 --mode "$mode" --seconds "$bench_seconds" --json >"$work/$mode.json" || fail "bench $mode"
+    echo "ok  bench $mode: $(json_field mb_per_s <"$work/$mode.json") MB/s, p99 $(json_field p99_us <"$work/$mode.json") us, retransmits $(json_field retransmits <"$work/$mode.json")"
+done
+
+cli read "$work/before.img" -t 0.1 --lba 0 --count 4096 >/dev/null || fail "read before the power cut"
+config="aoe-cli test $$"
+cli config set "$config" -t 0.1 --force >/dev/null || fail "config set"
+cli mask add "$initiator_mac" 02:00:00:00:00:77 -t 0.1 >/dev/null || fail "mask add"
+power_cut
+echo "ok  config string and mask set; QEMU killed"
+
+boot 2
+[[ $(cli config get -t 0.1) == *"$config"* ]] || fail "config string lost across the power cut"
+mask=$(cli mask list -t 0.1)
+[[ $mask == *"$initiator_mac"* && $mask == *"02:00:00:00:00:77"* ]] || fail "mask lost across the power cut: $mask"
+cli read "$work/after.img" -t 0.1 --lba 0 --count 4096 >/dev/null || fail "read after the reboot"
+cmp -s "$work/before.img" "$work/after.img" || fail "data changed across the power cut"
+cli mask del "$initiator_mac" 02:00:00:00:00:77 -t 0.1 >/dev/null || fail "mask del"
+kill -0 "$qemu_pid" || fail "QEMU exited"
+echo "ok  reboot: config string, mask and 2 MiB of data kept"
+echo "all aoe CLI checks passed"
