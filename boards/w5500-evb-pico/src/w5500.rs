@@ -385,3 +385,344 @@ impl<S: SpiDevice> EthernetMac for W5500<S> {
         self.counters
     }
 }
+
+#[cfg(test)]
+mod test {
+    //! The driver against a simulated W5500: registers, socket commands and the 16 KiB
+    //! buffers with free-running 16-bit pointers that wrap inside the buffer, as the datasheet
+    //! describes them.
+    extern crate std;
+
+    use super::*;
+    use core::convert::Infallible;
+    use embedded_hal::spi::ErrorType;
+    use std::vec::Vec;
+
+    const BUFFER_LEN: usize = 16 * 1024;
+    const OURS: [u8; 6] = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
+
+    /// The chip as seen through SPI.
+    struct SimulatedChip {
+        version: u8,
+        common: [u8; 0x40],
+        socket: [u8; 0x30],
+        rx: Vec<u8>,
+        tx: Vec<u8>,
+        /// Receive pointers: where the chip writes next, and the read pointer as of the last
+        /// RECV command (what Sn_RX_RSR counts from).
+        rx_write: u16,
+        rx_committed: u16,
+        tx_read: u16,
+        sent: Vec<Vec<u8>>,
+        dropped_by_chip: usize,
+    }
+
+    impl SimulatedChip {
+        fn new() -> SimulatedChip {
+            SimulatedChip {
+                version: W5500_VERSION,
+                common: [0; 0x40],
+                socket: [0; 0x30],
+                rx: std::vec![0; BUFFER_LEN],
+                tx: std::vec![0; BUFFER_LEN],
+                rx_write: 0,
+                rx_committed: 0,
+                tx_read: 0,
+                sent: Vec::new(),
+                dropped_by_chip: 0,
+            }
+        }
+
+        fn socket_u16(&self, offset: u16) -> u16 {
+            let at = usize::from(offset);
+            u16::from_be_bytes([self.socket[at], self.socket[at + 1]])
+        }
+
+        fn set_socket_u16(&mut self, offset: u16, value: u16) {
+            let at = usize::from(offset);
+            self.socket[at..at + 2].copy_from_slice(&value.to_be_bytes());
+        }
+
+        fn received_size(&self) -> u16 {
+            self.rx_write.wrapping_sub(self.rx_committed)
+        }
+
+        /// A frame arrives from the wire: stored with its 2-octet length header, or dropped
+        /// when the receive buffer has no room (as the chip does).
+        fn arrive(&mut self, frame: &[u8]) {
+            let total = frame.len() + 2;
+            if total > BUFFER_LEN - usize::from(self.received_size()) {
+                self.dropped_by_chip += 1;
+                return;
+            }
+            let header = u16::try_from(total).unwrap().to_be_bytes();
+            self.put_rx(&header);
+            self.put_rx(frame);
+        }
+
+        /// Writes raw octets at the chip's receive write pointer (also for corrupt headers).
+        fn put_rx(&mut self, octets: &[u8]) {
+            for &octet in octets {
+                self.rx[usize::from(self.rx_write) % BUFFER_LEN] = octet;
+                self.rx_write = self.rx_write.wrapping_add(1);
+            }
+        }
+
+        fn execute(&mut self, command: u8) {
+            match command {
+                CMD_OPEN if self.socket[usize::from(SN_MR)] & 0x0F == 0x04 => {
+                    self.socket[usize::from(SN_SR)] = SOCK_MACRAW;
+                    self.rx_write = 0;
+                    self.rx_committed = 0;
+                    self.set_socket_u16(SN_RX_RD, 0);
+                    self.tx_read = 0;
+                    self.set_socket_u16(SN_TX_WR, 0);
+                }
+                CMD_CLOSE => self.socket[usize::from(SN_SR)] = 0,
+                CMD_RECV => self.rx_committed = self.socket_u16(SN_RX_RD),
+                CMD_SEND => {
+                    let end = self.socket_u16(SN_TX_WR);
+                    let mut frame = Vec::new();
+                    while self.tx_read != end {
+                        frame.push(self.tx[usize::from(self.tx_read) % BUFFER_LEN]);
+                        self.tx_read = self.tx_read.wrapping_add(1);
+                    }
+                    self.sent.push(frame);
+                    self.socket[usize::from(SN_IR)] |= SN_IR_SEND_OK;
+                }
+                _ => {}
+            }
+        }
+
+        fn read_octet(&self, block: u8, offset: u16) -> u8 {
+            let at = usize::from(offset);
+            match block {
+                COMMON if offset == VERSIONR => self.version,
+                COMMON => self.common[at],
+                S0_REGISTERS => match offset {
+                    SN_RX_RSR | 0x27 => self.received_size().to_be_bytes()[at - 0x26],
+                    SN_TX_FSR | 0x21 => {
+                        let used = self.socket_u16(SN_TX_WR).wrapping_sub(self.tx_read);
+                        let free = u16::try_from(BUFFER_LEN).unwrap() - used;
+                        free.to_be_bytes()[at - 0x20]
+                    }
+                    _ => self.socket[at],
+                },
+                S0_RX_BUFFER => self.rx[at % BUFFER_LEN],
+                S0_TX_BUFFER => self.tx[at % BUFFER_LEN],
+                _ => 0,
+            }
+        }
+
+        fn write_octet(&mut self, block: u8, offset: u16, value: u8) {
+            let at = usize::from(offset);
+            match block {
+                // The reset bit clears itself at once.
+                COMMON if offset == MR => self.common[at] = value & !MR_RESET,
+                COMMON => self.common[at] = value,
+                S0_REGISTERS if offset == SN_CR => self.execute(value),
+                S0_REGISTERS if offset == SN_IR => self.socket[at] &= !value,
+                S0_REGISTERS => self.socket[at] = value,
+                S0_TX_BUFFER => self.tx[at % BUFFER_LEN] = value,
+                _ => {}
+            }
+        }
+    }
+
+    impl ErrorType for SimulatedChip {
+        type Error = Infallible;
+    }
+
+    impl SpiDevice for SimulatedChip {
+        fn transaction(&mut self, operations: &mut [Operation<'_, u8>]) -> Result<(), Infallible> {
+            let [Operation::Write(header), data] = operations else {
+                panic!("the driver sends a header, then one data phase");
+            };
+            let offset = u16::from_be_bytes([header[0], header[1]]);
+            let block = header[2] >> 3;
+            let write = header[2] & CONTROL_WRITE != 0;
+            match data {
+                Operation::Read(buffer) => {
+                    assert!(!write, "read phase with the write bit set");
+                    for (index, octet) in (0u16..).zip(buffer.iter_mut()) {
+                        *octet = self.read_octet(block, offset.wrapping_add(index));
+                    }
+                }
+                Operation::Write(buffer) => {
+                    assert!(write, "write phase without the write bit");
+                    for (index, octet) in (0u16..).zip(buffer.iter()) {
+                        self.write_octet(block, offset.wrapping_add(index), *octet);
+                    }
+                }
+                _ => panic!("unexpected SPI operation"),
+            }
+            Ok(())
+        }
+    }
+
+    fn frame(destination: [u8; 6], len: usize, seed: u8) -> Vec<u8> {
+        let mut frame = Vec::with_capacity(len);
+        frame.extend_from_slice(&destination);
+        frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x99, 0x88, 0xA2]);
+        frame.extend((0..len - 14).map(|index| seed.wrapping_add(index.to_le_bytes()[0])));
+        frame
+    }
+
+    fn started() -> W5500<SimulatedChip> {
+        W5500::new(SimulatedChip::new(), EthernetAddress(OURS)).expect("chip starts")
+    }
+
+    fn receive_one(driver: &mut W5500<SimulatedChip>) -> Option<Vec<u8>> {
+        let (rx, _tx) = driver.receive(Instant::ZERO)?;
+        Some(rx.consume(|frame| frame.to_vec()))
+    }
+
+    #[test]
+    fn test_start() {
+        let driver = started();
+        let chip = &driver.chip.spi;
+        assert_eq!(chip.socket[usize::from(SN_SR)], SOCK_MACRAW);
+        assert_eq!(chip.socket[usize::from(SN_MR)], SN_MR_MACRAW_FILTERED);
+        assert_eq!(
+            &chip.common[usize::from(SHAR)..usize::from(SHAR) + 6],
+            &OURS
+        );
+        assert_eq!(chip.socket[usize::from(SN_RXBUF_SIZE)], 16);
+        assert_eq!(chip.socket[usize::from(SN_TXBUF_SIZE)], 16);
+        assert_eq!(driver.mac_address(), EthernetAddress(OURS));
+    }
+
+    #[test]
+    fn test_not_found() {
+        let mut chip = SimulatedChip::new();
+        chip.version = 0xFF;
+        let result = W5500::new(chip, EthernetAddress(OURS));
+        assert_eq!(result.err(), Some(W5500Error::NotFound(0xFF)));
+    }
+
+    #[test]
+    fn test_receive_filters() {
+        let mut driver = started();
+        let other = frame([0x02, 9, 9, 9, 9, 9], 60, 1);
+        let broadcast = frame([0xFF; 6], 60, 2);
+        let ours = frame(OURS, 1514, 3);
+        for each in [&other, &broadcast, &ours] {
+            driver.chip.spi.arrive(each);
+        }
+        assert_eq!(receive_one(&mut driver), None, "foreign frame dropped");
+        assert_eq!(receive_one(&mut driver).as_ref(), Some(&broadcast));
+        assert_eq!(receive_one(&mut driver).as_ref(), Some(&ours));
+        assert_eq!(receive_one(&mut driver), None, "nothing left");
+        let counters = driver.counters();
+        assert_eq!((counters.rx_frames, counters.rx_filtered), (2, 1));
+        assert_eq!(driver.chip.spi.received_size(), 0, "chip space handed back");
+    }
+
+    #[test]
+    fn test_pointers_wrap() {
+        let mut driver = started();
+        // 200 frames of up to 1514 octets move about 150 KiB through the 16 KiB buffer, so
+        // the buffer offset wraps many times and the 16-bit pointers wrap too.
+        for round in 0..200usize {
+            let len = 60 + (round * 97) % (1514 - 60);
+            let sent = frame(OURS, len, round.to_le_bytes()[0]);
+            driver.chip.spi.arrive(&sent);
+            assert_eq!(receive_one(&mut driver), Some(sent), "round {round}");
+        }
+        assert_eq!(driver.chip.spi.dropped_by_chip, 0);
+        assert_eq!(driver.counters().rx_frames, 200);
+    }
+
+    #[test]
+    fn test_queued_frames_in_order() {
+        let mut driver = started();
+        let frames: Vec<Vec<u8>> = (0..10).map(|seed| frame(OURS, 1514, seed)).collect();
+        for each in &frames {
+            driver.chip.spi.arrive(each);
+        }
+        assert_eq!(
+            driver.chip.spi.dropped_by_chip, 0,
+            "ten full frames fit 16 KiB"
+        );
+        for each in &frames {
+            assert_eq!(receive_one(&mut driver).as_ref(), Some(each));
+        }
+        driver.chip.spi.arrive(&frame(OURS, 60, 0));
+        assert!(receive_one(&mut driver).is_some());
+    }
+
+    #[test]
+    fn test_transmit() {
+        let mut driver = started();
+        for round in 0..30u8 {
+            let reply = frame([0x02, 7, 7, 7, 7, 7], 1514, round);
+            let token = driver.transmit(Instant::ZERO).expect("always ready");
+            token.consume(reply.len(), |buffer| buffer.copy_from_slice(&reply));
+            assert_eq!(driver.chip.spi.sent.last(), Some(&reply), "round {round}");
+        }
+        assert_eq!(driver.counters().tx_frames, 30);
+        assert_eq!(
+            driver.chip.spi.socket[usize::from(SN_IR)],
+            0,
+            "SEND_OK acknowledged"
+        );
+    }
+
+    #[test]
+    fn test_transmit_oversize_not_sent() {
+        let mut driver = started();
+        let token = driver.transmit(Instant::ZERO).expect("always ready");
+        let lent = token.consume(2000, |buffer| buffer.len());
+        assert_eq!(lent, MAX_FRAME_LEN);
+        assert!(driver.chip.spi.sent.is_empty());
+        assert_eq!(driver.counters().tx_dropped, 1);
+    }
+
+    #[test]
+    fn test_reply_through_pair() {
+        let mut driver = started();
+        driver.chip.spi.arrive(&frame(OURS, 60, 5));
+        let (rx, tx) = driver.receive(Instant::ZERO).expect("a frame");
+        let request = rx.consume(|frame| frame.to_vec());
+        tx.consume(request.len(), |buffer| {
+            buffer.copy_from_slice(&request);
+            buffer[..6].copy_from_slice(&[0xFF; 6]);
+        });
+        let sent = &driver.chip.spi.sent[0];
+        assert_eq!(&sent[..6], &[0xFF; 6]);
+        assert_eq!(&sent[6..], &request[6..]);
+    }
+
+    #[test]
+    fn test_corrupt_header_reopens() {
+        let mut driver = started();
+        // A length that claims more than the chip holds: the buffer is out of step.
+        driver.chip.spi.put_rx(&[0xFF, 0xFF, 1, 2, 3, 4]);
+        assert_eq!(receive_one(&mut driver), None);
+        assert_eq!(driver.counters().rx_errors, 1);
+        assert_eq!(
+            driver.chip.spi.socket[usize::from(SN_SR)],
+            SOCK_MACRAW,
+            "reopened"
+        );
+        let good = frame(OURS, 100, 9);
+        driver.chip.spi.arrive(&good);
+        assert_eq!(receive_one(&mut driver), Some(good));
+    }
+
+    #[test]
+    fn test_set_mac_address_and_link() {
+        let mut driver = started();
+        let new = [0x02, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE];
+        driver.set_mac_address(EthernetAddress(new));
+        assert_eq!(
+            &driver.chip.spi.common[usize::from(SHAR)..usize::from(SHAR) + 6],
+            &new
+        );
+        driver.chip.spi.arrive(&frame(OURS, 60, 0));
+        assert_eq!(receive_one(&mut driver), None, "old address no longer ours");
+        assert_eq!(driver.link(), LinkState::Down);
+        driver.chip.spi.common[usize::from(PHYCFGR)] = PHYCFGR_LINK;
+        assert_eq!(driver.link(), LinkState::Up);
+    }
+}
