@@ -17,8 +17,9 @@ use aoe_hal::{EthernetMac, LinkState, MacCounters};
 use core::cell::Cell;
 use core::task::{Context, Waker};
 use embassy_net_driver::{Driver, RxToken as _, TxToken as _};
-use embassy_stm32::eth::{self, GenericPhy, Sma};
+use embassy_stm32::eth::{self, GenericPhy, Sma, StationManagement};
 use embassy_stm32::pac;
+use embassy_stm32::pac::eth::vals::{Dm, Fes};
 use embassy_stm32::peripherals::{ETH, ETH_SMA};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::time::Instant;
@@ -41,9 +42,21 @@ pub type PacketQueue = eth::PacketQueue<TX_DESCRIPTORS, RX_DESCRIPTORS>;
 /// embassy-stm32's driver with the board's PHY (LAN8742A) found by scanning the MDIO bus.
 pub type EmbassyEthernet = eth::Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
 
+/// PHY register 2 (identifier 1): Microchip/SMSC's OUI bits, as the LAN8742A reports them.
+const PHY_ID1: u8 = 2;
+const PHY_ID1_MICROCHIP: u16 = 0x0007;
+/// LAN8742A register 31 (PHY special control/status): bits 4:2 give the negotiated mode.
+const PHY_SPECIAL_STATUS: u8 = 31;
+const SPEED_100: u16 = 1 << 3;
+const FULL_DUPLEX: u16 = 1 << 4;
+
 /// The Ethernet MAC of the STM32F746G-DISCO.
 pub struct Ethernet {
     inner: EmbassyEthernet,
+    /// The LAN8742A's MDIO address, when one answered with its identifier.
+    lan8742a: Option<u8>,
+    /// The speed/duplex bits the MAC was last set to.
+    negotiated: u16,
     address: EthernetAddress,
     counts: Counts,
     /// Lent to a transmit closure that asked for more than [`MAX_FRAME_LEN`] octets.
@@ -57,18 +70,55 @@ fn polling_context() -> Context<'static> {
 
 impl Ethernet {
     /// Wraps a started embassy-stm32 driver whose station address is `address`.
-    pub fn new(inner: EmbassyEthernet, address: EthernetAddress) -> Ethernet {
+    pub fn new(mut inner: EmbassyEthernet, address: EthernetAddress) -> Ethernet {
         // embassy-stm32 sets "pass all multicast"; we want only our address and broadcast.
         pac::ETH
             .ethernet_mac()
             .macffr()
             .modify(|w| w.set_pam(false));
+        // embassy-stm32 found the PHY but keeps its address private: find it again, by its
+        // identifier, to read the negotiated speed and duplex later.
+        let station = inner.phy_mut().station_management();
+        let lan8742a = (0..32).find(|&phy| station.smi_read(phy, PHY_ID1) == PHY_ID1_MICROCHIP);
         Ethernet {
             inner,
+            lan8742a,
+            negotiated: SPEED_100 | FULL_DUPLEX,
             address,
             counts: Counts::default(),
             oversize: [0; MAX_FRAME_LEN],
         }
+    }
+}
+
+impl Ethernet {
+    /// Sets the MAC's speed (FES) and duplex (DM) to what the PHY negotiated, if it changed.
+    fn follow_negotiation(&mut self) {
+        let Some(phy) = self.lan8742a else {
+            return;
+        };
+        let status = self
+            .inner
+            .phy_mut()
+            .station_management()
+            .smi_read(phy, PHY_SPECIAL_STATUS);
+        let negotiated = status & (SPEED_100 | FULL_DUPLEX);
+        if negotiated == self.negotiated {
+            return;
+        }
+        self.negotiated = negotiated;
+        pac::ETH.ethernet_mac().maccr().modify(|w| {
+            w.set_fes(if negotiated & SPEED_100 != 0 {
+                Fes::FES100
+            } else {
+                Fes::FES10
+            });
+            w.set_dm(if negotiated & FULL_DUPLEX != 0 {
+                Dm::FULL_DUPLEX
+            } else {
+                Dm::HALF_DUPLEX
+            });
+        });
     }
 }
 
@@ -204,11 +254,15 @@ impl EthernetMac for Ethernet {
     }
 
     /// The PHY's basic status register over MDIO: up once auto-negotiation finished with a
-    /// link partner.
+    /// link partner. When up, the MAC is set to the speed and duplex the LAN8742A negotiated
+    /// (embassy-stm32 starts it at 100 Mbit/s full duplex and never changes it).
     fn link(&mut self) -> LinkState {
         let mut context = polling_context();
         match self.inner.link_state(&mut context) {
-            embassy_net_driver::LinkState::Up => LinkState::Up,
+            embassy_net_driver::LinkState::Up => {
+                self.follow_negotiation();
+                LinkState::Up
+            }
             embassy_net_driver::LinkState::Down => LinkState::Down,
         }
     }
