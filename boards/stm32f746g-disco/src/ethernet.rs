@@ -5,6 +5,8 @@
 //! * **Zero copy**: a receive token lends the DMA receive buffer and a transmit token the DMA
 //!   transmit buffer of embassy-stm32's descriptor rings; the descriptor goes back to the DMA
 //!   when the token's closure returns.
+//! * **Frames without FCS**: the MAC strips the 4-octet FCS from every frame (CSTF), so a
+//!   receive token holds header and payload only, as the other boards' drivers give them.
 //! * **Only our frames**: the MAC's perfect address filter passes our station address and
 //!   broadcast; this driver turns off the "pass all multicast" that embassy-stm32 sets, so no
 //!   software filter (and no copy) is needed.
@@ -76,6 +78,9 @@ impl Ethernet {
             .ethernet_mac()
             .macffr()
             .modify(|w| w.set_pam(false));
+        // The MAC strips the FCS only from 802.3 length frames unless CSTF is set; without it
+        // every Ethernet II frame (AoE's 0x88A2 among them) arrives with 4 octets of FCS.
+        pac::ETH.ethernet_mac().maccr().modify(|w| w.set_cstf(true));
         // embassy-stm32 found the PHY but keeps its address private: find it again, by its
         // identifier, to read the negotiated speed and duplex later.
         let station = inner.phy_mut().station_management();
