@@ -51,8 +51,10 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Starts the watchdog with [`WATCHDOG_TIMEOUT_US`].
+    /// Starts the watchdog with [`WATCHDOG_TIMEOUT_US`]; it pauses while a debugger halts
+    /// the core.
     pub fn start(&mut self) {
+        self.inner.pause_on_debug(true);
         self.inner
             .start(embassy_time::Duration::from_micros(WATCHDOG_TIMEOUT_US));
     }
