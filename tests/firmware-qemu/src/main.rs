@@ -9,7 +9,8 @@
 //!
 //! 1. **boot**: the identity written into the image's reserved region (MAC
 //!    02:00:00:00:00:01, e7.3) is used instead of QEMU's NIC address; the announcement comes;
-//!    boot time is measured from QEMU's start to the announcement.
+//!    boot time is measured from QEMU's start to the announcement. The watchdog (read through
+//!    the QEMU monitor) counts with reset enabled and does not expire.
 //! 2. **discovery / identify**: broadcast Query Config; IDENTIFY's LBA48 capacity is the image
 //!    minus the 8 reserved sectors.
 //! 3. **disk**: writes, reads back and compares 2-sector blocks spread over the whole disk
@@ -21,7 +22,8 @@
 //!    them; QEMU runs with `-no-reboot`, so a panic, fault or watchdog reset would end it. The
 //!    blade must still be running and answer afterwards.
 //! 6. **mask and persistence**: sets a config string and a two-MAC mask; a non-member gets
-//!    silence; QEMU is killed (a power cut) and restarted on the same image; the announcement
+//!    silence; QEMU is killed (a power cut); the image's reserved region holds a valid record
+//!    with identity, string and mask; QEMU restarts on the same image; the announcement
 //!    goes to each mask member, the config string and mask are back, the non-member is still
 //!    ignored, and the data of phase 3 is still there.
 //! 7. **stack**: the deepest stack use, read from a RAM dump (QEMU monitor `pmemsave`) as the
@@ -281,8 +283,8 @@ impl Qemu {
         Ok(())
     }
 
-    /// Sends an HMP command to the monitor and waits for its prompt.
-    fn monitor(&self, command: &str) -> Result<()> {
+    /// Sends an HMP command to the monitor, waits for its prompt, returns what it printed.
+    fn monitor(&self, command: &str) -> Result<String> {
         let mut stream = UnixStream::connect(&self.monitor).map_err(|e| format!("monitor: {e}"))?;
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
@@ -304,7 +306,17 @@ impl Qemu {
         stream
             .write_all(format!("{command}\n").as_bytes())
             .map_err(|e| format!("monitor: {e}"))?;
-        wait_prompt(&mut stream, &mut seen)
+        wait_prompt(&mut stream, &mut seen)?;
+        Ok(String::from_utf8_lossy(&seen).into_owned())
+    }
+
+    /// One 32-bit word of guest physical memory (a device register), read by the monitor.
+    fn read_word(&self, address: u32) -> Result<u32> {
+        let output = self.monitor(&format!("xp /1wx {address:#x}"))?;
+        output
+            .split_whitespace()
+            .find_map(|word| u32::from_str_radix(word.strip_prefix("0x")?, 16).ok())
+            .ok_or(format!("cannot parse the monitor's answer {output:?}"))
     }
 
     /// Power cut: kill QEMU without letting anything flush.
@@ -723,6 +735,70 @@ fn members() -> Vec<EthernetAddress> {
     members
 }
 
+/// The newest valid record in the image's reserved region holds the identity and the state.
+fn check_record_on_card(image: &Path, capacity: u64, config: &[u8]) -> Result<()> {
+    let mut newest: Option<(u32, aoe_firmware::persist::Record)> = None;
+    for copy in 0..2u64 {
+        let offset = (capacity + copy * 4) * SECTOR;
+        let bytes: [u8; COPY_LEN] = read_at(image, offset, COPY_LEN)?
+            .try_into()
+            .map_err(|_| "short copy")?;
+        if let Some((record, sequence)) = aoe_firmware::persist::Record::decode(&bytes)
+            && newest.as_ref().is_none_or(|(s, _)| sequence > *s)
+        {
+            newest = Some((sequence, record));
+        }
+    }
+    let (sequence, record) = newest.ok_or("no valid record in the reserved region")?;
+    ensure!(
+        record.config_string.as_slice() == config,
+        "record {sequence} on the card has config string {:?}",
+        String::from_utf8_lossy(&record.config_string)
+    );
+    let mut mask = record.mask.to_vec();
+    mask.sort_by_key(|mac| mac.0);
+    ensure!(
+        mask == members(),
+        "record {sequence} on the card has mask {mask:?}"
+    );
+    ensure!(
+        record.identity.mac == Some(TARGET_MAC.0)
+            && record.identity.address == Some((BLADE_SHELF, BLADE_SLOT)),
+        "record {sequence} lost the identity: {:?}",
+        record.identity
+    );
+    println!(
+        "ok  reserved region: record {sequence} on the card holds the identity, config string and mask"
+    );
+    Ok(())
+}
+
+/// The watchdog runs with reset enabled and is being fed: CTL has INTEN and RESEN, LOAD is one
+/// second at 50 MHz, and the counter is reloaded (two reads a moment apart stay near LOAD).
+fn check_watchdog(qemu: &Qemu) -> Result<()> {
+    const WATCHDOG: u32 = 0x4000_0000;
+    let load = qemu.read_word(WATCHDOG)?;
+    let control = qemu.read_word(WATCHDOG + 8)?;
+    ensure!(
+        control & 0b11 == 0b11,
+        "watchdog CTL {control:#x}: counting with reset enabled expected"
+    );
+    ensure!(
+        load == 50_000_000,
+        "watchdog LOAD {load}, expected 1 s at 50 MHz"
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    let interrupt = qemu.read_word(WATCHDOG + 0x10)?;
+    ensure!(
+        interrupt & 1 == 0,
+        "watchdog expired once (RIS {interrupt:#x}): the firmware does not feed it"
+    );
+    println!(
+        "ok  watchdog: counting with reset enabled, 1 s per expiry, fed (no expiry after 1.2 s)"
+    );
+    Ok(())
+}
+
 /// Reads the mask list (MCmd 0) and returns its MACs.
 fn read_mask(qemu: &Qemu, tag: u32) -> Result<Vec<EthernetAddress>> {
     let reply = qemu.exchange(&initiator().mask(tag, 0, &[]).bytes, tag)?;
@@ -799,6 +875,7 @@ fn run(options: &Options) -> Result<()> {
         announcements[0].dst()
     );
     println!("ok  boot: announcement after {} ms", boot_time.as_millis());
+    check_watchdog(&qemu)?;
 
     let (buffer_count, _, _) = discover(&qemu, capacity)?;
     println!(
@@ -875,6 +952,7 @@ fn run(options: &Options) -> Result<()> {
 
     let stack = stack_high_water(&qemu, options)?;
     qemu.kill();
+    check_record_on_card(&image, capacity, config.as_bytes())?;
     let mut qemu = Qemu::start(options, &image, "boot2")?;
     let (announcements, boot_time) = wait_announcements(&qemu, 2)?;
     let mut destinations: Vec<_> = announcements.iter().map(Reply::dst).collect();
