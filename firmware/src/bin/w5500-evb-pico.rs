@@ -1,25 +1,26 @@
-//! The EtherDrive blade on ST's STM32F746G-DISCO: Ethernet on the RJ45, the disk on the
-//! microSD card.
+//! The EtherDrive blade on a WIZnet W5500-EVB-Pico: Ethernet through the W5500 in MACRAW
+//! mode, the disk on a microSD breakout on SPI1.
 //!
 //! Boot: board bring-up, watchdog on, SD card initialised (retried until a card answers),
 //! state record read, export made, announcement broadcast. Then the poll loop: feed the
 //! watchdog, answer one frame; when idle, retry an unsaved record, watch the link (announce
 //! again when it comes up) and log the deepest stack use so far.
 //!
-//! Logs are defmt frames over RTT: `cargo run` (probe-rs, see `.cargo/config.toml`) flashes
-//! the image and prints them. A panic logs its location and resets the chip; so does a hard
-//! fault. Build-time defaults: `AOE_SHELF` (default 0) and `AOE_SLOT` (default 1); the MAC is
-//! derived from the chip's unique ID.
+//! Logs are defmt frames over RTT: `cargo run` in `boards/w5500-evb-pico` (probe-rs, see its
+//! `.cargo/config.toml` and `boards/README.md`) flashes the image and prints them. A panic logs
+//! its location and resets the chip; so does a hard fault. Build-time defaults: `AOE_SHELF`
+//! (default 0) and `AOE_SLOT` (default 1); the MAC is derived from the flash chip's unique ID.
 #![no_std]
 #![no_main]
 
-use aoe_board_stm32f746g_disco::aoe_hal::{EthernetMac, LinkState};
-use aoe_board_stm32f746g_disco::{
+use aoe_board_w5500_evb_pico::aoe_hal::{EthernetMac, LinkState};
+use aoe_board_w5500_evb_pico::{
     Board, MAX_FRAME_LEN, RECEIVE_FRAMES, cortex_m, reset, stack_high_water,
 };
 use aoe_firmware::persist::{COPY_LEN, CopyBuffer};
 use aoe_firmware::{Blade, Defaults};
-use core::sync::atomic::{AtomicBool, Ordering};
+// ARMv6-M has no atomic swap: portable-atomic emulates it with the critical section.
+use aoe_board_w5500_evb_pico::portable_atomic::{AtomicBool, Ordering};
 use cortex_m_rt::{ExceptionFrame, entry, exception};
 use defmt_rtt as _;
 use smoltcp::time::Instant;
@@ -30,7 +31,7 @@ const DEFAULT_SHELF: u16 = parse_decimal(option_env!("AOE_SHELF"), 0, 0xFFFE) as
 /// Slot when the card's record does not set one (`AOE_SLOT` at build time).
 #[allow(clippy::cast_possible_truncation)] // `parse_decimal` stops the build above `max`.
 const DEFAULT_SLOT: u8 = parse_decimal(option_env!("AOE_SLOT"), 1, 0xFE) as u8;
-/// Idle polls between housekeeping rounds (a PHY read over MDIO, the stack check).
+/// Idle polls between housekeeping rounds (a PHY register read over SPI, the stack check).
 const HOUSEKEEPING_EVERY: u32 = 1 << 16;
 
 /// A decimal number from a build-time variable; `default` when unset. A value that is not
@@ -57,11 +58,15 @@ const fn parse_decimal(text: Option<&str>, default: u32, max: u32) -> u32 {
 
 #[entry]
 fn main() -> ! {
-    let Some(mut board) = Board::take() else {
-        reset()
+    let mut board = match Board::take() {
+        Ok(board) => board,
+        Err(error) => {
+            defmt::error!("bring-up failed: {}; resetting", error);
+            reset()
+        }
     };
     defmt::info!(
-        "aoe-firmware {=str} on stm32f746g-disco: core {=u32} Hz",
+        "aoe-firmware {=str} on w5500-evb-pico: core {=u32} Hz",
         env!("CARGO_PKG_VERSION"),
         board.system_hz,
     );
@@ -70,21 +75,22 @@ fn main() -> ! {
     }
     board.watchdog.start();
 
-    let (card, card_info) = loop {
+    let card_info = loop {
         board.watchdog.feed();
-        match board.slot.init_card() {
-            Ok(card) => break card,
+        match board.init_card() {
+            Ok(info) => break info,
             Err(error) => defmt::error!("SD card: {} (retrying)", error),
         }
     };
     defmt::info!(
-        "SD card {=str}: {=u64} sectors",
-        if card_info.high_capacity {
-            "SDHC/SDXC"
+        "SD card {}: {=u64} sectors{=str}",
+        card_info.kind,
+        card_info.sectors,
+        if card_info.capacity_probed {
+            " (probed)"
         } else {
-            "SDSC"
-        },
-        card_info.sectors
+            ""
+        }
     );
 
     let defaults = Defaults {
@@ -96,6 +102,7 @@ fn main() -> ! {
     };
     let Board {
         mut ethernet,
+        card,
         mut watchdog,
         ..
     } = board;
