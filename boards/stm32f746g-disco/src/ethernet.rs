@@ -49,6 +49,7 @@ const PHY_ID1: u8 = 2;
 const PHY_ID1_MICROCHIP: u16 = 0x0007;
 /// LAN8742A register 31 (PHY special control/status): bits 4:2 give the negotiated mode.
 const PHY_SPECIAL_STATUS: u8 = 31;
+const SPEED_10: u16 = 1 << 2;
 const SPEED_100: u16 = 1 << 3;
 const FULL_DUPLEX: u16 = 1 << 4;
 
@@ -94,9 +95,7 @@ impl Ethernet {
             oversize: [0; MAX_FRAME_LEN],
         }
     }
-}
 
-impl Ethernet {
     /// Sets the MAC's speed (FES) and duplex (DM) to what the PHY negotiated, if it changed.
     fn follow_negotiation(&mut self) {
         let Some(phy) = self.lan8742a else {
@@ -107,6 +106,10 @@ impl Ethernet {
             .phy_mut()
             .station_management()
             .smi_read(phy, PHY_SPECIAL_STATUS);
+        // Neither speed bit: auto-negotiation is still settling; keep what we have.
+        if status & (SPEED_10 | SPEED_100) == 0 {
+            return;
+        }
         let negotiated = status & (SPEED_100 | FULL_DUPLEX);
         if negotiated == self.negotiated {
             return;
