@@ -3,7 +3,7 @@
 //! Board bring-up, and nothing of the protocol: [`Board::take`] sets the clocks (216 MHz from
 //! the 25 MHz crystal, 48 MHz for SDMMC1), starts the Ethernet MAC with its DMA rings and the
 //! LAN8742A PHY, and hands the firmware the MAC ([`ethernet::Ethernet`], an
-//! [`aoe_hal::EthernetMac`]), the microSD slot ([`Board::init_card`] gives a
+//! [`aoe_hal::EthernetMac`]), the microSD slot ([`CardSlot::init_card`] gives a
 //! [`card::Card`], an [`aoe_core::Disk`]), the independent watchdog and a MAC address.
 //! The vendor HAL is embassy-stm32; the AoE path stays in `aoe-core` and `aoe-firmware`.
 //!
@@ -95,7 +95,7 @@ pub struct CardSlot {
 pub struct Board {
     /// The Ethernet MAC, receiving and transmitting.
     pub ethernet: Ethernet,
-    /// The microSD slot: call [`Board::init_card`].
+    /// The microSD slot: call [`CardSlot::init_card`].
     pub slot: CardSlot,
     /// The independent watchdog, not yet started.
     pub watchdog: Watchdog,
