@@ -74,8 +74,10 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Starts the watchdog; it cannot be stopped again.
+    /// Starts the watchdog; it cannot be stopped again. It stops counting while a debugger
+    /// halts the core.
     pub fn start(&mut self) {
+        pac::DBGMCU.apb1fzr().modify(|w| w.set_iwdg(true));
         self.inner.unleash();
     }
 
