@@ -20,6 +20,8 @@ const USER1: RegisterOffset = RegisterOffset(0x1E4);
 /// RIS: the PLL has locked.
 const RIS_PLLLRIS: u32 = 1 << 6;
 const RCC_BYPASS: u32 = 1 << 11;
+/// RCC: PLL output disabled (set at reset).
+const RCC_OEN: u32 = 1 << 12;
 const RCC_PWRDN: u32 = 1 << 13;
 const RCC_USESYSDIV: u32 = 1 << 22;
 const RCC_XTAL_MASK: u32 = 0x1F << 6;
@@ -99,12 +101,13 @@ impl SystemControl {
     /// Runs the core from the PLL at 50 MHz (8 MHz crystal). Returns false, leaving the
     /// chip on the crystal, if the PLL did not report lock within `lock_polls` reads.
     pub fn use_pll_50mhz(&self, lock_polls: u32) -> bool {
-        // Datasheet order: bypass the PLL and stop the divider, then program the crystal and
-        // power the PLL, then pick the divider and wait for lock before leaving bypass.
+        // Datasheet order: bypass the PLL and stop the divider, then program the crystal,
+        // power the PLL and enable its output (RCC resets with PWRDN and OEN set), then pick
+        // the divider and wait for lock before leaving bypass.
         self.regs
             .modify(RCC, |rcc| (rcc | RCC_BYPASS) & !RCC_USESYSDIV);
         self.regs.modify(RCC, |rcc| {
-            (rcc & !(RCC_XTAL_MASK | RCC_OSCSRC_MASK | RCC_PWRDN)) | RCC_XTAL_8MHZ
+            (rcc & !(RCC_XTAL_MASK | RCC_OSCSRC_MASK | RCC_PWRDN | RCC_OEN)) | RCC_XTAL_8MHZ
         });
         self.regs.modify(RCC, |rcc| {
             (rcc & !RCC_SYSDIV_MASK) | RCC_SYSDIV_50MHZ | RCC_USESYSDIV

@@ -28,6 +28,10 @@
 //!    ignored, and the data of phase 3 is still there.
 //! 7. **stack**: the deepest stack use, read from a RAM dump (QEMU monitor `pmemsave`) as the
 //!    untouched part of cortex-m-rt's stack paint.
+//! 8. **watchdog reset**: the CPU is sent into a `b .` loop through QEMU's gdbstub; the
+//!    watchdog must reset the chip (QEMU exits under `-no-reboot`) after its two expiries.
+//! 9. **fault**: a third boot; the CPU is sent to execute from the system region; the
+//!    HardFault handler must log and reset at once (well before the watchdog would).
 //!
 //! Usage: `blade-qemu-test --firmware ELF --workdir DIR [--qemu BIN] [--nm BIN]
 //! [--seeds DIR] [--image-mib N | --sdhc] [--throughput-mib N] [--fuzz-frames N]`
@@ -143,6 +147,7 @@ struct Qemu {
     socket: UnixDatagram,
     qemu_socket: PathBuf,
     monitor: PathBuf,
+    gdb: PathBuf,
     started: Instant,
     log: PathBuf,
 }
@@ -153,7 +158,8 @@ impl Qemu {
         let peer = dir.join(format!("{run}-peer.sock"));
         let qemu_socket = dir.join(format!("{run}-qemu.sock"));
         let monitor = dir.join(format!("{run}-monitor.sock"));
-        for path in [&peer, &qemu_socket, &monitor] {
+        let gdb = dir.join(format!("{run}-gdb.sock"));
+        for path in [&peer, &qemu_socket, &monitor, &gdb] {
             let _ = fs::remove_file(path);
         }
         // The peer binds first: QEMU drops frames sent to a socket nobody listens on.
@@ -180,6 +186,8 @@ impl Qemu {
             .args(["-audiodev", "none,id=snd0"])
             .arg("-monitor")
             .arg(format!("unix:{},server=on,wait=off", monitor.display()))
+            .arg("-gdb")
+            .arg(format!("unix:{},server=on,wait=off", gdb.display()))
             .arg("-drive")
             .arg(format!("if=sd,format=raw,file={}", image.display()))
             .args(["-netdev", &netdev])
@@ -206,6 +214,7 @@ impl Qemu {
             socket,
             qemu_socket,
             monitor,
+            gdb,
             started,
             log,
         })
@@ -319,6 +328,65 @@ impl Qemu {
             .ok_or(format!("cannot parse the monitor's answer {output:?}"))
     }
 
+    /// Hangs the firmware: through QEMU's gdbstub, writes a Thumb `b .` at `address` (unused,
+    /// painted stack) and points the program counter at it, then lets the CPU run.
+    fn hang_cpu(&self, address: u32) -> Result<()> {
+        self.jump(address, true)
+    }
+
+    /// Through QEMU's gdbstub, points the program counter at `address` (after writing a Thumb
+    /// `b .` there if `write_loop`), then lets the CPU run.
+    fn jump(&self, address: u32, write_loop: bool) -> Result<()> {
+        let mut stream = UnixStream::connect(&self.gdb).map_err(|e| format!("gdbstub: {e}"))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        // Connecting stops the VM; `?` confirms it. QEMU may report the stop twice: drain.
+        gdb_packet(&mut stream, "?", true)?;
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .map_err(|e| e.to_string())?;
+        let mut stale = [0u8; 256];
+        while matches!(stream.read(&mut stale), Ok(n) if n > 0) {}
+        let _ = stream.write_all(b"+");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        if write_loop {
+            let reply = gdb_packet(&mut stream, &format!("M{address:x},2:fee7"), true)?;
+            ensure!(reply == "OK", "gdbstub memory write: {reply}");
+        }
+        // All registers, r0..r15 first (8 hex digits each, little-endian); PC is r15. (QEMU
+        // takes the single-register `P` only from clients that negotiated XML descriptions.)
+        let registers = gdb_packet(&mut stream, "g", true)?;
+        ensure!(
+            registers.len() >= 128 && registers.is_ascii(),
+            "gdbstub register read: {registers}"
+        );
+        let pc: String = address
+            .to_le_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let registers = format!("{}{pc}{}", &registers[..120], &registers[128..]);
+        let reply = gdb_packet(&mut stream, &format!("G{registers}"), true)?;
+        ensure!(reply == "OK", "gdbstub register write: {reply}");
+        gdb_packet(&mut stream, "c", false)?;
+        Ok(())
+    }
+
+    /// Waits up to `limit` for QEMU to exit; returns how long it took.
+    fn wait_exit(&mut self, limit: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if !self.running() {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Power cut: kill QEMU without letting anything flush.
     fn kill(mut self) {
         let _ = self.child.kill();
@@ -330,6 +398,39 @@ impl Drop for Qemu {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Sends one GDB remote-protocol packet and, if `reply`, returns the answer's payload.
+fn gdb_packet(stream: &mut UnixStream, body: &str, reply: bool) -> Result<String> {
+    let checksum = body.bytes().fold(0u8, |sum, b| sum.wrapping_add(b));
+    stream
+        .write_all(format!("${body}#{checksum:02x}").as_bytes())
+        .map_err(|e| format!("gdbstub: {e}"))?;
+    let mut received = Vec::new();
+    let mut byte = [0u8; 1];
+    // The acknowledgement, then (if asked) one `$payload#xx` packet.
+    loop {
+        stream
+            .read_exact(&mut byte)
+            .map_err(|e| format!("gdbstub: {e}"))?;
+        match byte[0] {
+            b'+' if !reply => return Ok(String::new()),
+            b'+' => {}
+            b'-' => return Err("gdbstub refused a packet".into()),
+            b'$' => received.clear(),
+            b'#' => {
+                let mut sum = [0u8; 2];
+                stream
+                    .read_exact(&mut sum)
+                    .map_err(|e| format!("gdbstub: {e}"))?;
+                stream
+                    .write_all(b"+")
+                    .map_err(|e| format!("gdbstub: {e}"))?;
+                return Ok(String::from_utf8_lossy(&received).into_owned());
+            }
+            other => received.push(other),
+        }
     }
 }
 
@@ -816,23 +917,30 @@ fn read_mask(qemu: &Qemu, tag: u32) -> Result<Vec<EthernetAddress>> {
     Ok(macs)
 }
 
-/// The deepest stack use, from a RAM dump and the ELF's `_stack_end`/`_stack_start`.
-fn stack_high_water(qemu: &Qemu, options: &Options) -> Result<u64> {
+/// The firmware's symbol table, as `nm` prints it.
+fn symbol_table(options: &Options) -> Result<String> {
     let nm = options.nm.clone().unwrap_or_else(|| "llvm-nm".into());
     let output = Command::new(&nm)
         .arg(&options.firmware)
         .output()
         .map_err(|e| format!("{nm}: {e}"))?;
-    let symbols = String::from_utf8_lossy(&output.stdout);
-    let symbol = |name: &str| {
-        symbols
-            .lines()
-            .find(|line| line.ends_with(&format!(" {name}")))
-            .and_then(|line| u64::from_str_radix(line.split_whitespace().next()?, 16).ok())
-            .ok_or(format!("{name} not found by {nm}"))
-    };
-    let bottom = symbol("_stack_end")?;
-    let top = symbol("_stack_start")?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The address of `name` in an `nm` listing.
+fn symbol(symbols: &str, name: &str) -> Result<u64> {
+    symbols
+        .lines()
+        .find(|line| line.ends_with(&format!(" {name}")))
+        .and_then(|line| u64::from_str_radix(line.split_whitespace().next()?, 16).ok())
+        .ok_or(format!("symbol {name} not found by nm"))
+}
+
+/// The deepest stack use, from a RAM dump and the ELF's `_stack_end`/`_stack_start`.
+fn stack_high_water(qemu: &Qemu, options: &Options) -> Result<u64> {
+    let symbols = symbol_table(options)?;
+    let bottom = symbol(&symbols, "_stack_end")?;
+    let top = symbol(&symbols, "_stack_start")?;
     let dump = options.workdir.join("ram.bin");
     let _ = fs::remove_file(&dump);
     qemu.monitor(&format!(
@@ -992,7 +1100,42 @@ fn run(options: &Options) -> Result<()> {
         "ok  stack high-water: {stack} bytes after the full run, {stack_after_reboot} bytes after reboot checks"
     );
     ensure!(qemu.running(), "QEMU exited");
-    qemu.kill();
+
+    // A hung CPU stops feeding the watchdog: the chip must reset (QEMU, under -no-reboot,
+    // exits) after its two 1 s expiries, and not before the first.
+    let nm = symbol_table(options)?;
+    let idle_ram = u32::try_from(symbol(&nm, "_stack_end")?).map_err(|e| e.to_string())?;
+    qemu.hang_cpu(idle_ram)?;
+    let reset_after = qemu.wait_exit(Duration::from_secs(6)).ok_or(
+        "the firmware hung for 6 s and the watchdog did not reset it (QEMU still running)",
+    )?;
+    ensure!(
+        reset_after >= Duration::from_millis(900),
+        "QEMU exited {} ms after the hang: too early for a watchdog reset",
+        reset_after.as_millis()
+    );
+    println!(
+        "ok  watchdog reset: a hung CPU was reset {} ms after it stopped feeding the watchdog",
+        reset_after.as_millis()
+    );
+    // A fault (here: executing from the never-executable system region) must reset the
+    // chip at once through the HardFault handler, not after the watchdog's 2 s.
+    let mut qemu = Qemu::start(options, &image, "boot3")?;
+    wait_announcements(&qemu, 2)?;
+    qemu.jump(0xE000_0000, false)?;
+    let reset_after = qemu
+        .wait_exit(Duration::from_secs(6))
+        .ok_or("a hard fault did not reset the chip within 6 s")?;
+    ensure!(
+        reset_after < Duration::from_millis(800),
+        "the fault reset the chip only after {} ms: the HardFault handler did not reset at once",
+        reset_after.as_millis()
+    );
+    println!(
+        "ok  fault: the HardFault handler reset the chip {} ms after the fault (log: {})",
+        reset_after.as_millis(),
+        qemu.log.display()
+    );
     println!("stack_high_water_bytes={}", stack.max(stack_after_reboot));
     println!("all checks passed");
     Ok(())
