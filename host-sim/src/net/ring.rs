@@ -189,8 +189,8 @@ pub struct RingLink {
     tx_head: usize,
     /// How many frames from `tx_head` on were seen free (only we make a free frame busy).
     tx_known_free: usize,
-    /// With `AOE_TX_RING=0`: send with `sendmmsg` on a second, send-only socket instead of the
-    /// transmit ring (for comparison).
+    /// With `AOE_TX_RING=0`: a second, send-only socket that sends every frame with
+    /// `sendmmsg` instead of the transmit ring (for comparison).
     sender: Option<PacketLink>,
     /// Frames copied into the transmit ring (not built in place) so far.
     tx_copies: u64,
@@ -355,6 +355,38 @@ impl RingLink {
         taken
     }
 
+    /// Sleeps in poll(2) until the receive ring has a frame (true), the timeout passes or a
+    /// signal comes (false), or the socket reports an error (interface down or gone).
+    fn wait_ready(&mut self, timeout: Option<Duration>) -> Result<bool, NetError> {
+        let millis = match timeout {
+            None => -1,
+            // Round up so that a 0.5 ms timeout waits instead of spinning.
+            Some(t) => i32::try_from(t.as_micros().div_ceil(1000)).unwrap_or(i32::MAX),
+        };
+        let mut poll_fd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, count 1.
+        let rc = unsafe { libc::poll(&mut poll_fd, 1, millis) };
+        if rc < 0 {
+            let error = io::Error::last_os_error();
+            return if error.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(NetError::os(&self.name, "wait for frames", error))
+            };
+        }
+        let error = (poll_fd.revents & libc::POLLERR != 0)
+            .then(|| self.socket_error())
+            .flatten();
+        if let Some(error) = error {
+            return Err(error);
+        }
+        Ok(rc > 0)
+    }
+
     /// The socket's pending error (interface down or gone), if any.
     fn socket_error(&self) -> Option<NetError> {
         let mut value: libc::c_int = 0;
@@ -479,18 +511,13 @@ impl Link for RingLink {
         // The frames this FrameBufs held from the last batch go back to the kernel.
         bufs.unlend();
         let taken = self.take_ready(bufs);
-        if taken > 0 || timeout == Some(Duration::ZERO) {
-            return Ok(taken);
+        if taken == 0 && timeout != Some(Duration::ZERO) {
+            if !self.wait_ready(timeout)? {
+                return Ok(0);
+            }
+            return Ok(self.take_ready(bufs));
         }
-        let readable = packet::wait_readable(self.fd.as_raw_fd(), timeout)
-            .map_err(|error| NetError::os(&self.name, "wait for frames", error))?;
-        if let Some(error) = self.socket_error() {
-            return Err(error);
-        }
-        if !readable {
-            return Ok(0);
-        }
-        Ok(self.take_ready(bufs))
+        Ok(taken)
     }
 
     fn prepare_send(&mut self, bufs: &mut FrameBufs) {
