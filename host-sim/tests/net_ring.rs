@@ -83,11 +83,33 @@ fn ring_link_receives_and_sends_without_losing_or_mixing_frames() {
                     }
                 }
                 assert_eq!(ring.take_drops(), 0);
+                assert_eq!(
+                    ring.receive_copies(),
+                    0,
+                    "every frame was lent, none copied"
+                );
+
+                // Slots larger than a ring frame can lend get copies.
+                let mut big = FrameBufs::new(4, 16_000);
+                plain
+                    .send_frame(&aoe_frame(ring.mac(), plain.mac(), 77, 200))
+                    .unwrap();
+                assert_eq!(
+                    ring.recv(&mut big, Some(Duration::from_secs(2))).unwrap(),
+                    1
+                );
+                assert_eq!(
+                    big.frame(0),
+                    &aoe_frame(ring.mac(), plain.mac(), 77, 200)[..]
+                );
+                assert_eq!(ring.receive_copies(), 1);
 
                 // Replies built in lent transmit frames, one slot left empty, and a frame
                 // copied in from an ordinary buffer in between.
                 let mut replies = FrameBufs::new(96, 9014);
                 for round in 0..20u32 {
+                    // Half the rounds send long frames by reference to the ring page.
+                    ring.set_linear_max(if round < 10 { usize::MAX } else { 256 });
                     let copies = ring.transmit_copies();
                     ring.prepare_send(&mut replies);
                     for slot in 0..20 {

@@ -221,9 +221,15 @@ pub fn open(spec: &LinkSpec) -> Result<Box<dyn Link>, NetError> {
 }
 
 /// Opens the link `spec` describes for a target: an `AF_PACKET` interface gets a
-/// [`RingLink`] (`PACKET_MMAP` rings, no per-batch copy or receive call), falling back to
-/// [`PacketLink`] when the kernel refuses the rings or when the environment variable
-/// `AOE_PACKET_RINGS=0` asks for the plain socket. TAP devices as in [`open`].
+/// [`RingLink`] (`PACKET_MMAP` rings: no receive call while frames wait, no copy in user
+/// space), falling back to [`PacketLink`] when the kernel refuses the rings or when the
+/// environment variable `AOE_PACKET_RINGS=0` asks for the plain socket. TAP devices as in
+/// [`open`].
+///
+/// Two more environment variables exist for measurements: `AOE_TX_RING=0` sends with
+/// `sendmmsg` (on a second, send-only socket) instead of the transmit ring, and
+/// `AOE_TX_LINEAR_MAX=N` sends frames longer than `N` octets by page reference
+/// ([`RingLink::set_linear_max`]).
 ///
 /// # Errors
 /// As [`open`].

@@ -20,7 +20,9 @@ const PACKET_RESERVE: libc::c_int = 12;
 const PACKET_TX_RING: libc::c_int = 13;
 const PACKET_LOSS: libc::c_int = 14;
 const PACKET_TX_HAS_OFF: libc::c_int = 19;
-const PACKET_QDISC_BYPASS: libc::c_int = 20;
+const PACKET_VNET_HDR: libc::c_int = 15;
+/// `struct virtio_net_hdr`, which `PACKET_VNET_HDR` puts in front of every frame in both rings.
+const VNET_HDR_LEN: usize = 10;
 /// Receive frame status: the kernel may fill it / the frame is ready for us.
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
@@ -67,8 +69,10 @@ const MAC_OFFSET: usize = RING_DATA_ALIGN - DATA_OFFSET;
 /// `tp_hdrlen` of `TPACKET_V2`: the header aligned to 16 plus a `sockaddr_ll`.
 const TPACKET2_HDRLEN: usize = 32 + size_of::<libc::sockaddr_ll>();
 /// The kernel puts a received frame's octet 0 at `align16(tp_hdrlen + 16) − 14 + reserve`
-/// (`tpacket_rcv`, for a 14-octet MAC header); this reserve makes that `MAC_OFFSET`.
-const RX_RESERVE: usize = MAC_OFFSET - ((TPACKET2_HDRLEN + 16).next_multiple_of(16) - 14);
+/// (`tpacket_rcv`, for a 14-octet MAC header), plus the virtio header; this reserve makes that
+/// `MAC_OFFSET`.
+const RX_RESERVE: usize =
+    MAC_OFFSET - ((TPACKET2_HDRLEN + 16).next_multiple_of(16) + VNET_HDR_LEN - 14);
 /// Where the kernel puts the `sockaddr_ll` of a received frame, and its `sll_pkttype` octet.
 const PKTTYPE_OFFSET: usize = 32 + 10;
 /// Largest frame the slots of a lent frame may span.
@@ -76,6 +80,16 @@ const LENDABLE: usize = RING_FRAME_SIZE - MAC_OFFSET;
 
 // A full MTU-9000 frame fits a lent frame; frames are whole pages.
 const _: () = assert!(LENDABLE >= 9014 && RING_FRAME_SIZE.is_multiple_of(4096));
+
+/// Transmit frames up to this long are copied into the kernel's packet whole; longer ones
+/// travel as references to the ring page (zero-copy where the driver sends from the page).
+///
+/// Default: every frame is copied. Measured on veth (the benchmark's link), page references
+/// cost more than the copy they save: veth must own the data, so it allocates pages and copies
+/// them anyway (`skb_copy_ubufs`), and for short frames the reference itself costs more than
+/// the copy. `AOE_TX_LINEAR_MAX=N` sends frames longer than `N` octets by page reference, for
+/// NICs that transmit straight from the page (not measured here).
+const LINEAR_MAX: usize = usize::MAX;
 
 /// How long [`Link::send`] waits for a busy transmit frame before it drops the rest.
 const SEND_RETRY_LIMIT: Duration = Duration::from_millis(200);
@@ -168,10 +182,12 @@ impl RingMap {
 ///   `O_DIRECT`; a frame that would not be aligned or would not fit the slots is copied instead.
 /// * **Replies built in the transmit ring.** [`Link::prepare_send`] lends the next free
 ///   transmit frames to the caller's slots (octet 36 again 4096-aligned, through
-///   `PACKET_TX_HAS_OFF`), so a READ's `pread` lands in the frame the kernel sends; one
-///   `send(2)` then hands the whole batch to the kernel, which attaches the ring pages to its
-///   packets instead of copying them (drivers that must own the data, e.g. veth, copy it then).
-///   Frames from anywhere else are copied into the ring; frames of length 0 are skipped.
+///   `PACKET_TX_HAS_OFF`), so a READ's `pread` lands in the frame the kernel sends, and one
+///   `send(2)` hands the whole batch to the kernel. The kernel copies each frame into its
+///   packet once (cheapest on veth, measured); with [`set_linear_max`](Self::set_linear_max)
+///   long frames go out as references to the ring page instead (zero-copy on drivers that
+///   send from the page). Frames from anywhere else are copied into the ring; frames of
+///   length 0 are skipped.
 /// * Frames sent by this host and frames for other hosts' MACs are never returned, as with
 ///   [`PacketLink`](super::PacketLink).
 ///
@@ -194,6 +210,10 @@ pub struct RingLink {
     sender: Option<PacketLink>,
     /// Frames copied into the transmit ring (not built in place) so far.
     tx_copies: u64,
+    /// Received frames copied into a slot (not lent) so far.
+    rx_copies: u64,
+    /// Frames up to this long are copied whole into the kernel's packet (see `LINEAR_MAX`).
+    linear_max: usize,
 }
 
 impl std::fmt::Debug for RingLink {
@@ -238,6 +258,9 @@ impl RingLink {
                 }
             };
             int(PACKET_VERSION, TPACKET_V2, "select TPACKET_V2")?;
+            // A virtio header per frame lets us tell the kernel, frame by frame, how much to
+            // copy into the packet instead of referencing the ring page (see `LINEAR_MAX`).
+            int(PACKET_VNET_HDR, 1, "enable virtio headers")?;
             let reserve = libc::c_int::try_from(RX_RESERVE).unwrap_or(0);
             int(PACKET_RESERVE, reserve, "reserve ring frame headroom")?;
             int(PACKET_TX_HAS_OFF, 1, "place transmit data in ring frames")?;
@@ -261,9 +284,6 @@ impl RingLink {
             }
             Ok(())
         })?;
-        if std::env::var_os("AOE_QDISC_BYPASS").is_some_and(|v| v == "1") {
-            set_option(&bound.fd, PACKET_QDISC_BYPASS, &1);
-        }
         let sender = if std::env::var_os("AOE_TX_RING").is_some_and(|v| v == "0") {
             Some(PacketLink::open_sender(interface)?)
         } else {
@@ -299,6 +319,11 @@ impl RingLink {
             tx_known_free: 0,
             sender,
             tx_copies: 0,
+            rx_copies: 0,
+            linear_max: std::env::var("AOE_TX_LINEAR_MAX")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(LINEAR_MAX),
         })
     }
 
@@ -306,6 +331,19 @@ impl RingLink {
     /// (the rest were built in frames lent by [`Link::prepare_send`]).
     pub fn transmit_copies(&self) -> u64 {
         self.tx_copies
+    }
+
+    /// Sends frames longer than `octets` by reference to their ring page instead of copying
+    /// them into the kernel's packet (default: copy all; see the `AOE_TX_LINEAR_MAX`
+    /// environment variable in [`open_target`](super::open_target)).
+    pub fn set_linear_max(&mut self, octets: usize) {
+        self.linear_max = octets;
+    }
+
+    /// How many received frames [`Link::recv`] copied into the caller's slots (the rest were
+    /// lent), e.g. because the slots were too large to lend.
+    pub fn receive_copies(&self) -> u64 {
+        self.rx_copies
     }
 
     /// Takes ready receive frames into slots `0..` of `bufs`; returns how many.
@@ -345,6 +383,7 @@ impl RingLink {
                     let data = unsafe { std::slice::from_raw_parts(map.at(start), len) };
                     bufs.slot_mut(taken)[..len].copy_from_slice(data);
                     bufs.set_len(taken, len);
+                    self.rx_copies += 1;
                 } else {
                     bufs.set_len(taken, 0);
                 }
@@ -461,13 +500,23 @@ impl RingLink {
     /// at `MAC_OFFSET`, queues it and moves `tx_head` on.
     fn queue(&mut self, frame: usize, len: usize) {
         let header = self.map.header(RingSide::Tx, frame);
+        // Short frames are copied whole into the packet; longer ones only their Ethernet
+        // header, the rest travels as references to the ring page.
+        let linear = if len <= self.linear_max { len } else { 14 };
+        let vnet = RingMap::frame_offset(RingSide::Tx, frame) + MAC_OFFSET - VNET_HDR_LEN;
         // SAFETY: the frame is ours (AVAILABLE) until its status says SEND_REQUEST below; the
-        // header lies at its start, inside the mapping. `len` is at most the slot capacity.
+        // header lies at its start and the virtio header right before the frame's octet 0,
+        // both inside it (MAC_OFFSET > 32 + VNET_HDR_LEN). `len` is at most the slot capacity.
         unsafe {
-            (*header).tp_len = u32::try_from(len).unwrap_or(0);
-            (*header).tp_snaplen = u32::try_from(len).unwrap_or(0);
-            (*header).tp_mac = u16::try_from(MAC_OFFSET).unwrap_or(0);
+            (*header).tp_len = u32::try_from(len + VNET_HDR_LEN).unwrap_or(0);
+            (*header).tp_snaplen = u32::try_from(len + VNET_HDR_LEN).unwrap_or(0);
+            (*header).tp_mac = u16::try_from(MAC_OFFSET - VNET_HDR_LEN).unwrap_or(0);
             (*header).tp_net = u16::try_from(MAC_OFFSET + 14).unwrap_or(0);
+            // virtio_net_hdr: flags 0, gso_type NONE, hdr_len, gso_size, csum_start,
+            // csum_offset (little-endian u16 each).
+            let mut bytes = [0u8; VNET_HDR_LEN];
+            bytes[2..4].copy_from_slice(&u16::try_from(linear).unwrap_or(14).to_le_bytes());
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.map.at(vnet), VNET_HDR_LEN);
         }
         // Release: the frame's octets are written before the kernel may read them.
         self.map
@@ -616,7 +665,7 @@ mod test {
     #[test]
     fn received_and_sent_data_land_on_aligned_addresses() {
         // tpacket_rcv: netoff = align16(tp_hdrlen + max(maclen, 16)) + reserve; macoff = netoff − 14.
-        let macoff = (TPACKET2_HDRLEN + 16).next_multiple_of(16) + RX_RESERVE - 14;
+        let macoff = (TPACKET2_HDRLEN + 16).next_multiple_of(16) + RX_RESERVE + VNET_HDR_LEN - 14;
         assert_eq!(macoff, MAC_OFFSET);
         assert_eq!((MAC_OFFSET + DATA_OFFSET) % RING_DATA_ALIGN, 0);
     }
