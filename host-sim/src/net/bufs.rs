@@ -8,7 +8,7 @@
 //! frames are recalled when the link sends (a generation count), after which the slots show
 //! their own memory again.
 
-use super::ring::{RING_FRAMES, RingMap, RingSide};
+use super::mmap_ring::{RING_FRAMES, RingMap, RingSide};
 use std::sync::Arc;
 
 /// Default alignment of frame octet 36: a page, which satisfies `O_DIRECT` on disks with 512-

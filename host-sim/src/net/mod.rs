@@ -68,13 +68,13 @@ mod bufs;
 mod error;
 mod ifreq;
 mod packet;
-mod ring;
+mod mmap_ring;
 mod tap;
 
 pub use bufs::{DEFAULT_DATA_ALIGN, FrameBufs};
 pub use error::NetError;
 pub use packet::PacketLink;
-pub use ring::{RING_DATA_ALIGN, RING_FRAME_SIZE, RING_FRAMES, RingLink};
+pub use mmap_ring::{RING_DATA_ALIGN, RING_FRAME_SIZE, RING_FRAMES, RingLink};
 pub use tap::TapLink;
 
 use std::time::Duration;
