@@ -8,6 +8,7 @@
 //!   file.
 //! * [`server`]: the fast path, one thread per link, batches through the engine's split path.
 //! * [`daemon`]: start-up, SIGHUP reload, clean SIGINT/SIGTERM shutdown; [`logger`]: log lines.
+//! * [`initiator`]: the userspace initiator behind the `aoe` command.
 // Raw sockets, ioctls and recvmmsg need `unsafe`; every block says why it is sound.
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod disk;
+pub mod initiator;
 pub mod logger;
 pub mod net;
 pub mod server;

@@ -22,19 +22,23 @@
 //!
 //! # Batches
 //!
-//! [`Link::recv`] fills slots `0..n` of a [`FrameBufs`] and [`Link::send`] sends slots `0..n`.
-//! [`PacketLink`] does it with one `recvmmsg(2)` (waiting at most the given timeout for the
-//! first frame, then taking whatever else is already queued) and one `sendmmsg(2)`: the kernel
-//! copies each frame between its buffers and the slots, but one system call moves a whole batch.
+//! [`Link::recv`] fills slots `0..n` of a [`FrameBufs`], waiting at most the given timeout for
+//! the first frame, then taking whatever else is already queued, and [`Link::send`] sends slots
+//! `0..n`. Three ways, fastest first:
 //!
-//! [`RingLink`] (what the target uses, through [`open_target`]) maps `PACKET_MMAP` receive and
-//! transmit rings instead: the kernel writes arriving frames into the receive ring as they come,
-//! `recv` lends the ready ring frames to the slots (no system call, no copy, while frames are
-//! waiting), and [`Link::prepare_send`] lends free transmit frames, so replies are built, and
-//! READ data read from disk, where the kernel sends them from. Frame octet 36 of a lent frame
-//! is 4096-aligned too, so `O_DIRECT` still needs no bounce buffer. [`PacketLink`] remains for
-//! the initiator, for kernels or interfaces without rings, and on request
-//! (`AOE_PACKET_RINGS=0`).
+//! * [`RingLink`] (what the target uses, through [`open_target`]) maps `PACKET_MMAP` receive
+//!   and transmit rings: the kernel writes arriving frames into the receive ring as they come,
+//!   `recv` lends the ready ring frames to the slots (no system call while frames wait, no copy
+//!   in user space), and [`Link::prepare_send`] lends free transmit frames, so replies are
+//!   built, and READ data read from disk, where the kernel sends them from; one `send(2)` hands
+//!   a batch to the kernel. Frame octet 36 of a lent frame is 4096-aligned too, so `O_DIRECT`
+//!   still needs no bounce buffer.
+//! * [`PacketLink`] opened with [`open`] receives through a `PACKET_RX_RING` (TPACKET_V2, the
+//!   private `ring` module) when the kernel grants one, copying each frame from the ring into
+//!   the slot, and sends with one `sendmmsg(2)` per batch. It is the target's fallback
+//!   (`AOE_PACKET_RINGS=0`, or the kernel refused the mapped rings).
+//! * Without a ring ([`open_queued`], for the initiator; or an old kernel), one `recvmmsg(2)`
+//!   per batch.
 //!
 //! A slot whose length is 0 after [`Link::recv`] held a frame that the link filtered out (too
 //! long for the slot, or sent by this host); skip it. [`Link::send`] skips slots of length 0.
@@ -67,14 +71,15 @@
 mod bufs;
 mod error;
 mod ifreq;
-mod packet;
 mod mmap_ring;
+mod packet;
+mod ring;
 mod tap;
 
 pub use bufs::{DEFAULT_DATA_ALIGN, FrameBufs};
 pub use error::NetError;
-pub use packet::PacketLink;
 pub use mmap_ring::{RING_DATA_ALIGN, RING_FRAME_SIZE, RING_FRAMES, RingLink};
+pub use packet::PacketLink;
 pub use tap::TapLink;
 
 use std::time::Duration;
@@ -248,6 +253,21 @@ pub fn open_target(spec: &LinkSpec) -> Result<Box<dyn Link>, NetError> {
         }
         Err(error) => Err(error),
     }
+}
+
+/// As [`open`], but an `AF_PACKET` link receives with `recvmmsg` from the socket queue, never
+/// through a receive ring. For the `aoe` initiator: on a veth pair the kernel delivers a frame
+/// into the receiver's ring in the *sender's* context, so a ring at the initiator would make
+/// the target pay (in its measured CPU time) for the initiator's copy; with the socket queue
+/// that copy happens in the initiator's own `recvmmsg`.
+///
+/// # Errors
+/// As [`open`].
+pub fn open_queued(spec: &LinkSpec) -> Result<Box<dyn Link>, NetError> {
+    Ok(match spec {
+        LinkSpec::Packet { interface } => Box::new(PacketLink::open_with(interface, false)?),
+        LinkSpec::Tap { .. } => open(spec)?,
+    })
 }
 
 /// Socket buffer octets that hold `frames` frames of an interface with MTU `mtu` without a drop.

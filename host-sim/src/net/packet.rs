@@ -1,6 +1,7 @@
 //! The `AF_PACKET` backend: a raw socket bound to one interface for EtherType 0x88A2.
 
 use super::ifreq;
+use super::ring::RxRing;
 use super::{ETHERTYPE_AOE, FrameBufs, Link, Mac, NetError};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -27,6 +28,10 @@ pub(super) const fn socklen_of<T>() -> libc::socklen_t {
     size_of::<T>() as libc::socklen_t
 }
 
+/// Slots of the receive ring: 8 MiB of kernel memory per socket; holds the summed Buffer
+/// Counts of up to eight exports of 64 on one interface, jumbo frames included.
+const RING_SLOTS: usize = 512;
+
 /// How long [`Link::send`] keeps retrying while the device queue is full before it drops frames.
 const SEND_RETRY_LIMIT: Duration = Duration::from_millis(200);
 
@@ -43,6 +48,8 @@ pub struct PacketLink {
     msgs: Vec<libc::mmsghdr>,
     iovs: Vec<libc::iovec>,
     addrs: Vec<libc::sockaddr_ll>,
+    /// The receive ring, when the kernel granted one; otherwise frames come by `recvmmsg`.
+    ring: Option<RxRing>,
 }
 
 // SAFETY: the only non-Send fields are the raw pointers inside the scratch vectors. They are
@@ -201,6 +208,15 @@ impl PacketLink {
     /// [`NetError::InterfaceDown`], [`NetError::NoPermission`] (no `CAP_NET_RAW`), or
     /// [`NetError::Io`].
     pub fn open(interface: &str) -> Result<PacketLink, NetError> {
+        PacketLink::open_with(interface, true)
+    }
+
+    /// As [`open`](Self::open); with `ring` false, frames are received with `recvmmsg` from the
+    /// socket queue instead of a receive ring (see [`super::open_queued`]).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_with(interface: &str, ring: bool) -> Result<PacketLink, NetError> {
         let bound = open_bound(interface, true, |_| Ok(()))?;
         let mut link = PacketLink {
             fd: bound.fd,
@@ -211,8 +227,18 @@ impl PacketLink {
             msgs: Vec::new(),
             iovs: Vec::new(),
             addrs: Vec::new(),
+            ring: None,
         };
-        link.discard_queued();
+        // Attaching the ring also discards what was queued before it; without a ring, do that
+        // ourselves.
+        match ring.then(|| RxRing::attach(&link.fd, RING_SLOTS)) {
+            Some(Ok(ring)) => link.ring = Some(ring),
+            Some(Err(error)) => {
+                log::debug!("{interface}: no receive ring ({error}); using recvmmsg");
+                link.discard_queued();
+            }
+            None => link.discard_queued(),
+        }
         Ok(link)
     }
 
@@ -232,6 +258,7 @@ impl PacketLink {
             msgs: Vec::new(),
             iovs: Vec::new(),
             addrs: Vec::new(),
+            ring: None,
         })
     }
 
@@ -452,6 +479,29 @@ impl Link for PacketLink {
     }
 
     fn recv(&mut self, bufs: &mut FrameBufs, timeout: Option<Duration>) -> Result<usize, NetError> {
+        if let Some(ring) = &mut self.ring {
+            // Frames already in the ring cost no system call; otherwise wait for one.
+            if !ring.ready() && timeout != Some(Duration::ZERO) {
+                let ready = wait_readable(self.fd.as_raw_fd(), timeout)
+                    .map_err(|error| NetError::os(&self.name, "wait for frames", error))?;
+                if !ready {
+                    return Ok(0);
+                }
+                if !ring.ready() {
+                    // Woken without a frame: an error the kernel reports (the interface went
+                    // down or away), which recvmmsg would have returned. SO_ERROR clears it.
+                    return match get_int_option(&self.fd, libc::SOL_SOCKET, libc::SO_ERROR) {
+                        Some(code) if code != 0 => Err(NetError::os(
+                            &self.name,
+                            "receive frames",
+                            io::Error::from_raw_os_error(code),
+                        )),
+                        _ => Ok(0),
+                    };
+                }
+            }
+            return Ok(ring.drain(bufs));
+        }
         // One system call per batch: block for the first frame (SO_RCVTIMEO bounds the wait),
         // then take what is queued. A zero timeout polls.
         match timeout {

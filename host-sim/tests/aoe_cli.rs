@@ -1,0 +1,226 @@
+//! The `aoe` command over a real veth pair between two network namespaces, against an
+//! in-process reference target (`aoe_core::Target` over a `MemDisk` on a raw socket), so the
+//! initiator's own network path is tested independently of `host-sim` (needs root).
+
+mod netns;
+
+use aoe_core::disk::MemDisk;
+use aoe_core::{Config, Port, Target};
+use aoe_host_sim::net::{FrameBufs, Link, PacketLink};
+use netns::Pair;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// `aoe_core::Target` answering on the target end of a pair, in a thread; stopped on drop.
+struct RefTarget {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<u8>>>,
+}
+
+impl RefTarget {
+    fn start(pair: &Pair, sectors: usize, mtu: usize) -> RefTarget {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ns, iface) = (pair.target_ns.clone(), pair.target_if.clone());
+        let flag = stop.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            netns::enter(&ns);
+            let mut link = PacketLink::open(&iface).expect("open the target's raw socket");
+            let mut config = Config::new(3, 4);
+            config.max_frame_len = mtu + 14;
+            config.buffer_count = 32;
+            let disk = MemDisk::new(vec![0u8; sectors * 512]);
+            let mut target = Target::new(config, disk).unwrap();
+            let port = Port::new(aoe_core::wire::EthernetAddress(link.mac()), mtu);
+            let mut rx = FrameBufs::new(64, mtu + 14);
+            let mut tx = FrameBufs::new(64, mtu + 14);
+            ready_tx.send(()).unwrap();
+            while !flag.load(Ordering::Relaxed) {
+                let n = link.recv(&mut rx, Some(Duration::from_millis(20))).unwrap();
+                let mut replies = 0;
+                for slot in 0..n {
+                    if rx.len(slot) == 0 {
+                        continue;
+                    }
+                    let frame = rx.frame(slot);
+                    if let Some(len) = target.handle(&port, frame, tx.slot_mut(replies)) {
+                        tx.set_len(replies, len);
+                        replies += 1;
+                    }
+                }
+                if replies > 0 {
+                    link.send(&tx, replies).unwrap();
+                }
+            }
+            target.into_disk().into_inner()
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("reference target started");
+        RefTarget {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn disk(mut self) -> Vec<u8> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().expect("target thread")
+    }
+}
+
+impl Drop for RefTarget {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn aoe_drives_a_reference_target_over_veth() {
+    need_root!("aoe_drives_a_reference_target_over_veth");
+    for mtu in [1500u32, 9000] {
+        let pair = Pair::new("aoecli", mtu);
+        let sectors = 8192; // 4 MiB
+        let target = RefTarget::start(&pair, sectors, mtu as usize);
+        let spf = if mtu == 1500 { 2 } else { 17 };
+
+        let json = pair.aoe_ok(&["discover", "--wait", "1", "--json"]);
+        assert!(json.contains("\"target\":\"e3.4\""), "{json}");
+        assert!(json.contains(&format!("\"sectors\":{sectors}")), "{json}");
+        assert!(
+            json.contains(&format!("\"sectors_per_frame\":{spf}")),
+            "{json}"
+        );
+        assert!(json.contains("\"buffer_count\":32"), "{json}");
+
+        let scratch = netns::Scratch::new("aoecli");
+        let data = netns::random_bytes(sectors * 512 - 300, u64::from(mtu));
+        let input = scratch.file("in.bin", &data);
+        let output = scratch.dir.join("out.bin");
+        pair.aoe_ok(&["write", input.to_str().unwrap(), "-t", "3.4"]);
+        pair.aoe_ok(&["read", output.to_str().unwrap(), "-t", "3.4"]);
+        let back = std::fs::read(&output).unwrap();
+        assert_eq!(back.len(), sectors * 512);
+        assert_eq!(&back[..data.len()], &data[..], "MTU {mtu}");
+        assert!(
+            back[data.len()..].iter().all(|&b| b == 0),
+            "zero-padded tail"
+        );
+        pair.aoe_ok(&["verify", "-t", "3.4", "--file", input.to_str().unwrap()]);
+
+        let bench = pair.aoe_ok(&[
+            "bench",
+            "-t",
+            "3.4",
+            "--mode",
+            "seq-read",
+            "--seconds",
+            "0.3",
+            "--json",
+        ]);
+        assert!(bench.contains("\"mode\":\"seq-read\""), "{bench}");
+        assert!(bench.contains(&format!("\"bs\":{}", spf * 512)), "{bench}");
+        eprintln!("MTU {mtu}: {bench}");
+        let disk = target.disk();
+        assert_eq!(&disk[..data.len()], &data[..]);
+    }
+}
+
+#[test]
+fn aoe_reports_no_answer_and_bad_arguments() {
+    need_root!("aoe_reports_no_answer_and_bad_arguments");
+    let pair = Pair::new("aoenone", 1500);
+    let err = pair.aoe_fails(&["identify", "-t", "1.1", "--timeout", "0.5"]);
+    assert!(err.contains("no answer"), "{err}");
+    let out = pair.aoe(&["discover", "--wait", "0.2"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = pair.aoe(&["bench", "-t", "1.1", "--bs", "1000"]);
+    assert_eq!(out.status.code(), Some(2), "bad arguments exit 2");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("multiple of 512"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aoe"))
+        .args(["identify", "-t", "1.1", "-i", "no-such-if0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-if0"), "{err}");
+}
+
+/// Whether Debian's `vblade` can be used here.
+fn vblade_available() -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", "command -v vblade"])
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+#[test]
+fn aoe_works_with_debians_vblade() {
+    need_root!("aoe_works_with_debians_vblade");
+    if !vblade_available() {
+        assert!(
+            std::env::var("AOE_REQUIRE_VBLADE").as_deref() != Ok("1"),
+            "vblade is not installed and AOE_REQUIRE_VBLADE=1"
+        );
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED aoe_works_with_debians_vblade: needs vblade (apt-get install -y vblade)"
+        );
+        return;
+    }
+    let pair = Pair::new("vblade", 1500);
+    let scratch = netns::Scratch::new("vblade");
+    let file = scratch.sparse("disk.img", 8 << 20);
+    let mut command = std::process::Command::new("ip");
+    command
+        .args([
+            "netns",
+            "exec",
+            &pair.target_ns,
+            "vblade",
+            "1",
+            "2",
+            &pair.target_if,
+        ])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut vblade = netns::Proc::spawn(command, "vblade");
+    pair.wait_for_target("1.2", &mut vblade);
+
+    let json = pair.aoe_ok(&["discover", "--wait", "1", "--json"]);
+    assert!(
+        json.contains("\"firmware_version\":16409"),
+        "vblade 25 is 0x4019: {json}"
+    );
+    assert!(json.contains("\"buffer_count\":16"), "{json}");
+    let identify = pair.aoe_ok(&["identify", "-t", "1.2"]);
+    assert!(identify.contains("FLUSH CACHE (no EXT)"), "{identify}");
+
+    let data = netns::random_bytes(1 << 20, 25);
+    let input = scratch.file("in.bin", &data);
+    let output = scratch.dir.join("out.bin");
+    pair.aoe_ok(&["write", input.to_str().unwrap(), "-t", "1.2"]);
+    pair.aoe_ok(&[
+        "read",
+        output.to_str().unwrap(),
+        "-t",
+        "1.2",
+        "--count",
+        "2048",
+    ]);
+    assert!(std::fs::read(&output).unwrap() == data);
+    pair.aoe_ok(&["verify", "-t", "1.2", "--lba", "2048", "--count", "4096"]);
+    let disk = std::fs::read(&file).unwrap();
+    assert!(
+        disk[..data.len()] == data[..],
+        "vblade's file holds what aoe wrote"
+    );
+    drop(vblade);
+}
