@@ -11,9 +11,9 @@ use std::time::Duration;
 /// frames the host itself sends. Not in every `libc` release, so spelled out here.
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 /// `sll_pkttype` of a frame the host sent (seen when `PACKET_IGNORE_OUTGOING` is unavailable).
-const PACKET_OUTGOING: u8 = 4;
+pub(super) const PACKET_OUTGOING: u8 = 4;
 /// `sll_pkttype` of a frame for another host's unicast MAC (promiscuous mode).
-const PACKET_OTHERHOST: u8 = 3;
+pub(super) const PACKET_OTHERHOST: u8 = 3;
 /// `SO_RCVBUFFORCE`/`SO_SNDBUFFORCE`: set buffer sizes above `net.core.[rw]mem_max`; needs
 /// `CAP_NET_ADMIN`. Same value on every architecture that uses the generic socket numbers.
 const SO_RCVBUFFORCE: libc::c_int = 33;
@@ -24,7 +24,7 @@ const _: () = assert!(AF_PACKET_FAMILY as libc::c_int == libc::AF_PACKET);
 
 /// The size of a C struct as the kernel's length type; every such struct is far below 4 GiB.
 #[allow(clippy::cast_possible_truncation)]
-const fn socklen_of<T>() -> libc::socklen_t {
+pub(super) const fn socklen_of<T>() -> libc::socklen_t {
     size_of::<T>() as libc::socklen_t
 }
 
@@ -124,11 +124,77 @@ pub(crate) fn wait_readable(fd: libc::c_int, timeout: Option<Duration>) -> io::R
 }
 
 /// True for errors that mean "the device queue is full right now; try again shortly".
-fn is_queue_full(error: &io::Error) -> bool {
+pub(super) fn is_queue_full(error: &io::Error) -> bool {
     matches!(
         error.raw_os_error(),
         Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR)
     )
+}
+
+/// A packet socket bound to one interface for EtherType 0x88A2.
+pub(super) struct Bound {
+    pub(super) fd: OwnedFd,
+    pub(super) mac: Mac,
+    pub(super) ignores_outgoing: bool,
+}
+
+/// Checks `interface` (name valid, exists, up), opens a raw packet socket, lets `configure`
+/// set options on it while it receives nothing yet (rings must be set up before frames
+/// arrive), then binds it to `interface` for EtherType 0x88A2 (`receive`) or for sending only.
+pub(super) fn open_bound(
+    interface: &str,
+    receive: bool,
+    configure: impl FnOnce(&OwnedFd) -> Result<(), NetError>,
+) -> Result<Bound, NetError> {
+    let control = ifreq::control_socket(interface)?;
+    let index = ifreq::index(&control, interface)?;
+    if !ifreq::is_up(&control, interface)? {
+        return Err(NetError::InterfaceDown(interface.to_owned()));
+    }
+    let protocol = if receive { ETHERTYPE_AOE.to_be() } else { 0 };
+    // Protocol 0: the socket receives nothing until bind(2) names the EtherType and the
+    // interface, so no frame of another interface slips in (or into a ring) before.
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        let error = io::Error::last_os_error();
+        return Err(match error.raw_os_error() {
+            Some(libc::EPERM | libc::EACCES) => NetError::NoPermission {
+                interface: interface.to_owned(),
+                what: "open a raw packet socket",
+                capability: "CAP_NET_RAW",
+            },
+            _ => NetError::os(interface, "open a raw packet socket", error),
+        });
+    }
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+
+    configure(&fd)?;
+
+    // SAFETY: sockaddr_ll is a plain C struct; all-zero is valid before we fill it.
+    let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    address.sll_family = AF_PACKET_FAMILY;
+    address.sll_protocol = protocol;
+    address.sll_ifindex = index;
+    // SAFETY: `address` is a valid sockaddr_ll and its exact size is passed.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            std::ptr::from_ref(&address).cast(),
+            socklen_of::<libc::sockaddr_ll>(),
+        )
+    };
+    if rc < 0 {
+        return Err(NetError::last(interface, "bind the packet socket"));
+    }
+    let ignores_outgoing = set_int_option(&fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
+    let mac = ifreq::mac(&fd, interface)?;
+    Ok(Bound {
+        fd,
+        mac,
+        ignores_outgoing,
+    })
 }
 
 impl PacketLink {
@@ -151,57 +217,12 @@ impl PacketLink {
     /// # Errors
     /// As [`open`](Self::open).
     pub fn open_with(interface: &str, ring: bool) -> Result<PacketLink, NetError> {
-        let control = ifreq::control_socket(interface)?;
-        let index = ifreq::index(&control, interface)?;
-        if !ifreq::is_up(&control, interface)? {
-            return Err(NetError::InterfaceDown(interface.to_owned()));
-        }
-        let protocol = ETHERTYPE_AOE.to_be();
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::c_int::from(protocol),
-            )
-        };
-        if raw < 0 {
-            let error = io::Error::last_os_error();
-            return Err(match error.raw_os_error() {
-                Some(libc::EPERM | libc::EACCES) => NetError::NoPermission {
-                    interface: interface.to_owned(),
-                    what: "open a raw packet socket",
-                    capability: "CAP_NET_RAW",
-                },
-                _ => NetError::os(interface, "open a raw packet socket", error),
-            });
-        }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-
-        // SAFETY: sockaddr_ll is a plain C struct; all-zero is valid before we fill it.
-        let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        address.sll_family = AF_PACKET_FAMILY;
-        address.sll_protocol = protocol;
-        address.sll_ifindex = index;
-        // SAFETY: `address` is a valid sockaddr_ll and its exact size is passed.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                std::ptr::from_ref(&address).cast(),
-                socklen_of::<libc::sockaddr_ll>(),
-            )
-        };
-        if rc < 0 {
-            return Err(NetError::last(interface, "bind the packet socket"));
-        }
-        let ignores_outgoing = set_int_option(&fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
-        let mac = ifreq::mac(&fd, interface)?;
+        let bound = open_bound(interface, true, |_| Ok(()))?;
         let mut link = PacketLink {
-            fd,
+            fd: bound.fd,
             name: interface.to_owned(),
-            mac,
-            ignores_outgoing,
+            mac: bound.mac,
+            ignores_outgoing: bound.ignores_outgoing,
             receive_timeout: None,
             msgs: Vec::new(),
             iovs: Vec::new(),
@@ -219,6 +240,26 @@ impl PacketLink {
             None => link.discard_queued(),
         }
         Ok(link)
+    }
+
+    /// A socket on `interface` that only sends (it is bound with protocol 0, so the kernel
+    /// hands it no frames); [`Link::recv`] on it never returns a frame.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_sender(interface: &str) -> Result<PacketLink, NetError> {
+        let bound = open_bound(interface, false, |_| Ok(()))?;
+        Ok(PacketLink {
+            fd: bound.fd,
+            name: interface.to_owned(),
+            mac: bound.mac,
+            ignores_outgoing: true,
+            receive_timeout: None,
+            msgs: Vec::new(),
+            iovs: Vec::new(),
+            addrs: Vec::new(),
+            ring: None,
+        })
     }
 
     /// Drops what the socket queued between socket(2) and bind(2), when it still listened on
@@ -396,26 +437,31 @@ impl PacketLink {
     /// Frames the kernel dropped because the receive buffer was full, since the last call
     /// (`PACKET_STATISTICS`, which resets on read).
     pub fn take_drops(&mut self) -> u64 {
-        let mut stats = libc::tpacket_stats {
-            tp_packets: 0,
-            tp_drops: 0,
-        };
-        let mut len = socklen_of::<libc::tpacket_stats>();
-        // SAFETY: `stats` and `len` are live and writable; the kernel writes at most `len` octets.
-        let rc = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_STATISTICS,
-                std::ptr::from_mut(&mut stats).cast(),
-                &mut len,
-            )
-        };
-        if rc == 0 {
-            u64::from(stats.tp_drops)
-        } else {
-            0
-        }
+        take_drops(&self.fd)
+    }
+}
+
+/// Frames the kernel dropped on socket `fd` since the last call (`PACKET_STATISTICS`).
+pub(super) fn take_drops(fd: &OwnedFd) -> u64 {
+    let mut stats = libc::tpacket_stats {
+        tp_packets: 0,
+        tp_drops: 0,
+    };
+    let mut len = socklen_of::<libc::tpacket_stats>();
+    // SAFETY: `stats` and `len` are live and writable; the kernel writes at most `len` octets.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            std::ptr::from_mut(&mut stats).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        u64::from(stats.tp_drops)
+    } else {
+        0
     }
 }
 
@@ -529,37 +575,47 @@ impl Link for PacketLink {
         rx_bytes: usize,
         tx_bytes: usize,
     ) -> Result<(usize, usize), NetError> {
-        // The kernel doubles what it is given (for its bookkeeping) and reports the doubled value.
-        let half = |bytes: usize| i32::try_from(bytes.div_ceil(2)).unwrap_or(i32::MAX / 2);
-        for (forced, plain, bytes, what) in [
-            (
-                SO_RCVBUFFORCE,
-                libc::SO_RCVBUF,
-                rx_bytes,
-                "set the receive buffer size",
-            ),
-            (
-                SO_SNDBUFFORCE,
-                libc::SO_SNDBUF,
-                tx_bytes,
-                "set the send buffer size",
-            ),
-        ] {
-            if !set_int_option(&self.fd, libc::SOL_SOCKET, forced, half(bytes))
-                && !set_int_option(&self.fd, libc::SOL_SOCKET, plain, half(bytes))
-            {
-                return Err(NetError::last(&self.name, what));
-            }
-        }
-        let granted = |option| {
-            get_int_option(&self.fd, libc::SOL_SOCKET, option)
-                .and_then(|value| usize::try_from(value).ok())
-                .unwrap_or(0)
-        };
-        Ok((granted(libc::SO_RCVBUF), granted(libc::SO_SNDBUF)))
+        set_buffer_bytes(&self.fd, &self.name, rx_bytes, tx_bytes)
     }
 
     fn take_drops(&mut self) -> u64 {
         PacketLink::take_drops(self)
     }
+}
+
+/// `Link::set_buffer_bytes` for a socket.
+pub(super) fn set_buffer_bytes(
+    fd: &OwnedFd,
+    name: &str,
+    rx_bytes: usize,
+    tx_bytes: usize,
+) -> Result<(usize, usize), NetError> {
+    // The kernel doubles what it is given (for its bookkeeping) and reports the doubled value.
+    let half = |bytes: usize| i32::try_from(bytes.div_ceil(2)).unwrap_or(i32::MAX / 2);
+    for (forced, plain, bytes, what) in [
+        (
+            SO_RCVBUFFORCE,
+            libc::SO_RCVBUF,
+            rx_bytes,
+            "set the receive buffer size",
+        ),
+        (
+            SO_SNDBUFFORCE,
+            libc::SO_SNDBUF,
+            tx_bytes,
+            "set the send buffer size",
+        ),
+    ] {
+        if !set_int_option(fd, libc::SOL_SOCKET, forced, half(bytes))
+            && !set_int_option(fd, libc::SOL_SOCKET, plain, half(bytes))
+        {
+            return Err(NetError::last(name, what));
+        }
+    }
+    let granted = |option| {
+        get_int_option(fd, libc::SOL_SOCKET, option)
+            .and_then(|value| usize::try_from(value).ok())
+            .unwrap_or(0)
+    };
+    Ok((granted(libc::SO_RCVBUF), granted(libc::SO_SNDBUF)))
 }
