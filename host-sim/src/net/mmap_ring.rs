@@ -4,7 +4,7 @@
 //! See [`RingLink`] for what it guarantees.
 
 use super::bufs::FrameBufs;
-use super::packet::{self, socklen_of};
+use super::packet;
 use super::{Link, Mac, NetError, PacketLink};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -227,18 +227,7 @@ impl std::fmt::Debug for RingLink {
 }
 
 fn set_option<T>(fd: &OwnedFd, option: libc::c_int, value: &T) -> bool {
-    // SAFETY: `value` is a live, initialised `T` and its exact size is passed; setsockopt only
-    // reads it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            option,
-            std::ptr::from_ref(value).cast(),
-            socklen_of::<T>(),
-        )
-    };
-    rc == 0
+    packet::set_option(fd, libc::SOL_PACKET, option, value)
 }
 
 impl RingLink {
@@ -397,56 +386,14 @@ impl RingLink {
     /// Sleeps in poll(2) until the receive ring has a frame (true), the timeout passes or a
     /// signal comes (false), or the socket reports an error (interface down or gone).
     fn wait_ready(&mut self, timeout: Option<Duration>) -> Result<bool, NetError> {
-        let millis = match timeout {
-            None => -1,
-            // Round up so that a 0.5 ms timeout waits instead of spinning.
-            Some(t) => i32::try_from(t.as_micros().div_ceil(1000)).unwrap_or(i32::MAX),
-        };
-        let mut poll_fd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, count 1.
-        let rc = unsafe { libc::poll(&mut poll_fd, 1, millis) };
-        if rc < 0 {
-            let error = io::Error::last_os_error();
-            return if error.kind() == io::ErrorKind::Interrupted {
-                Ok(false)
-            } else {
-                Err(NetError::os(&self.name, "wait for frames", error))
-            };
-        }
-        let error = (poll_fd.revents & libc::POLLERR != 0)
-            .then(|| self.socket_error())
-            .flatten();
-        if let Some(error) = error {
+        let events = packet::poll_in(self.fd.as_raw_fd(), timeout)
+            .map_err(|error| NetError::os(&self.name, "wait for frames", error))?;
+        if events & libc::POLLERR != 0
+            && let Some(error) = packet::socket_error(&self.fd, &self.name)
+        {
             return Err(error);
         }
-        Ok(rc > 0)
-    }
-
-    /// The socket's pending error (interface down or gone), if any.
-    fn socket_error(&self) -> Option<NetError> {
-        let mut value: libc::c_int = 0;
-        let mut len = socklen_of::<libc::c_int>();
-        // SAFETY: `value` and `len` are live and writable; the kernel writes at most `len`.
-        let rc = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                std::ptr::from_mut(&mut value).cast(),
-                &mut len,
-            )
-        };
-        (rc == 0 && value != 0).then(|| {
-            NetError::os(
-                &self.name,
-                "receive frames",
-                io::Error::from_raw_os_error(value),
-            )
-        })
+        Ok(events != 0)
     }
 
     /// Asks the kernel to send every queued transmit frame, retrying while its queue is full,

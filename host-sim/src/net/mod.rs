@@ -24,7 +24,7 @@
 //!
 //! [`Link::recv`] fills slots `0..n` of a [`FrameBufs`], waiting at most the given timeout for
 //! the first frame, then taking whatever else is already queued, and [`Link::send`] sends slots
-//! `0..n`. Three ways, fastest first:
+//! `0..n`. Two ways:
 //!
 //! * [`RingLink`] (what the target uses, through [`open_target`]) maps `PACKET_MMAP` receive
 //!   and transmit rings: the kernel writes arriving frames into the receive ring as they come,
@@ -33,12 +33,10 @@
 //!   built, and READ data read from disk, where the kernel sends them from; one `send(2)` hands
 //!   a batch to the kernel. Frame octet 36 of a lent frame is 4096-aligned too, so `O_DIRECT`
 //!   still needs no bounce buffer.
-//! * [`PacketLink`] opened with [`open`] receives through a `PACKET_RX_RING` (TPACKET_V2, the
-//!   private `ring` module) when the kernel grants one, copying each frame from the ring into
-//!   the slot, and sends with one `sendmmsg(2)` per batch. It is the target's fallback
-//!   (`AOE_PACKET_RINGS=0`, or the kernel refused the mapped rings).
-//! * Without a ring ([`open_queued`], for the initiator; or an old kernel), one `recvmmsg(2)`
-//!   per batch.
+//! * [`PacketLink`] (what [`open`] and [`open_queued`] give, and the target's fallback when
+//!   the kernel refuses the mapped rings or `AOE_PACKET_RINGS=0`) receives the frames queued
+//!   on the socket with one `recvmmsg(2)` per batch, straight into the slots, and sends with
+//!   one `sendmmsg(2)` per batch.
 //!
 //! A slot whose length is 0 after [`Link::recv`] held a frame that the link filtered out (too
 //! long for the slot, or sent by this host); skip it. [`Link::send`] skips slots of length 0.
@@ -73,7 +71,6 @@ mod error;
 mod ifreq;
 mod mmap_ring;
 mod packet;
-mod ring;
 mod tap;
 
 pub use bufs::{DEFAULT_DATA_ALIGN, FrameBufs};
@@ -255,8 +252,8 @@ pub fn open_target(spec: &LinkSpec) -> Result<Box<dyn Link>, NetError> {
     }
 }
 
-/// As [`open`], but an `AF_PACKET` link receives with `recvmmsg` from the socket queue, never
-/// through a receive ring. For the `aoe` initiator: on a veth pair the kernel delivers a frame
+/// The link for the `aoe` initiator: as [`open`], and guaranteed to receive from the socket
+/// queue (`recvmmsg`), never through a receive ring. On a veth pair the kernel delivers a frame
 /// into the receiver's ring in the *sender's* context, so a ring at the initiator would make
 /// the target pay (in its measured CPU time) for the initiator's copy; with the socket queue
 /// that copy happens in the initiator's own `recvmmsg`.
@@ -264,10 +261,7 @@ pub fn open_target(spec: &LinkSpec) -> Result<Box<dyn Link>, NetError> {
 /// # Errors
 /// As [`open`].
 pub fn open_queued(spec: &LinkSpec) -> Result<Box<dyn Link>, NetError> {
-    Ok(match spec {
-        LinkSpec::Packet { interface } => Box::new(PacketLink::open_with(interface, false)?),
-        LinkSpec::Tap { .. } => open(spec)?,
-    })
+    open(spec)
 }
 
 /// Socket buffer octets that hold `frames` frames of an interface with MTU `mtu` without a drop.

@@ -1,7 +1,11 @@
-//! The `AF_PACKET` backend: a raw socket bound to one interface for EtherType 0x88A2.
+//! The `AF_PACKET` backend: a raw socket bound to one interface for EtherType 0x88A2, receiving
+//! with `recvmmsg(2)` and sending with `sendmmsg(2)`, one call per batch.
+//!
+//! It also holds the socket plumbing the ring backend ([`super::RingLink`]) shares: opening and
+//! binding the socket, socket options, waiting in `poll(2)`, `SO_ERROR`, drop counts and buffer
+//! sizes.
 
 use super::ifreq;
-use super::ring::RxRing;
 use super::{ETHERTYPE_AOE, FrameBufs, Link, Mac, NetError};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -28,10 +32,6 @@ pub(super) const fn socklen_of<T>() -> libc::socklen_t {
     size_of::<T>() as libc::socklen_t
 }
 
-/// Slots of the receive ring: 8 MiB of kernel memory per socket; holds the summed Buffer
-/// Counts of up to eight exports of 64 on one interface, jumbo frames included.
-const RING_SLOTS: usize = 512;
-
 /// How long [`Link::send`] keeps retrying while the device queue is full before it drops frames.
 const SEND_RETRY_LIMIT: Duration = Duration::from_millis(200);
 
@@ -48,8 +48,6 @@ pub struct PacketLink {
     msgs: Vec<libc::mmsghdr>,
     iovs: Vec<libc::iovec>,
     addrs: Vec<libc::sockaddr_ll>,
-    /// The receive ring, when the kernel granted one; otherwise frames come by `recvmmsg`.
-    ring: Option<RxRing>,
 }
 
 // SAFETY: the only non-Send fields are the raw pointers inside the scratch vectors. They are
@@ -68,18 +66,29 @@ impl std::fmt::Debug for PacketLink {
     }
 }
 
-fn set_int_option(fd: &OwnedFd, level: libc::c_int, option: libc::c_int, value: i32) -> bool {
-    // SAFETY: `value` is a live c_int and its size is passed; setsockopt only reads it.
+/// `setsockopt(fd, level, option, value)` for a plain C value; false when the kernel refuses.
+pub(super) fn set_option<T>(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    option: libc::c_int,
+    value: &T,
+) -> bool {
+    // SAFETY: `value` is a live, initialised `T` and its exact size is passed; setsockopt only
+    // reads it.
     let rc = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             level,
             option,
-            std::ptr::from_ref(&value).cast(),
-            socklen_of::<libc::c_int>(),
+            std::ptr::from_ref(value).cast(),
+            socklen_of::<T>(),
         )
     };
     rc == 0
+}
+
+fn set_int_option(fd: &OwnedFd, level: libc::c_int, option: libc::c_int, value: i32) -> bool {
+    set_option(fd, level, option, &value)
 }
 
 fn get_int_option(fd: &OwnedFd, level: libc::c_int, option: libc::c_int) -> Option<i32> {
@@ -100,6 +109,12 @@ fn get_int_option(fd: &OwnedFd, level: libc::c_int, option: libc::c_int) -> Opti
 
 /// Waits until `fd` is readable or `timeout` passes; false on timeout or signal.
 pub(crate) fn wait_readable(fd: libc::c_int, timeout: Option<Duration>) -> io::Result<bool> {
+    Ok(poll_in(fd, timeout)? != 0)
+}
+
+/// Waits in `poll(2)` until `fd` is readable (or reports an error) or `timeout` passes, and
+/// returns the events seen (`POLLIN`, `POLLERR`, ...): 0 on timeout or signal.
+pub(super) fn poll_in(fd: libc::c_int, timeout: Option<Duration>) -> io::Result<libc::c_short> {
     let millis = match timeout {
         None => -1,
         // Round up so that a 0.5 ms timeout waits instead of spinning.
@@ -115,12 +130,25 @@ pub(crate) fn wait_readable(fd: libc::c_int, timeout: Option<Duration>) -> io::R
     if rc < 0 {
         let error = io::Error::last_os_error();
         return if error.kind() == io::ErrorKind::Interrupted {
-            Ok(false)
+            Ok(0)
         } else {
             Err(error)
         };
     }
-    Ok(rc > 0)
+    Ok(if rc > 0 { poll_fd.revents } else { 0 })
+}
+
+/// The error pending on socket `fd` (interface down or gone), if any, as the error of a
+/// receive on `name`; reading it (`SO_ERROR`) clears it.
+pub(super) fn socket_error(fd: &OwnedFd, name: &str) -> Option<NetError> {
+    match get_int_option(fd, libc::SOL_SOCKET, libc::SO_ERROR) {
+        Some(code) if code != 0 => Some(NetError::os(
+            name,
+            "receive frames",
+            io::Error::from_raw_os_error(code),
+        )),
+        _ => None,
+    }
 }
 
 /// True for errors that mean "the device queue is full right now; try again shortly".
@@ -208,15 +236,6 @@ impl PacketLink {
     /// [`NetError::InterfaceDown`], [`NetError::NoPermission`] (no `CAP_NET_RAW`), or
     /// [`NetError::Io`].
     pub fn open(interface: &str) -> Result<PacketLink, NetError> {
-        PacketLink::open_with(interface, true)
-    }
-
-    /// As [`open`](Self::open); with `ring` false, frames are received with `recvmmsg` from the
-    /// socket queue instead of a receive ring (see [`super::open_queued`]).
-    ///
-    /// # Errors
-    /// As [`open`](Self::open).
-    pub fn open_with(interface: &str, ring: bool) -> Result<PacketLink, NetError> {
         let bound = open_bound(interface, true, |_| Ok(()))?;
         let mut link = PacketLink {
             fd: bound.fd,
@@ -227,18 +246,8 @@ impl PacketLink {
             msgs: Vec::new(),
             iovs: Vec::new(),
             addrs: Vec::new(),
-            ring: None,
         };
-        // Attaching the ring also discards what was queued before it; without a ring, do that
-        // ourselves.
-        match ring.then(|| RxRing::attach(&link.fd, RING_SLOTS)) {
-            Some(Ok(ring)) => link.ring = Some(ring),
-            Some(Err(error)) => {
-                log::debug!("{interface}: no receive ring ({error}); using recvmmsg");
-                link.discard_queued();
-            }
-            None => link.discard_queued(),
-        }
+        link.discard_queued();
         Ok(link)
     }
 
@@ -258,7 +267,6 @@ impl PacketLink {
             msgs: Vec::new(),
             iovs: Vec::new(),
             addrs: Vec::new(),
-            ring: None,
         })
     }
 
@@ -296,7 +304,6 @@ impl PacketLink {
         }
     }
 
-    /// One non-blocking recvmmsg into slots `0..count`; `Ok(0)` when nothing is queued.
     /// Sets `SO_RCVTIMEO` to `timeout` (0 = forever) unless it already is.
     fn set_receive_timeout(&mut self, timeout: Duration) -> Result<(), NetError> {
         if self.receive_timeout == Some(timeout) {
@@ -479,29 +486,6 @@ impl Link for PacketLink {
     }
 
     fn recv(&mut self, bufs: &mut FrameBufs, timeout: Option<Duration>) -> Result<usize, NetError> {
-        if let Some(ring) = &mut self.ring {
-            // Frames already in the ring cost no system call; otherwise wait for one.
-            if !ring.ready() && timeout != Some(Duration::ZERO) {
-                let ready = wait_readable(self.fd.as_raw_fd(), timeout)
-                    .map_err(|error| NetError::os(&self.name, "wait for frames", error))?;
-                if !ready {
-                    return Ok(0);
-                }
-                if !ring.ready() {
-                    // Woken without a frame: an error the kernel reports (the interface went
-                    // down or away), which recvmmsg would have returned. SO_ERROR clears it.
-                    return match get_int_option(&self.fd, libc::SOL_SOCKET, libc::SO_ERROR) {
-                        Some(code) if code != 0 => Err(NetError::os(
-                            &self.name,
-                            "receive frames",
-                            io::Error::from_raw_os_error(code),
-                        )),
-                        _ => Ok(0),
-                    };
-                }
-            }
-            return Ok(ring.drain(bufs));
-        }
         // One system call per batch: block for the first frame (SO_RCVTIMEO bounds the wait),
         // then take what is queued. A zero timeout polls.
         match timeout {
