@@ -68,6 +68,8 @@ fn main() {
     let seconds: f64 = args[6].parse().expect("seconds");
     let target_pid: Option<u32> = args.get(7).map(|p| p.parse().expect("pid"));
 
+    // PacketLink receives from the socket queue: on veth, filling a receive ring would be
+    // billed to the sender (the target under test).
     let mut link = PacketLink::open(&args[0]).expect("open link");
     // Room for a full window of jumbo replies, or the initiator itself drops them.
     let _ = link.set_buffer_bytes(

@@ -124,7 +124,7 @@ impl Supervisor {
             .flat_map(|export: &Arc<Export>| &export.spec().links)
         {
             if !self.links.contains_key(spec) && !new_links.iter().any(|(s, _)| s == spec) {
-                let link = net::open(spec).map_err(|error| error.to_string())?;
+                let link = net::open_target(spec).map_err(|error| error.to_string())?;
                 new_links.push((spec.clone(), link));
             }
         }

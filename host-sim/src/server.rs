@@ -334,7 +334,7 @@ impl LinkWorker {
     /// Opens the link again by name (after it failed); true on success. A new link starts
     /// with no exports picked up, so every export is announced again.
     fn reopen(&mut self) -> bool {
-        match net::open(&self.spec) {
+        match net::open_target(&self.spec) {
             Ok(link) => {
                 log::info!(
                     "{}: reopened ({})",
@@ -342,6 +342,9 @@ impl LinkWorker {
                     format_mac(&link.mac())
                 );
                 self.link = link;
+                // Frames lent by the old link's rings go back with its mapping.
+                self.rx.unlend();
+                self.tx.unlend();
                 self.current = Arc::new(Vec::new());
                 true
             }
@@ -430,6 +433,8 @@ impl LinkWorker {
 
     /// Accepts, runs and answers `received` frames from `self.rx`.
     fn process(&mut self, received: usize) {
+        // Reply slots become transmit ring frames where the link has rings (no copy on send).
+        self.link.prepare_send(&mut self.tx);
         let mut port = self.port();
         let mut replies = 0;
         let routes = Arc::clone(&self.current);
@@ -450,6 +455,7 @@ impl LinkWorker {
                 }
                 if replies == self.tx.count() {
                     self.finish(&routes, replies);
+                    self.link.prepare_send(&mut self.tx);
                     replies = 0;
                 }
                 let frame = self.rx.frame(rx_slot);

@@ -299,7 +299,14 @@ impl Engine {
     {
         let mut issuing = true;
         loop {
-            let now = link.now();
+            let mut now = link.now();
+            if self.in_flight > 0 && self.next_deadline() <= now {
+                // A deadline passed while this process was not running (a busy host): take the
+                // replies that arrived meanwhile before retransmitting anything, so a stall of
+                // the initiator is not counted against the target.
+                self.receive(link, Duration::ZERO, work)?;
+                now = link.now();
+            }
             while issuing && self.in_flight < self.config.window {
                 match work.next(now) {
                     Next::Issue(req) => self.issue(req, now, work)?,
@@ -319,18 +326,25 @@ impl Engine {
                 ));
             }
             let timeout = self.next_deadline().saturating_sub(now);
-            let mut failure = None;
-            link.recv(timeout, &mut |frame, at| {
-                if failure.is_none()
-                    && let Err(err) = self.on_frame(frame, at, work)
-                {
-                    failure = Some(err);
-                }
-            })?;
-            if let Some(err) = failure {
-                return Err(err);
-            }
+            self.receive(link, timeout, work)?;
         }
+    }
+
+    /// One receive call of up to `timeout`; hands each reply to [`Self::on_frame`].
+    fn receive<L, W>(&mut self, link: &mut L, timeout: Duration, work: &mut W) -> Result<(), Error>
+    where
+        L: Link + ?Sized,
+        W: Workload + ?Sized,
+    {
+        let mut failure = None;
+        link.recv(timeout, &mut |frame, at| {
+            if failure.is_none()
+                && let Err(err) = self.on_frame(frame, at, work)
+            {
+                failure = Some(err);
+            }
+        })?;
+        failure.map_or(Ok(()), Err)
     }
 
     /// Forgets every outstanding frame (after an error), so the engine can run again.

@@ -36,7 +36,8 @@ impl NetPort {
     /// # Errors
     /// When the interface is missing, down, or raw sockets are not permitted.
     pub fn open(spec: &LinkSpec) -> Result<NetPort, NetError> {
-        let mut link = net::open(spec)?;
+        // No receive ring: on a veth pair the target would pay for filling it (see open_queued).
+        let mut link = net::open_queued(spec)?;
         let mtu = link.mtu()?;
         let bytes = net::buffer_bytes_for(SOCKET_FRAMES, mtu);
         // Best effort: smaller buffers only mean drops, which retransmission covers.

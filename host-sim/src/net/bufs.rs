@@ -1,4 +1,15 @@
 //! Frame slots whose AoE data (frame octet 36) is aligned for `O_DIRECT`.
+//!
+//! A [`FrameBufs`] owns its memory, but a ring-backed link ([`RingLink`](super::RingLink)) may
+//! *lend* it frames of its memory-mapped rings: then a slot reads and writes the ring frame
+//! itself, and no octet is copied between ring and slot. A lent receive frame stays the
+//! program's until the same `FrameBufs` is lent new frames or dropped (only then is it handed
+//! back to the kernel, so no slice of it can be alive while the kernel writes it); lent transmit
+//! frames are recalled when the link sends (a generation count), after which the slots show
+//! their own memory again.
+
+use super::mmap_ring::{RING_FRAMES, RingMap, RingSide};
+use std::sync::Arc;
 
 /// Default alignment of frame octet 36: a page, which satisfies `O_DIRECT` on disks with 512-
 /// and 4096-octet logical sectors.
@@ -21,6 +32,56 @@ pub struct FrameBufs {
     capacity: usize,
     lens: Vec<usize>,
     align: usize,
+    lent: Option<Lent>,
+}
+
+/// Ring frames lent to the slots of a [`FrameBufs`].
+#[derive(Debug)]
+pub(crate) struct Lent {
+    /// The mapping the frames live in; held so that it outlives every slot pointing into it.
+    map: Arc<RingMap>,
+    kind: LentKind,
+}
+
+#[derive(Debug)]
+enum LentKind {
+    /// Per slot, the receive frame lent to it, if any (others use their own memory).
+    Rx(Vec<Option<usize>>),
+    /// Slot `i` is transmit frame `(base + i) mod RING_FRAMES`, while the ring's generation is `generation`.
+    Tx { base: usize, generation: u64 },
+}
+
+impl Lent {
+    /// The ring frame lent to `slot`, if the lend holds.
+    fn frame(&self, slot: usize) -> Option<(RingSide, usize)> {
+        match &self.kind {
+            LentKind::Rx(frames) => Some((RingSide::Rx, (*frames.get(slot)?)?)),
+            LentKind::Tx { base, generation } => (self.map.tx_generation() == *generation)
+                .then_some((RingSide::Tx, (base + slot) % RING_FRAMES)),
+        }
+    }
+
+    /// Hands lent receive frames back to the kernel and forgets every lend.
+    fn release(&mut self) {
+        match &mut self.kind {
+            LentKind::Rx(frames) => {
+                for entry in frames.iter_mut() {
+                    if let Some(frame) = entry.take() {
+                        self.map.release_rx(frame);
+                    }
+                }
+            }
+            LentKind::Tx { generation, .. } => *generation = u64::MAX,
+        }
+    }
+}
+
+impl Drop for FrameBufs {
+    fn drop(&mut self) {
+        if let Some(lent) = &mut self.lent {
+            lent.release();
+        }
+    }
 }
 
 impl FrameBufs {
@@ -48,6 +109,7 @@ impl FrameBufs {
             capacity,
             lens: vec![0; count],
             align,
+            lent: None,
         }
     }
 
@@ -72,12 +134,27 @@ impl FrameBufs {
         start..start + self.capacity
     }
 
+    /// The map offset of frame octet 0 of `slot` if a ring frame is lent to it (and the lend
+    /// is still valid).
+    fn lent_offset(&self, slot: usize) -> Option<(&Arc<RingMap>, usize)> {
+        let lent = self.lent.as_ref()?;
+        let (side, frame) = lent.frame(slot)?;
+        Some((&lent.map, RingMap::data_frame_offset(side, frame)))
+    }
+
     /// The whole slot, whatever its length.
     ///
     /// # Panics
     /// If `slot >= count()` (a programming error).
     pub fn slot(&self, slot: usize) -> &[u8] {
         let range = self.range(slot);
+        if let Some((map, offset)) = self.lent_offset(slot) {
+            // SAFETY: the link lent `capacity` octets at `offset` (checked against the frame
+            // size when lent); `map` keeps the mapping alive as long as `self`. The frame is
+            // the program's (receive: status USER until this `FrameBufs` releases it; transmit:
+            // AVAILABLE, which the kernel does not touch), and `&self` keeps `&mut` access out.
+            return unsafe { std::slice::from_raw_parts(map.at(offset), self.capacity) };
+        }
         &self.raw[range]
     }
 
@@ -87,6 +164,10 @@ impl FrameBufs {
     /// If `slot >= count()`.
     pub fn slot_mut(&mut self, slot: usize) -> &mut [u8] {
         let range = self.range(slot);
+        if let Some((map, offset)) = self.lent_offset(slot) {
+            // SAFETY: as in `slot`; `&mut self` makes this the only live view of the frame.
+            return unsafe { std::slice::from_raw_parts_mut(map.at(offset), self.capacity) };
+        }
         &mut self.raw[range]
     }
 
@@ -122,17 +203,96 @@ impl FrameBufs {
 
     /// Start of `slot` for the kernel to write into.
     ///
-    /// Every such pointer is derived from the same base pointer, so pointers to different
-    /// slots stay valid together (for one vectored system call).
+    /// Every such pointer is derived from the same base pointer (the owned buffer or the ring
+    /// mapping), so pointers to different slots stay valid together (for one vectored call).
     pub(crate) fn slot_ptr_mut(&mut self, slot: usize) -> *mut u8 {
         let start = self.range(slot).start;
+        if let Some((map, offset)) = self.lent_offset(slot) {
+            return map.at(offset);
+        }
         self.raw.as_mut_ptr().wrapping_add(start)
     }
 
     /// Start of `slot` for the kernel to read from.
     pub(crate) fn slot_ptr(&self, slot: usize) -> *const u8 {
         let start = self.range(slot).start;
+        if let Some((map, offset)) = self.lent_offset(slot) {
+            return map.at(offset);
+        }
         self.raw.as_ptr().wrapping_add(start)
+    }
+
+    /// Gives back lent receive frames and forgets every lend: all slots use their own memory.
+    pub(crate) fn unlend(&mut self) {
+        if let Some(lent) = &mut self.lent {
+            lent.release();
+        }
+    }
+
+    /// Makes this `FrameBufs` lend-able by `map`, dropping lends of another map.
+    fn lent_from(&mut self, map: &Arc<RingMap>, kind: impl FnOnce(usize) -> LentKind) -> &mut Lent {
+        let same = self
+            .lent
+            .as_ref()
+            .is_some_and(|lent| Arc::ptr_eq(&lent.map, map));
+        if !same {
+            self.unlend();
+            self.lent = Some(Lent {
+                map: Arc::clone(map),
+                kind: kind(self.count()),
+            });
+        }
+        let Some(lent) = self.lent.as_mut() else {
+            unreachable!("set above")
+        };
+        lent
+    }
+
+    /// Lends receive frame `frame` of `map` to `slot`, until [`unlend`](Self::unlend) or drop
+    /// hands it back to the kernel. The caller guarantees that the frame was taken from the
+    /// kernel for this `FrameBufs` alone and that `capacity()` octets from its
+    /// [`RingMap::data_frame_offset`] lie inside it.
+    pub(crate) fn lend_rx(&mut self, map: &Arc<RingMap>, slot: usize, frame: usize) {
+        let count = self.count();
+        let lent = self.lent_from(map, |count| LentKind::Rx(vec![None; count]));
+        match &mut lent.kind {
+            LentKind::Rx(frames) => {
+                if let Some(Some(old)) = frames.get_mut(slot).map(|entry| entry.replace(frame)) {
+                    lent.map.release_rx(old);
+                }
+            }
+            LentKind::Tx { .. } => {
+                let mut frames = vec![None; count];
+                if let Some(entry) = frames.get_mut(slot) {
+                    *entry = Some(frame);
+                }
+                lent.kind = LentKind::Rx(frames);
+            }
+        }
+    }
+
+    /// Lends transmit frames `base..base + count()` of `map` to slots `0..count()` while the
+    /// ring's generation is `generation`. The caller guarantees that those frames are free
+    /// (the kernel does not touch them) and hold `capacity()` octets from their
+    /// [`RingMap::data_frame_offset`].
+    pub(crate) fn lend_tx(&mut self, map: &Arc<RingMap>, base: usize, generation: u64) {
+        let lent = self.lent_from(map, |_| LentKind::Tx { base, generation });
+        if let LentKind::Rx(_) = lent.kind {
+            lent.release();
+        }
+        lent.kind = LentKind::Tx { base, generation };
+    }
+
+    /// The transmit ring frame lent to `slot` by `map`, if the lend is still valid.
+    pub(crate) fn lent_tx_frame(&self, map: &Arc<RingMap>, slot: usize) -> Option<usize> {
+        let lent = self.lent.as_ref()?;
+        if !Arc::ptr_eq(&lent.map, map) {
+            return None;
+        }
+        match lent.frame(slot)? {
+            (RingSide::Tx, frame) => Some(frame),
+            (RingSide::Rx, _) => None,
+        }
     }
 
     /// An `iovec` for octets `range` of `slot` (clamped to the slot), for the kernel to write

@@ -22,14 +22,21 @@
 //!
 //! # Batches
 //!
-//! [`Link::recv`] fills slots `0..n` of a [`FrameBufs`] with one `recvmmsg(2)` (waiting at most
-//! the given timeout for the first frame, then taking whatever else is already queued), and
-//! [`Link::send`] sends slots `0..n` with `sendmmsg(2)`. We chose `recvmmsg`/`sendmmsg` over
-//! `PACKET_MMAP` rings: the kernel copies each frame once either way, but with our own buffers
-//! the data of every frame sits at an aligned address for `O_DIRECT` and the same buffer holds
-//! the request and can become the reply, while ring slots have a fixed header layout, must be
-//! handed back in order, and would force a copy for `O_DIRECT` writes. Under load one system call
-//! moves a whole batch, which is what removes the per-frame cost.
+//! [`Link::recv`] fills slots `0..n` of a [`FrameBufs`], waiting at most the given timeout for
+//! the first frame, then taking whatever else is already queued, and [`Link::send`] sends slots
+//! `0..n`. Two ways:
+//!
+//! * [`RingLink`] (what the target uses, through [`open_target`]) maps `PACKET_MMAP` receive
+//!   and transmit rings: the kernel writes arriving frames into the receive ring as they come,
+//!   `recv` lends the ready ring frames to the slots (no system call while frames wait, no copy
+//!   in user space), and [`Link::prepare_send`] lends free transmit frames, so replies are
+//!   built, and READ data read from disk, where the kernel sends them from; one `send(2)` hands
+//!   a batch to the kernel. Frame octet 36 of a lent frame is 4096-aligned too, so `O_DIRECT`
+//!   still needs no bounce buffer.
+//! * [`PacketLink`] (what [`open`] and [`open_queued`] give, and the target's fallback when
+//!   the kernel refuses the mapped rings or `AOE_PACKET_RINGS=0`) receives the frames queued
+//!   on the socket with one `recvmmsg(2)` per batch, straight into the slots, and sends with
+//!   one `sendmmsg(2)` per batch.
 //!
 //! A slot whose length is 0 after [`Link::recv`] held a frame that the link filtered out (too
 //! long for the slot, or sent by this host); skip it. [`Link::send`] skips slots of length 0.
@@ -62,11 +69,13 @@
 mod bufs;
 mod error;
 mod ifreq;
+mod mmap_ring;
 mod packet;
 mod tap;
 
 pub use bufs::{DEFAULT_DATA_ALIGN, FrameBufs};
 pub use error::NetError;
+pub use mmap_ring::{RING_DATA_ALIGN, RING_FRAME_SIZE, RING_FRAMES, RingLink};
 pub use packet::PacketLink;
 pub use tap::TapLink;
 
@@ -120,6 +129,17 @@ pub trait Link: Send {
     /// # Errors
     /// When the kernel refuses a frame for a reason other than a momentarily full queue.
     fn send(&mut self, bufs: &FrameBufs, count: usize) -> Result<usize, NetError>;
+
+    /// Readies slots of `bufs` for building the frames of the next [`send`](Self::send).
+    ///
+    /// A ring-backed link lends its free transmit frames to the slots, so frames are built
+    /// (and READ data is read from disk) where the kernel sends them from, with no copy. The
+    /// lend lasts until the next `send` or `send_frame` on this link; after it the slots show
+    /// their own memory again, so call this before building each batch. Other links need
+    /// nothing (the default does nothing); frames built without it are copied as usual.
+    fn prepare_send(&mut self, bufs: &mut FrameBufs) {
+        let _ = bufs;
+    }
 
     /// Sends one frame from any buffer (announcements, tools). Slower than [`send`](Self::send)
     /// for many frames.
@@ -200,6 +220,48 @@ pub fn open(spec: &LinkSpec) -> Result<Box<dyn Link>, NetError> {
         LinkSpec::Packet { interface } => Box::new(PacketLink::open(interface)?),
         LinkSpec::Tap { interface, mac } => Box::new(TapLink::open(interface, *mac)?),
     })
+}
+
+/// Opens the link `spec` describes for a target: an `AF_PACKET` interface gets a
+/// [`RingLink`] (`PACKET_MMAP` rings: no receive call while frames wait, no copy in user
+/// space), falling back to [`PacketLink`] when the kernel refuses the rings or when the
+/// environment variable `AOE_PACKET_RINGS=0` asks for the plain socket. TAP devices as in
+/// [`open`].
+///
+/// Two more environment variables exist for measurements: `AOE_TX_RING=0` sends with
+/// `sendmmsg` (on a second, send-only socket) instead of the transmit ring, and
+/// `AOE_TX_LINEAR_MAX=N` sends frames longer than `N` octets by page reference
+/// ([`RingLink::set_linear_max`]).
+///
+/// # Errors
+/// As [`open`].
+pub fn open_target(spec: &LinkSpec) -> Result<Box<dyn Link>, NetError> {
+    let LinkSpec::Packet { interface } = spec else {
+        return open(spec);
+    };
+    if std::env::var_os("AOE_PACKET_RINGS").is_some_and(|value| value == "0") {
+        return open(spec);
+    }
+    match RingLink::open(interface) {
+        Ok(link) => Ok(Box::new(link)),
+        Err(error @ NetError::Io { .. }) => {
+            log::info!("{error}; using a plain packet socket");
+            open(spec)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// The link for the `aoe` initiator: as [`open`], and guaranteed to receive from the socket
+/// queue (`recvmmsg`), never through a receive ring. On a veth pair the kernel delivers a frame
+/// into the receiver's ring in the *sender's* context, so a ring at the initiator would make
+/// the target pay (in its measured CPU time) for the initiator's copy; with the socket queue
+/// that copy happens in the initiator's own `recvmmsg`.
+///
+/// # Errors
+/// As [`open`].
+pub fn open_queued(spec: &LinkSpec) -> Result<Box<dyn Link>, NetError> {
+    open(spec)
 }
 
 /// Socket buffer octets that hold `frames` frames of an interface with MTU `mtu` without a drop.

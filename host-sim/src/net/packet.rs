@@ -1,4 +1,9 @@
-//! The `AF_PACKET` backend: a raw socket bound to one interface for EtherType 0x88A2.
+//! The `AF_PACKET` backend: a raw socket bound to one interface for EtherType 0x88A2, receiving
+//! with `recvmmsg(2)` and sending with `sendmmsg(2)`, one call per batch.
+//!
+//! It also holds the socket plumbing the ring backend ([`super::RingLink`]) shares: opening and
+//! binding the socket, socket options, waiting in `poll(2)`, `SO_ERROR`, drop counts and buffer
+//! sizes.
 
 use super::ifreq;
 use super::{ETHERTYPE_AOE, FrameBufs, Link, Mac, NetError};
@@ -10,9 +15,9 @@ use std::time::Duration;
 /// frames the host itself sends. Not in every `libc` release, so spelled out here.
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 /// `sll_pkttype` of a frame the host sent (seen when `PACKET_IGNORE_OUTGOING` is unavailable).
-const PACKET_OUTGOING: u8 = 4;
+pub(super) const PACKET_OUTGOING: u8 = 4;
 /// `sll_pkttype` of a frame for another host's unicast MAC (promiscuous mode).
-const PACKET_OTHERHOST: u8 = 3;
+pub(super) const PACKET_OTHERHOST: u8 = 3;
 /// `SO_RCVBUFFORCE`/`SO_SNDBUFFORCE`: set buffer sizes above `net.core.[rw]mem_max`; needs
 /// `CAP_NET_ADMIN`. Same value on every architecture that uses the generic socket numbers.
 const SO_RCVBUFFORCE: libc::c_int = 33;
@@ -23,7 +28,7 @@ const _: () = assert!(AF_PACKET_FAMILY as libc::c_int == libc::AF_PACKET);
 
 /// The size of a C struct as the kernel's length type; every such struct is far below 4 GiB.
 #[allow(clippy::cast_possible_truncation)]
-const fn socklen_of<T>() -> libc::socklen_t {
+pub(super) const fn socklen_of<T>() -> libc::socklen_t {
     size_of::<T>() as libc::socklen_t
 }
 
@@ -61,18 +66,29 @@ impl std::fmt::Debug for PacketLink {
     }
 }
 
-fn set_int_option(fd: &OwnedFd, level: libc::c_int, option: libc::c_int, value: i32) -> bool {
-    // SAFETY: `value` is a live c_int and its size is passed; setsockopt only reads it.
+/// `setsockopt(fd, level, option, value)` for a plain C value; false when the kernel refuses.
+pub(super) fn set_option<T>(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    option: libc::c_int,
+    value: &T,
+) -> bool {
+    // SAFETY: `value` is a live, initialised `T` and its exact size is passed; setsockopt only
+    // reads it.
     let rc = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             level,
             option,
-            std::ptr::from_ref(&value).cast(),
-            socklen_of::<libc::c_int>(),
+            std::ptr::from_ref(value).cast(),
+            socklen_of::<T>(),
         )
     };
     rc == 0
+}
+
+fn set_int_option(fd: &OwnedFd, level: libc::c_int, option: libc::c_int, value: i32) -> bool {
+    set_option(fd, level, option, &value)
 }
 
 fn get_int_option(fd: &OwnedFd, level: libc::c_int, option: libc::c_int) -> Option<i32> {
@@ -93,6 +109,12 @@ fn get_int_option(fd: &OwnedFd, level: libc::c_int, option: libc::c_int) -> Opti
 
 /// Waits until `fd` is readable or `timeout` passes; false on timeout or signal.
 pub(crate) fn wait_readable(fd: libc::c_int, timeout: Option<Duration>) -> io::Result<bool> {
+    Ok(poll_in(fd, timeout)? != 0)
+}
+
+/// Waits in `poll(2)` until `fd` is readable (or reports an error) or `timeout` passes, and
+/// returns the events seen (`POLLIN`, `POLLERR`, ...): 0 on timeout or signal.
+pub(super) fn poll_in(fd: libc::c_int, timeout: Option<Duration>) -> io::Result<libc::c_short> {
     let millis = match timeout {
         None => -1,
         // Round up so that a 0.5 ms timeout waits instead of spinning.
@@ -108,20 +130,99 @@ pub(crate) fn wait_readable(fd: libc::c_int, timeout: Option<Duration>) -> io::R
     if rc < 0 {
         let error = io::Error::last_os_error();
         return if error.kind() == io::ErrorKind::Interrupted {
-            Ok(false)
+            Ok(0)
         } else {
             Err(error)
         };
     }
-    Ok(rc > 0)
+    Ok(if rc > 0 { poll_fd.revents } else { 0 })
+}
+
+/// The error pending on socket `fd` (interface down or gone), if any, as the error of a
+/// receive on `name`; reading it (`SO_ERROR`) clears it.
+pub(super) fn socket_error(fd: &OwnedFd, name: &str) -> Option<NetError> {
+    match get_int_option(fd, libc::SOL_SOCKET, libc::SO_ERROR) {
+        Some(code) if code != 0 => Some(NetError::os(
+            name,
+            "receive frames",
+            io::Error::from_raw_os_error(code),
+        )),
+        _ => None,
+    }
 }
 
 /// True for errors that mean "the device queue is full right now; try again shortly".
-fn is_queue_full(error: &io::Error) -> bool {
+pub(super) fn is_queue_full(error: &io::Error) -> bool {
     matches!(
         error.raw_os_error(),
         Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR)
     )
+}
+
+/// A packet socket bound to one interface for EtherType 0x88A2.
+pub(super) struct Bound {
+    pub(super) fd: OwnedFd,
+    pub(super) mac: Mac,
+    pub(super) ignores_outgoing: bool,
+}
+
+/// Checks `interface` (name valid, exists, up), opens a raw packet socket, lets `configure`
+/// set options on it while it receives nothing yet (rings must be set up before frames
+/// arrive), then binds it to `interface` for EtherType 0x88A2 (`receive`) or for sending only.
+pub(super) fn open_bound(
+    interface: &str,
+    receive: bool,
+    configure: impl FnOnce(&OwnedFd) -> Result<(), NetError>,
+) -> Result<Bound, NetError> {
+    let control = ifreq::control_socket(interface)?;
+    let index = ifreq::index(&control, interface)?;
+    if !ifreq::is_up(&control, interface)? {
+        return Err(NetError::InterfaceDown(interface.to_owned()));
+    }
+    let protocol = if receive { ETHERTYPE_AOE.to_be() } else { 0 };
+    // Protocol 0: the socket receives nothing until bind(2) names the EtherType and the
+    // interface, so no frame of another interface slips in (or into a ring) before.
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        let error = io::Error::last_os_error();
+        return Err(match error.raw_os_error() {
+            Some(libc::EPERM | libc::EACCES) => NetError::NoPermission {
+                interface: interface.to_owned(),
+                what: "open a raw packet socket",
+                capability: "CAP_NET_RAW",
+            },
+            _ => NetError::os(interface, "open a raw packet socket", error),
+        });
+    }
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+
+    configure(&fd)?;
+
+    // SAFETY: sockaddr_ll is a plain C struct; all-zero is valid before we fill it.
+    let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    address.sll_family = AF_PACKET_FAMILY;
+    address.sll_protocol = protocol;
+    address.sll_ifindex = index;
+    // SAFETY: `address` is a valid sockaddr_ll and its exact size is passed.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            std::ptr::from_ref(&address).cast(),
+            socklen_of::<libc::sockaddr_ll>(),
+        )
+    };
+    if rc < 0 {
+        return Err(NetError::last(interface, "bind the packet socket"));
+    }
+    let ignores_outgoing = set_int_option(&fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
+    let mac = ifreq::mac(&fd, interface)?;
+    Ok(Bound {
+        fd,
+        mac,
+        ignores_outgoing,
+    })
 }
 
 impl PacketLink {
@@ -135,57 +236,12 @@ impl PacketLink {
     /// [`NetError::InterfaceDown`], [`NetError::NoPermission`] (no `CAP_NET_RAW`), or
     /// [`NetError::Io`].
     pub fn open(interface: &str) -> Result<PacketLink, NetError> {
-        let control = ifreq::control_socket(interface)?;
-        let index = ifreq::index(&control, interface)?;
-        if !ifreq::is_up(&control, interface)? {
-            return Err(NetError::InterfaceDown(interface.to_owned()));
-        }
-        let protocol = ETHERTYPE_AOE.to_be();
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::c_int::from(protocol),
-            )
-        };
-        if raw < 0 {
-            let error = io::Error::last_os_error();
-            return Err(match error.raw_os_error() {
-                Some(libc::EPERM | libc::EACCES) => NetError::NoPermission {
-                    interface: interface.to_owned(),
-                    what: "open a raw packet socket",
-                    capability: "CAP_NET_RAW",
-                },
-                _ => NetError::os(interface, "open a raw packet socket", error),
-            });
-        }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-
-        // SAFETY: sockaddr_ll is a plain C struct; all-zero is valid before we fill it.
-        let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        address.sll_family = AF_PACKET_FAMILY;
-        address.sll_protocol = protocol;
-        address.sll_ifindex = index;
-        // SAFETY: `address` is a valid sockaddr_ll and its exact size is passed.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                std::ptr::from_ref(&address).cast(),
-                socklen_of::<libc::sockaddr_ll>(),
-            )
-        };
-        if rc < 0 {
-            return Err(NetError::last(interface, "bind the packet socket"));
-        }
-        let ignores_outgoing = set_int_option(&fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
-        let mac = ifreq::mac(&fd, interface)?;
+        let bound = open_bound(interface, true, |_| Ok(()))?;
         let mut link = PacketLink {
-            fd,
+            fd: bound.fd,
             name: interface.to_owned(),
-            mac,
-            ignores_outgoing,
+            mac: bound.mac,
+            ignores_outgoing: bound.ignores_outgoing,
             receive_timeout: None,
             msgs: Vec::new(),
             iovs: Vec::new(),
@@ -193,6 +249,25 @@ impl PacketLink {
         };
         link.discard_queued();
         Ok(link)
+    }
+
+    /// A socket on `interface` that only sends (it is bound with protocol 0, so the kernel
+    /// hands it no frames); [`Link::recv`] on it never returns a frame.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_sender(interface: &str) -> Result<PacketLink, NetError> {
+        let bound = open_bound(interface, false, |_| Ok(()))?;
+        Ok(PacketLink {
+            fd: bound.fd,
+            name: interface.to_owned(),
+            mac: bound.mac,
+            ignores_outgoing: true,
+            receive_timeout: None,
+            msgs: Vec::new(),
+            iovs: Vec::new(),
+            addrs: Vec::new(),
+        })
     }
 
     /// Drops what the socket queued between socket(2) and bind(2), when it still listened on
@@ -229,7 +304,6 @@ impl PacketLink {
         }
     }
 
-    /// One non-blocking recvmmsg into slots `0..count`; `Ok(0)` when nothing is queued.
     /// Sets `SO_RCVTIMEO` to `timeout` (0 = forever) unless it already is.
     fn set_receive_timeout(&mut self, timeout: Duration) -> Result<(), NetError> {
         if self.receive_timeout == Some(timeout) {
@@ -370,26 +444,31 @@ impl PacketLink {
     /// Frames the kernel dropped because the receive buffer was full, since the last call
     /// (`PACKET_STATISTICS`, which resets on read).
     pub fn take_drops(&mut self) -> u64 {
-        let mut stats = libc::tpacket_stats {
-            tp_packets: 0,
-            tp_drops: 0,
-        };
-        let mut len = socklen_of::<libc::tpacket_stats>();
-        // SAFETY: `stats` and `len` are live and writable; the kernel writes at most `len` octets.
-        let rc = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_STATISTICS,
-                std::ptr::from_mut(&mut stats).cast(),
-                &mut len,
-            )
-        };
-        if rc == 0 {
-            u64::from(stats.tp_drops)
-        } else {
-            0
-        }
+        take_drops(&self.fd)
+    }
+}
+
+/// Frames the kernel dropped on socket `fd` since the last call (`PACKET_STATISTICS`).
+pub(super) fn take_drops(fd: &OwnedFd) -> u64 {
+    let mut stats = libc::tpacket_stats {
+        tp_packets: 0,
+        tp_drops: 0,
+    };
+    let mut len = socklen_of::<libc::tpacket_stats>();
+    // SAFETY: `stats` and `len` are live and writable; the kernel writes at most `len` octets.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            std::ptr::from_mut(&mut stats).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        u64::from(stats.tp_drops)
+    } else {
+        0
     }
 }
 
@@ -480,37 +559,47 @@ impl Link for PacketLink {
         rx_bytes: usize,
         tx_bytes: usize,
     ) -> Result<(usize, usize), NetError> {
-        // The kernel doubles what it is given (for its bookkeeping) and reports the doubled value.
-        let half = |bytes: usize| i32::try_from(bytes.div_ceil(2)).unwrap_or(i32::MAX / 2);
-        for (forced, plain, bytes, what) in [
-            (
-                SO_RCVBUFFORCE,
-                libc::SO_RCVBUF,
-                rx_bytes,
-                "set the receive buffer size",
-            ),
-            (
-                SO_SNDBUFFORCE,
-                libc::SO_SNDBUF,
-                tx_bytes,
-                "set the send buffer size",
-            ),
-        ] {
-            if !set_int_option(&self.fd, libc::SOL_SOCKET, forced, half(bytes))
-                && !set_int_option(&self.fd, libc::SOL_SOCKET, plain, half(bytes))
-            {
-                return Err(NetError::last(&self.name, what));
-            }
-        }
-        let granted = |option| {
-            get_int_option(&self.fd, libc::SOL_SOCKET, option)
-                .and_then(|value| usize::try_from(value).ok())
-                .unwrap_or(0)
-        };
-        Ok((granted(libc::SO_RCVBUF), granted(libc::SO_SNDBUF)))
+        set_buffer_bytes(&self.fd, &self.name, rx_bytes, tx_bytes)
     }
 
     fn take_drops(&mut self) -> u64 {
         PacketLink::take_drops(self)
     }
+}
+
+/// `Link::set_buffer_bytes` for a socket.
+pub(super) fn set_buffer_bytes(
+    fd: &OwnedFd,
+    name: &str,
+    rx_bytes: usize,
+    tx_bytes: usize,
+) -> Result<(usize, usize), NetError> {
+    // The kernel doubles what it is given (for its bookkeeping) and reports the doubled value.
+    let half = |bytes: usize| i32::try_from(bytes.div_ceil(2)).unwrap_or(i32::MAX / 2);
+    for (forced, plain, bytes, what) in [
+        (
+            SO_RCVBUFFORCE,
+            libc::SO_RCVBUF,
+            rx_bytes,
+            "set the receive buffer size",
+        ),
+        (
+            SO_SNDBUFFORCE,
+            libc::SO_SNDBUF,
+            tx_bytes,
+            "set the send buffer size",
+        ),
+    ] {
+        if !set_int_option(fd, libc::SOL_SOCKET, forced, half(bytes))
+            && !set_int_option(fd, libc::SOL_SOCKET, plain, half(bytes))
+        {
+            return Err(NetError::last(name, what));
+        }
+    }
+    let granted = |option| {
+        get_int_option(fd, libc::SOL_SOCKET, option)
+            .and_then(|value| usize::try_from(value).ok())
+            .unwrap_or(0)
+    };
+    Ok((granted(libc::SO_RCVBUF), granted(libc::SO_SNDBUF)))
 }
