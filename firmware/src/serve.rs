@@ -74,6 +74,9 @@ impl Defaults {
 /// `record_buffer` holds the state record while it is read or written (2 KiB: keep it in a
 /// `static`). If the boot fails (card too small or unreadable, invalid identity) the error is
 /// logged and the watchdog, no longer fed, resets the chip to try again.
+// Inlined: the caller never returns, so separate frames for it and this loop would only add
+// the caller's frame to the stack the loop runs on (measured: +552 bytes on lm3s6965evb).
+#[inline(always)]
 pub fn serve<M: EthernetMac, D: Disk>(
     mut mac: M,
     card: D,
