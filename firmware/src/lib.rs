@@ -2,9 +2,10 @@
 //!
 //! The board-independent half of the firmware: a [`Blade`] owns an [`aoe_core::Target`] over
 //! the card's exported area ([`ExportedDisk`]), the persisted state ([`persist`]) and the
-//! poll step that turns one received frame into at most one reply. A board binary
-//! (`src/bin/lm3s6965evb.rs`) brings up the hardware, then calls [`Blade::boot`] and
-//! [`Blade::poll`] in its main loop, feeding the watchdog.
+//! poll step that turns one received frame into at most one reply, and the main loop every
+//! board shares ([`serve`]: boot, announce, poll, housekeeping; [`report_crash`] for the
+//! panic and HardFault handlers). A board binary (`src/bin/<board>.rs`) brings up the
+//! hardware and the card, then hands the MAC, the card and its watchdog to [`serve`].
 //!
 //! Guarantees:
 //!
@@ -24,6 +25,9 @@
 
 mod fmt;
 pub mod persist;
+mod serve;
+
+pub use serve::{Crash, DEFAULT_SHELF, DEFAULT_SLOT, HOUSEKEEPING_EVERY, report_crash, serve};
 
 use aoe_core::disk::{Disk, Error as _, ErrorKind, Sector, range_fits};
 use aoe_core::wire::EthernetAddress;

@@ -1,10 +1,9 @@
 //! The EtherDrive blade on a WIZnet W5500-EVB-Pico: Ethernet through the W5500 in MACRAW
 //! mode, the disk on a microSD breakout on SPI1.
 //!
-//! Boot: board bring-up, watchdog on, SD card initialised (retried until a card answers),
-//! state record read, export made, announcement broadcast. Then the poll loop: feed the
-//! watchdog, answer one frame; when idle, retry an unsaved record, watch the link (announce
-//! again when it comes up) and log the deepest stack use so far.
+//! Boot: board bring-up, watchdog on, SD card initialised (retried until a card answers);
+//! then [`aoe_firmware::serve`] reads the state record, makes the export, announces it and
+//! runs the poll loop.
 //!
 //! Logs are defmt frames over RTT: `cargo run` in `boards/w5500-evb-pico` (probe-rs, see its
 //! `.cargo/config.toml` and `boards/README.md`) flashes the image and prints them. A panic logs
@@ -13,48 +12,13 @@
 #![no_std]
 #![no_main]
 
-use aoe_board_w5500_evb_pico::aoe_hal::{EthernetMac, LinkState};
 use aoe_board_w5500_evb_pico::{
     Board, MAX_FRAME_LEN, RECEIVE_FRAMES, cortex_m, reset, stack_high_water,
 };
 use aoe_firmware::persist::{COPY_LEN, CopyBuffer};
-use aoe_firmware::{Blade, Defaults};
-// ARMv6-M has no atomic swap: portable-atomic emulates it with the critical section.
-use aoe_board_w5500_evb_pico::portable_atomic::{AtomicBool, Ordering};
+use aoe_firmware::{Crash, Defaults, report_crash, serve};
 use cortex_m_rt::{ExceptionFrame, entry, exception};
 use defmt_rtt as _;
-use smoltcp::time::Instant;
-
-/// Shelf when the card's record does not set one (`AOE_SHELF` at build time).
-#[allow(clippy::cast_possible_truncation)] // `parse_decimal` stops the build above `max`.
-const DEFAULT_SHELF: u16 = parse_decimal(option_env!("AOE_SHELF"), 0, 0xFFFE) as u16;
-/// Slot when the card's record does not set one (`AOE_SLOT` at build time).
-#[allow(clippy::cast_possible_truncation)] // `parse_decimal` stops the build above `max`.
-const DEFAULT_SLOT: u8 = parse_decimal(option_env!("AOE_SLOT"), 1, 0xFE) as u8;
-/// Idle polls between housekeeping rounds (a PHY register read over SPI, the stack check).
-const HOUSEKEEPING_EVERY: u32 = 1 << 16;
-
-/// A decimal number from a build-time variable; `default` when unset. A value that is not
-/// decimal or exceeds `max` stops the build (the assertions run in const evaluation).
-const fn parse_decimal(text: Option<&str>, default: u32, max: u32) -> u32 {
-    let Some(text) = text else {
-        return default;
-    };
-    let bytes = text.as_bytes();
-    let mut value: u32 = 0;
-    let mut index = 0;
-    while index < bytes.len() {
-        let digit = bytes[index];
-        assert!(digit.is_ascii_digit(), "AOE_SHELF/AOE_SLOT must be decimal");
-        value = value * 10 + (digit - b'0') as u32;
-        assert!(
-            value <= max,
-            "AOE_SHELF must be below 65535, AOE_SLOT below 255"
-        );
-        index += 1;
-    }
-    value
-}
 
 #[entry]
 fn main() -> ! {
@@ -93,109 +57,34 @@ fn main() -> ! {
         }
     );
 
-    let defaults = Defaults {
-        mac: board.factory_mac,
-        shelf: DEFAULT_SHELF,
-        slot: DEFAULT_SLOT,
-        buffer_count: RECEIVE_FRAMES,
-        max_frame_len: MAX_FRAME_LEN,
+    let defaults = Defaults::with_build_address(board.factory_mac, RECEIVE_FRAMES, MAX_FRAME_LEN);
+    let Some(record_buffer) = cortex_m::singleton!(: CopyBuffer = [0; COPY_LEN]) else {
+        reset()
     };
     let Board {
-        mut ethernet,
+        ethernet,
         card,
         mut watchdog,
         ..
     } = board;
-    let Some(record_buffer) = cortex_m::singleton!(: CopyBuffer = [0; COPY_LEN]) else {
-        reset()
-    };
-    let mut blade = match Blade::boot(&mut ethernet, card, &defaults, record_buffer) {
-        Ok(blade) => blade,
-        Err(error) => {
-            // Without a feed the watchdog resets the chip and the boot is retried.
-            defmt::error!("boot failed: {}", error);
-            loop {
-                cortex_m::asm::nop();
-            }
-        }
-    };
-    let config = blade.target().config();
-    defmt::info!(
-        "export e{=u16}.{=u8} on {=[u8]:02x}: {=u64} sectors, buffer count {=u16}",
-        config.shelf,
-        config.slot,
-        blade.port().mac.0,
-        blade.target().sector_count(),
-        config.buffer_count
-    );
-    let now = Instant::ZERO;
-    let sent = blade.announce(&mut ethernet, now);
-    defmt::info!("announced to {=usize} destination(s); serving", sent);
-
-    let mut link = ethernet.link();
-    defmt::info!("link {}", link);
-    let mut idle: u32 = 0;
-    let mut deepest_stack = 0;
-    loop {
-        watchdog.feed();
-        if blade.poll(&mut ethernet, now) {
-            idle = 0;
-            continue;
-        }
-        idle = idle.wrapping_add(1);
-        if !idle.is_multiple_of(HOUSEKEEPING_EVERY) {
-            continue;
-        }
-        if blade.unsaved() {
-            blade.save_if_changed();
-        }
-        let now_link = ethernet.link();
-        if now_link != link {
-            defmt::info!("link {}", now_link);
-            if now_link == LinkState::Up {
-                blade.announce(&mut ethernet, now);
-            }
-        }
-        link = now_link;
-        let stack = stack_high_water();
-        if stack > deepest_stack {
-            deepest_stack = stack;
-            let target = blade.target().stats();
-            defmt::info!(
-                "stack high-water {=usize} bytes; frames {=u64}, replies {=u64}, mac {}",
-                stack,
-                target.frames,
-                target.replies,
-                ethernet.counters()
-            );
-        }
-    }
+    serve(
+        ethernet,
+        card,
+        &defaults,
+        record_buffer,
+        || watchdog.feed(),
+        stack_high_water,
+    )
 }
-
-static PANICKING: AtomicBool = AtomicBool::new(false);
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    // A panic inside the logger would recurse: the second one resets at once.
-    if !PANICKING.swap(true, Ordering::Relaxed) {
-        let message = info.message().as_str().unwrap_or("(formatted message)");
-        match info.location() {
-            Some(location) => defmt::error!(
-                "panic at {=str}:{=u32}: {=str}; resetting",
-                location.file(),
-                location.line(),
-                message
-            ),
-            None => defmt::error!("panic: {=str}; resetting", message),
-        }
-    }
+    report_crash(Crash::Panic(info));
     reset()
 }
 
 #[exception]
 unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-    if !PANICKING.swap(true, Ordering::Relaxed) {
-        defmt::error!("hard fault at pc {=u32:#x}; resetting", frame.pc());
-    }
+    report_crash(Crash::HardFault(frame.pc()));
     reset()
 }
