@@ -296,26 +296,8 @@ impl FileDisk {
     /// Every `iov` entry must describe memory that is valid for writes of `iov_len` octets and
     /// not accessed by anything else during the call.
     pub unsafe fn read_vectored_at(&self, lba: u64, iov: &[libc::iovec]) -> Result<(), ErrorKind> {
-        let total: usize = iov.iter().map(|v| v.iov_len).sum();
-        let at = self.position(lba, total)?;
-        let count = libc::c_int::try_from(iov.len()).map_err(|_| ErrorKind::Other)?;
-        let offset = libc::off_t::try_from(at).map_err(|_| ErrorKind::OutOfRange)?;
-        loop {
-            // SAFETY: the caller guarantees the iovecs are writable and unaliased.
-            let rc = unsafe { libc::preadv(self.file.as_raw_fd(), iov.as_ptr(), count, offset) };
-            if rc < 0 {
-                let error = io::Error::last_os_error();
-                if error.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(error_kind(&error));
-            }
-            return if usize::try_from(rc).ok() == Some(total) {
-                Ok(())
-            } else {
-                Err(ErrorKind::Media)
-            };
-        }
+        // SAFETY: the caller's guarantee is preadv's requirement.
+        unsafe { self.transfer_vectored(lba, iov, libc::preadv) }
     }
 
     /// `pwritev(2)` of consecutive sectors at `lba` from the buffers `iov` describes; a short
@@ -328,13 +310,33 @@ impl FileDisk {
         if self.options.read_only {
             return Err(ErrorKind::WriteProtected);
         }
+        // SAFETY: the caller's guarantee is pwritev's requirement.
+        unsafe { self.transfer_vectored(lba, iov, libc::pwritev) }
+    }
+
+    /// One `preadv`/`pwritev` (`call`) of `iov` at sector `lba`, retried on EINTR; all of it or
+    /// an error, a short transfer being [`ErrorKind::Media`].
+    ///
+    /// # Safety
+    /// As for the public caller: the `iov` memory is valid and unaliased for what `call` does.
+    unsafe fn transfer_vectored(
+        &self,
+        lba: u64,
+        iov: &[libc::iovec],
+        call: unsafe extern "C" fn(
+            libc::c_int,
+            *const libc::iovec,
+            libc::c_int,
+            libc::off_t,
+        ) -> libc::ssize_t,
+    ) -> Result<(), ErrorKind> {
         let total: usize = iov.iter().map(|v| v.iov_len).sum();
         let at = self.position(lba, total)?;
         let count = libc::c_int::try_from(iov.len()).map_err(|_| ErrorKind::Other)?;
         let offset = libc::off_t::try_from(at).map_err(|_| ErrorKind::OutOfRange)?;
         loop {
-            // SAFETY: the caller guarantees the iovecs are readable for their lengths.
-            let rc = unsafe { libc::pwritev(self.file.as_raw_fd(), iov.as_ptr(), count, offset) };
+            // SAFETY: the caller guarantees the iovecs are valid and unaliased for `call`.
+            let rc = unsafe { call(self.file.as_raw_fd(), iov.as_ptr(), count, offset) };
             if rc < 0 {
                 let error = io::Error::last_os_error();
                 if error.kind() == io::ErrorKind::Interrupted {
