@@ -5,33 +5,16 @@ pub mod aoe;
 
 use std::process::Command;
 
-/// Why a root-only test cannot run here, or `None` if it can.
-pub fn cannot_run_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root (network namespaces and raw sockets)".into());
-    }
-    match Command::new("ip").arg("-V").output() {
-        Ok(out) if out.status.success() => None,
-        _ => Some("needs the `ip` command (iproute2)".into()),
-    }
-}
+/// The root check (and the `AOE_REQUIRE_ROOT_TESTS=1` rule) shared with the end-to-end tests.
+#[path = "../netns/mod.rs"]
+pub mod netns;
 
-/// Returns early from a test, saying so on stderr, when it cannot run.
+/// Returns early from a test, saying so on stderr, when it cannot run; fails instead when
+/// `AOE_REQUIRE_ROOT_TESTS=1` (see [`netns::can_run`]).
 #[macro_export]
 macro_rules! require_root {
     () => {
-        if let Some(reason) = common::cannot_run_reason() {
-            // CI sets this, so a root test can never pass there by skipping.
-            if std::env::var("AOE_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
-                panic!(
-                    "{} cannot run: {reason}, and AOE_REQUIRE_ROOT_TESTS=1",
-                    module_path!()
-                );
-            }
-            // Written past the test harness's capture, so that the skip shows in every run.
-            use std::io::Write as _;
-            let _ = writeln!(std::io::stderr(), "SKIPPED {}: {reason}", module_path!());
+        if !common::netns::can_run(module_path!()) {
             return;
         }
     };
