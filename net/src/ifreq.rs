@@ -1,6 +1,6 @@
 //! Interface facts from the kernel by name: index, flags, MTU, MAC (`SIOCGIF*` ioctls).
 
-use super::{Mac, NetError};
+use super::{EthernetAddress, NetError};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -83,7 +83,7 @@ pub(crate) fn mtu(fd: &OwnedFd, interface: &str) -> Result<usize, NetError> {
 }
 
 /// The hardware (MAC) address.
-pub(crate) fn mac(fd: &OwnedFd, interface: &str) -> Result<Mac, NetError> {
+pub(crate) fn mac(fd: &OwnedFd, interface: &str) -> Result<EthernetAddress, NetError> {
     let request = query(fd, interface, libc::SIOCGIFHWADDR, "read the MAC address")?;
     // SAFETY: SIOCGIFHWADDR succeeded, so the kernel wrote the hwaddr member of the union.
     let address = unsafe { request.ifr_ifru.ifru_hwaddr };
@@ -91,7 +91,7 @@ pub(crate) fn mac(fd: &OwnedFd, interface: &str) -> Result<Mac, NetError> {
     for (dst, &src) in mac.iter_mut().zip(address.sa_data.iter()) {
         *dst = src as u8;
     }
-    Ok(mac)
+    Ok(EthernetAddress(mac))
 }
 
 #[cfg(test)]
@@ -115,7 +115,7 @@ mod test {
         assert!(index(&fd, "lo").unwrap() > 0);
         assert!(is_up(&fd, "lo").unwrap());
         assert!(mtu(&fd, "lo").unwrap() >= 1500);
-        assert_eq!(mac(&fd, "lo").unwrap(), [0; 6]);
+        assert_eq!(mac(&fd, "lo").unwrap(), EthernetAddress([0; 6]));
         assert!(matches!(
             index(&fd, "no-such-if0"),
             Err(NetError::NoSuchInterface(_))

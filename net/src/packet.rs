@@ -1,14 +1,17 @@
 //! The `AF_PACKET` backend: a raw socket bound to one interface for EtherType 0x88A2, receiving
-//! with `recvmmsg(2)` and sending with `sendmmsg(2)`, one call per batch.
+//! with `recvmmsg(2)` straight into pool frames and sending with `sendmmsg(2)`, one call per
+//! batch.
 //!
 //! It also holds the socket plumbing the ring backend ([`super::RingLink`]) shares: opening and
-//! binding the socket, socket options, waiting in `poll(2)`, `SO_ERROR`, drop counts and buffer
-//! sizes.
+//! binding the socket, socket options, waiting in `poll(2)`, `SO_ERROR`, drop counts, buffer
+//! sizes, and [`Socket::send`], with which both send.
 
+use super::frame::{Arena, Frame};
 use super::ifreq;
-use super::{ETHERTYPE_AOE, FrameBufs, Link, Mac, NetError};
+use super::{ETHERTYPE_AOE, EthernetAddress, Link, NetError};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING)` (Linux 4.20): do not show this socket the
@@ -35,11 +38,14 @@ pub(super) const fn socklen_of<T>() -> libc::socklen_t {
 /// How long [`Link::send`] keeps retrying while the device queue is full before it drops frames.
 const SEND_RETRY_LIMIT: Duration = Duration::from_millis(200);
 
-/// An `AF_PACKET`/`SOCK_RAW` socket bound to one interface; see the [module docs](super).
-pub struct PacketLink {
-    fd: OwnedFd,
-    name: String,
-    mac: Mac,
+/// Frames taken per `recvmmsg(2)`.
+const RECV_BATCH: usize = 64;
+
+/// A bound packet socket and the scratch its batch calls need; shared by both socket backends.
+pub(super) struct Socket {
+    pub(super) fd: OwnedFd,
+    pub(super) name: String,
+    pub(super) mac: EthernetAddress,
     ignores_outgoing: bool,
     /// The `SO_RCVTIMEO` last set, to skip redundant setsockopt calls.
     receive_timeout: Option<Duration>,
@@ -51,19 +57,30 @@ pub struct PacketLink {
 }
 
 // SAFETY: the only non-Send fields are the raw pointers inside the scratch vectors. They are
-// rewritten at the start of every recv/send call from buffers borrowed for that call and never
-// dereferenced outside it, so moving the link to another thread cannot leave one dangling.
-unsafe impl Send for PacketLink {}
+// rewritten at the start of every recv/send call from frames held for that call and never
+// dereferenced outside it, so moving the socket to another thread cannot leave one dangling.
+unsafe impl Send for Socket {}
 
-impl std::fmt::Debug for PacketLink {
+impl std::fmt::Debug for Socket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PacketLink")
+        f.debug_struct("Socket")
             .field("fd", &self.fd)
             .field("name", &self.name)
             .field("mac", &self.mac)
             .field("ignores_outgoing", &self.ignores_outgoing)
             .finish_non_exhaustive()
     }
+}
+
+/// An `AF_PACKET`/`SOCK_RAW` socket bound to one interface, receiving into pool frames; see the
+/// [crate docs](crate).
+#[derive(Debug)]
+pub struct PacketLink {
+    socket: Socket,
+    pool: Arc<Arena>,
+    /// Frames a receive call fills; kept between calls so that receiving allocates nothing.
+    staging: Vec<Frame>,
+    pool_empty_warned: bool,
 }
 
 /// `setsockopt(fd, level, option, value)` for a plain C value; false when the kernel refuses.
@@ -162,7 +179,7 @@ pub(super) fn is_queue_full(error: &io::Error) -> bool {
 /// A packet socket bound to one interface for EtherType 0x88A2.
 pub(super) struct Bound {
     pub(super) fd: OwnedFd,
-    pub(super) mac: Mac,
+    pub(super) mac: EthernetAddress,
     pub(super) ignores_outgoing: bool,
 }
 
@@ -225,19 +242,10 @@ pub(super) fn open_bound(
     })
 }
 
-impl PacketLink {
-    /// Opens a raw socket on `interface` for EtherType 0x88A2.
-    ///
-    /// Checks, in this order, so that the first message is the useful one: the name is valid,
-    /// the interface exists, it is up, and the process may open a raw socket.
-    ///
-    /// # Errors
-    /// [`NetError::BadInterfaceName`], [`NetError::NoSuchInterface`],
-    /// [`NetError::InterfaceDown`], [`NetError::NoPermission`] (no `CAP_NET_RAW`), or
-    /// [`NetError::Io`].
-    pub fn open(interface: &str) -> Result<PacketLink, NetError> {
-        let bound = open_bound(interface, true, |_| Ok(()))?;
-        let mut link = PacketLink {
+impl Socket {
+    /// Wraps a bound socket; drops what it queued before it was bound.
+    pub(super) fn new(bound: Bound, interface: &str) -> Socket {
+        let mut socket = Socket {
             fd: bound.fd,
             name: interface.to_owned(),
             mac: bound.mac,
@@ -247,27 +255,8 @@ impl PacketLink {
             iovs: Vec::new(),
             addrs: Vec::new(),
         };
-        link.discard_queued();
-        Ok(link)
-    }
-
-    /// A socket on `interface` that only sends (it is bound with protocol 0, so the kernel
-    /// hands it no frames); [`Link::recv`] on it never returns a frame.
-    ///
-    /// # Errors
-    /// As [`open`](Self::open).
-    pub fn open_sender(interface: &str) -> Result<PacketLink, NetError> {
-        let bound = open_bound(interface, false, |_| Ok(()))?;
-        Ok(PacketLink {
-            fd: bound.fd,
-            name: interface.to_owned(),
-            mac: bound.mac,
-            ignores_outgoing: true,
-            receive_timeout: None,
-            msgs: Vec::new(),
-            iovs: Vec::new(),
-            addrs: Vec::new(),
-        })
+        socket.discard_queued();
+        socket
     }
 
     /// Drops what the socket queued between socket(2) and bind(2), when it still listened on
@@ -330,32 +319,35 @@ impl PacketLink {
         Ok(())
     }
 
-    /// One recvmmsg into slots `0..count`: with `MSG_DONTWAIT`, or blocking (up to the
-    /// socket's receive timeout) for the first frame only (`MSG_WAITFORONE`). `Ok(0)` when
-    /// nothing came.
-    fn recv_now(&mut self, bufs: &mut FrameBufs, wait: bool) -> Result<usize, NetError> {
-        let count = bufs.count();
+    /// One recvmmsg into `frames` (each received into from octet 0 over its whole capacity):
+    /// with `MSG_DONTWAIT`, or blocking (up to the socket's receive timeout) for the first
+    /// frame only (`MSG_WAITFORONE`). Sets the length of each frame received (0 for one cut
+    /// short or sent by this host) and returns how many messages came.
+    fn recv_into(&mut self, frames: &mut [Frame], wait: bool) -> Result<usize, NetError> {
+        let count = frames.len();
         self.reserve_scratch(count);
-        let capacity = bufs.capacity();
-        for slot in 0..count {
-            self.iovs[slot] = libc::iovec {
-                iov_base: bufs.slot_ptr_mut(slot).cast(),
-                iov_len: capacity,
+        for (index, frame) in frames.iter_mut().enumerate() {
+            let capacity = frame.capacity();
+            let (base, len) = frame.io_ptr_mut(0..capacity);
+            self.iovs[index] = libc::iovec {
+                iov_base: base.cast(),
+                iov_len: len,
             };
-            let header = &mut self.msgs[slot].msg_hdr;
-            header.msg_name = std::ptr::from_mut(&mut self.addrs[slot]).cast();
+            let header = &mut self.msgs[index].msg_hdr;
+            header.msg_name = std::ptr::from_mut(&mut self.addrs[index]).cast();
             header.msg_namelen = socklen_of::<libc::sockaddr_ll>();
-            header.msg_iov = &mut self.iovs[slot];
+            header.msg_iov = &mut self.iovs[index];
             header.msg_iovlen = 1;
             header.msg_control = std::ptr::null_mut();
             header.msg_controllen = 0;
             header.msg_flags = 0;
-            self.msgs[slot].msg_len = 0;
+            self.msgs[index].msg_len = 0;
         }
         let batch = libc::c_uint::try_from(count).unwrap_or(libc::c_uint::MAX);
         // SAFETY: msgs[0..count] point at iovs/addrs entries that live in `self`, and each iovec
-        // covers exactly one slot of `bufs`, which is mutably borrowed for this call; the kernel
-        // writes at most iov_len octets per message and at most msg_namelen octets of address.
+        // covers the buffer of one frame of `frames`, which this call borrows mutably (frames
+        // are exclusive and stable: see `frame`); the kernel writes at most iov_len octets per
+        // message and at most msg_namelen octets of address.
         let rc = unsafe {
             libc::recvmmsg(
                 self.fd.as_raw_fd(),
@@ -377,22 +369,65 @@ impl PacketLink {
             };
         }
         let received = usize::try_from(rc).unwrap_or(0);
-        for slot in 0..received {
-            let message = &self.msgs[slot];
+        for (index, frame) in frames.iter_mut().enumerate().take(received) {
+            let message = &self.msgs[index];
             let truncated = message.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            let kind = self.addrs[slot].sll_pkttype;
+            let kind = self.addrs[index].sll_pkttype;
             let foreign = kind == PACKET_OUTGOING || kind == PACKET_OTHERHOST;
             let len = if truncated || foreign {
                 0
             } else {
                 message.msg_len as usize
             };
-            bufs.set_len(slot, len);
+            frame.set_len(len);
         }
         Ok(received)
     }
 
-    /// sendmmsg of the prepared messages `0..count`, retrying while the queue is full.
+    /// Waits in `poll(2)` until frames are queued; false on timeout or signal.
+    pub(super) fn wait(&mut self, timeout: Option<Duration>) -> Result<bool, NetError> {
+        let events = poll_in(self.fd.as_raw_fd(), timeout)
+            .map_err(|error| NetError::os(&self.name, "wait for frames", error))?;
+        if events & libc::POLLERR != 0
+            && let Some(error) = socket_error(&self.fd, &self.name)
+        {
+            return Err(error);
+        }
+        Ok(events & libc::POLLIN != 0)
+    }
+
+    /// Sends every frame of `frames` (skipping those of length 0) with `sendmmsg`, one call per
+    /// batch, retrying while the device queue is full; empties `frames` and returns how many
+    /// went out.
+    pub(super) fn send(&mut self, frames: &mut Vec<Frame>) -> Result<usize, NetError> {
+        let count = frames.len();
+        self.reserve_scratch(count);
+        let mut prepared = 0;
+        for frame in frames.iter().filter(|frame| !frame.is_empty()) {
+            let (base, len) = frame.io_ptr(0..frame.len());
+            // The kernel only reads through this pointer (sendmmsg).
+            self.iovs[prepared] = libc::iovec {
+                iov_base: base.cast_mut().cast(),
+                iov_len: len,
+            };
+            let header = &mut self.msgs[prepared].msg_hdr;
+            header.msg_name = std::ptr::null_mut();
+            header.msg_namelen = 0;
+            header.msg_iov = &mut self.iovs[prepared];
+            header.msg_iovlen = 1;
+            header.msg_control = std::ptr::null_mut();
+            header.msg_controllen = 0;
+            header.msg_flags = 0;
+            prepared += 1;
+        }
+        let sent = self.send_prepared(prepared);
+        // The kernel copied what it sent; every frame goes back to its arena.
+        frames.clear();
+        sent
+    }
+
+    /// sendmmsg of the prepared messages `0..count`, retrying while the queue is full. The
+    /// caller keeps the frames the messages point into alive until this returns.
     fn send_prepared(&mut self, count: usize) -> Result<usize, NetError> {
         let mut sent = 0;
         let mut full_since: Option<std::time::Instant> = None;
@@ -401,13 +436,13 @@ impl PacketLink {
             let rc = if batch == 1 {
                 // One frame: send(2) is cheaper than sendmmsg(2) (no message header to copy in).
                 let iov = self.iovs[sent];
-                // SAFETY: the iovec was prepared by the caller from a buffer it borrows for this
-                // call; the kernel only reads `iov_len` octets from it.
+                // SAFETY: the iovec was prepared from a frame the caller holds for this call;
+                // the kernel only reads `iov_len` octets from it.
                 let rc = unsafe { libc::send(self.fd.as_raw_fd(), iov.iov_base, iov.iov_len, 0) };
                 if rc < 0 { -1 } else { 1 }
             } else {
-                // SAFETY: msgs[sent..count] were prepared by the caller from buffers it borrows
-                // for this call; the kernel only reads them.
+                // SAFETY: msgs[sent..count] were prepared from frames the caller holds for this
+                // call; the kernel only reads them.
                 unsafe {
                     libc::sendmmsg(
                         self.fd.as_raw_fd(),
@@ -440,11 +475,88 @@ impl PacketLink {
         }
         Ok(sent)
     }
+}
+
+impl PacketLink {
+    /// Opens a raw socket on `interface` for EtherType 0x88A2, with a pool of `pool_frames`
+    /// frames ([`DEFAULT_POOL_FRAMES`](super::DEFAULT_POOL_FRAMES) is a good size).
+    ///
+    /// Checks, in this order, so that the first message is the useful one: the name is valid,
+    /// the interface exists, it is up, and the process may open a raw socket.
+    ///
+    /// # Errors
+    /// [`NetError::BadInterfaceName`], [`NetError::NoSuchInterface`],
+    /// [`NetError::InterfaceDown`], [`NetError::NoPermission`] (no `CAP_NET_RAW`), or
+    /// [`NetError::Io`].
+    pub fn open(interface: &str, pool_frames: usize) -> Result<PacketLink, NetError> {
+        let bound = open_bound(interface, true, |_| Ok(()))?;
+        Ok(PacketLink {
+            socket: Socket::new(bound, interface),
+            pool: Arena::pool(pool_frames.max(1)),
+            staging: Vec::with_capacity(RECV_BATCH),
+            pool_empty_warned: false,
+        })
+    }
+
+    /// Fills `staging` with up to `max` free pool frames; false when the pool is used up.
+    fn stage(&mut self, max: usize) -> bool {
+        while self.staging.len() < max.min(RECV_BATCH) {
+            let Some(frame) = self.pool.take() else { break };
+            self.staging.push(frame);
+        }
+        if self.staging.is_empty() {
+            if !self.pool_empty_warned {
+                log::warn!(
+                    "{}: every one of {} frame buffers is in use; frames wait in the socket",
+                    self.socket.name,
+                    self.pool.slots()
+                );
+                self.pool_empty_warned = true;
+            }
+            return false;
+        }
+        self.pool_empty_warned = false;
+        true
+    }
+
+    /// Moves the first `received` staged frames that carry a frame to `frames`.
+    fn deliver(&mut self, received: usize, frames: &mut Vec<Frame>) -> usize {
+        let mut delivered = 0;
+        for frame in self.staging.drain(..received) {
+            if !frame.is_empty() {
+                frames.push(frame);
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// Receives like [`Link::recv`], but waits up to `timeout` for the first frame within the
+    /// same system call (`recvmmsg` with `MSG_WAITFORONE`): the cheapest way for a single
+    /// caller that only waits for frames.
+    ///
+    /// # Errors
+    /// As [`Link::recv`].
+    pub fn recv_wait(
+        &mut self,
+        frames: &mut Vec<Frame>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize, NetError> {
+        if !self.stage(max) {
+            return Ok(0);
+        }
+        // SO_RCVTIMEO reads a zero as "forever": wait at least a microsecond.
+        let timeout = timeout.map_or(Duration::ZERO, |t| t.max(Duration::from_micros(1)));
+        self.socket.set_receive_timeout(timeout)?;
+        let received = self.socket.recv_into(&mut self.staging, true)?;
+        Ok(self.deliver(received, frames))
+    }
 
     /// Frames the kernel dropped because the receive buffer was full, since the last call
     /// (`PACKET_STATISTICS`, which resets on read).
     pub fn take_drops(&mut self) -> u64 {
-        take_drops(&self.fd)
+        take_drops(&self.socket.fd)
     }
 }
 
@@ -474,84 +586,39 @@ pub(super) fn take_drops(fd: &OwnedFd) -> u64 {
 
 impl Link for PacketLink {
     fn name(&self) -> &str {
-        &self.name
+        &self.socket.name
     }
 
-    fn mac(&self) -> Mac {
-        self.mac
+    fn mac(&self) -> EthernetAddress {
+        self.socket.mac
     }
 
     fn mtu(&self) -> Result<usize, NetError> {
-        ifreq::mtu(&self.fd, &self.name)
+        ifreq::mtu(&self.socket.fd, &self.socket.name)
     }
 
-    fn recv(&mut self, bufs: &mut FrameBufs, timeout: Option<Duration>) -> Result<usize, NetError> {
-        // One system call per batch: block for the first frame (SO_RCVTIMEO bounds the wait),
-        // then take what is queued. A zero timeout polls.
-        match timeout {
-            Some(Duration::ZERO) => self.recv_now(bufs, false),
-            Some(timeout) => {
-                // SO_RCVTIMEO reads a zero as "forever": wait at least a microsecond.
-                self.set_receive_timeout(timeout.max(Duration::from_micros(1)))?;
-                self.recv_now(bufs, true)
-            }
-            None => {
-                self.set_receive_timeout(Duration::ZERO)?;
-                self.recv_now(bufs, true)
-            }
+    fn recv(&mut self, frames: &mut Vec<Frame>, max: usize) -> Result<usize, NetError> {
+        if !self.stage(max) {
+            return Ok(0);
         }
+        let received = self.socket.recv_into(&mut self.staging, false)?;
+        Ok(self.deliver(received, frames))
     }
 
-    fn send(&mut self, bufs: &FrameBufs, count: usize) -> Result<usize, NetError> {
-        let count = count.min(bufs.count());
-        self.reserve_scratch(count);
-        let mut prepared = 0;
-        for slot in 0..count {
-            let len = bufs.len(slot);
-            if len == 0 {
-                continue;
-            }
-            self.iovs[prepared] = libc::iovec {
-                // The kernel only reads through this pointer (sendmmsg).
-                iov_base: bufs.slot_ptr(slot).cast_mut().cast(),
-                iov_len: len,
-            };
-            let header = &mut self.msgs[prepared].msg_hdr;
-            header.msg_name = std::ptr::null_mut();
-            header.msg_namelen = 0;
-            header.msg_iov = &mut self.iovs[prepared];
-            header.msg_iovlen = 1;
-            header.msg_control = std::ptr::null_mut();
-            header.msg_controllen = 0;
-            header.msg_flags = 0;
-            prepared += 1;
-        }
-        self.send_prepared(prepared)
+    fn wait(&mut self, timeout: Option<Duration>) -> Result<bool, NetError> {
+        self.socket.wait(timeout)
     }
 
-    fn send_frame(&mut self, frame: &[u8]) -> Result<(), NetError> {
-        self.reserve_scratch(1);
-        self.iovs[0] = libc::iovec {
-            // The kernel only reads through this pointer (sendmmsg).
-            iov_base: frame.as_ptr().cast_mut().cast(),
-            iov_len: frame.len(),
-        };
-        let header = &mut self.msgs[0].msg_hdr;
-        header.msg_name = std::ptr::null_mut();
-        header.msg_namelen = 0;
-        header.msg_iov = &mut self.iovs[0];
-        header.msg_iovlen = 1;
-        header.msg_control = std::ptr::null_mut();
-        header.msg_controllen = 0;
-        header.msg_flags = 0;
-        match self.send_prepared(1)? {
-            1 => Ok(()),
-            _ => Err(NetError::Io {
-                interface: self.name.clone(),
-                step: "send a frame",
-                source: io::Error::from_raw_os_error(libc::ENOBUFS),
-            }),
-        }
+    fn readiness_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.socket.fd.as_fd())
+    }
+
+    fn alloc(&mut self) -> Option<Frame> {
+        self.pool.take()
+    }
+
+    fn send(&mut self, frames: &mut Vec<Frame>) -> Result<usize, NetError> {
+        self.socket.send(frames)
     }
 
     fn set_buffer_bytes(
@@ -559,7 +626,7 @@ impl Link for PacketLink {
         rx_bytes: usize,
         tx_bytes: usize,
     ) -> Result<(usize, usize), NetError> {
-        set_buffer_bytes(&self.fd, &self.name, rx_bytes, tx_bytes)
+        set_buffer_bytes(&self.socket.fd, &self.socket.name, rx_bytes, tx_bytes)
     }
 
     fn take_drops(&mut self) -> u64 {

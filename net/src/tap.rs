@@ -1,43 +1,51 @@
 //! The TAP backend: the program is the far end of a virtual Ethernet cable (`tun-tap` crate).
 
+use super::frame::{Arena, Frame};
 use super::ifreq;
 use super::packet::wait_readable;
-use super::{FrameBufs, Link, Mac, NetError};
+use super::{EthernetAddress, Link, NetError};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A TAP device; see the [module docs](super).
 ///
 /// TAP hands us every frame the kernel sends into the device, of any EtherType and to any
-/// MAC; [`Link::recv`] gives 0x88A2 frames only and marks the rest with length 0.
+/// MAC; [`Link::recv`] gives 0x88A2 frames only (one `read(2)` each, into pool frames) and
+/// drops the rest. Sending is one `write(2)` per frame.
 #[derive(Debug)]
 pub struct TapLink {
     iface: tun_tap::Iface,
     // For interface ioctls (MTU), which need a socket, not the TAP file descriptor.
     control: OwnedFd,
     name: String,
-    mac: Mac,
+    mac: EthernetAddress,
+    pool: Arc<Arena>,
 }
 
 /// Our MAC when none is given: the kernel side's MAC with the locally administered bit set, the
 /// multicast bit clear and the last octet's low bit flipped, so it differs from the kernel side.
-pub(crate) fn derived_mac(kernel_side: Mac) -> Mac {
-    let mut mac = kernel_side;
+pub(crate) fn derived_mac(kernel_side: EthernetAddress) -> EthernetAddress {
+    let mut mac = kernel_side.0;
     mac[0] = (mac[0] | 0x02) & !0x01;
     mac[5] ^= 0x01;
-    mac
+    EthernetAddress(mac)
 }
 
 impl TapLink {
     /// Opens (or creates) TAP device `interface`, brings it up if it is down, and uses `mac` as
     /// our address, or one derived from the kernel side's MAC (locally administered, unicast,
-    /// last bit flipped).
+    /// last bit flipped). Frames are received into a pool of `pool_frames` frames.
     ///
     /// # Errors
     /// [`NetError::NoPermission`] without `CAP_NET_ADMIN` (creating, or attaching to a TAP
     /// device owned by another user), [`NetError::BadInterfaceName`], [`NetError::Io`].
-    pub fn open(interface: &str, mac: Option<Mac>) -> Result<TapLink, NetError> {
+    pub fn open(
+        interface: &str,
+        mac: Option<EthernetAddress>,
+        pool_frames: usize,
+    ) -> Result<TapLink, NetError> {
         ifreq::ifreq_named(interface)?;
         let iface = tun_tap::Iface::without_packet_info(interface, tun_tap::Mode::Tap).map_err(
             |error| match error.raw_os_error() {
@@ -65,6 +73,7 @@ impl TapLink {
             control,
             name,
             mac,
+            pool: Arena::pool(pool_frames.max(1)),
         })
     }
 
@@ -139,7 +148,7 @@ impl Link for TapLink {
         &self.name
     }
 
-    fn mac(&self) -> Mac {
+    fn mac(&self) -> EthernetAddress {
         self.mac
     }
 
@@ -147,50 +156,56 @@ impl Link for TapLink {
         ifreq::mtu(&self.control, &self.name)
     }
 
-    fn recv(&mut self, bufs: &mut FrameBufs, timeout: Option<Duration>) -> Result<usize, NetError> {
+    fn recv(&mut self, frames: &mut Vec<Frame>, max: usize) -> Result<usize, NetError> {
         let mut received = 0;
-        let mut waited = false;
-        while received < bufs.count() {
+        while received < max {
+            let Some(mut frame) = self.pool.take() else {
+                break;
+            };
             let read = self
-                .read_one(bufs.slot_mut(received))
+                .read_one(frame.buffer_mut())
                 .map_err(|error| NetError::os(&self.name, "read from the TAP device", error))?;
-            match read {
-                Some(len) => {
-                    let frame = &bufs.slot(received)[..len.min(bufs.capacity())];
-                    let is_aoe =
-                        frame.len() >= 14 && frame[12..14] == super::ETHERTYPE_AOE.to_be_bytes();
-                    // A read that fills the slot may have been cut short: drop it.
-                    let keep = is_aoe && len < bufs.capacity();
-                    bufs.set_len(received, if keep { len } else { 0 });
-                    received += 1;
-                }
-                None if received > 0 || waited || timeout == Some(Duration::ZERO) => break,
-                None => {
-                    waited = true;
-                    let readable = wait_readable(self.iface.as_raw_fd(), timeout)
-                        .map_err(|error| NetError::os(&self.name, "wait for frames", error))?;
-                    if !readable {
-                        break;
-                    }
-                }
+            let Some(len) = read else {
+                break;
+            };
+            frame.set_len(len);
+            let is_aoe = frame.as_slice().get(12..14) == Some(&super::ETHERTYPE_AOE.to_be_bytes());
+            // A read that fills the buffer may have been cut short: drop it.
+            if is_aoe && len < frame.capacity() {
+                frames.push(frame);
+                received += 1;
             }
         }
         Ok(received)
     }
 
-    fn send(&mut self, bufs: &FrameBufs, count: usize) -> Result<usize, NetError> {
-        let mut sent = 0;
-        for slot in 0..count.min(bufs.count()) {
-            if bufs.len(slot) > 0 {
-                self.write_one(bufs.frame(slot))?;
-                sent += 1;
-            }
-        }
-        Ok(sent)
+    fn wait(&mut self, timeout: Option<Duration>) -> Result<bool, NetError> {
+        wait_readable(self.iface.as_raw_fd(), timeout)
+            .map_err(|error| NetError::os(&self.name, "wait for frames", error))
     }
 
-    fn send_frame(&mut self, frame: &[u8]) -> Result<(), NetError> {
-        self.write_one(frame)
+    fn readiness_fd(&self) -> Option<BorrowedFd<'_>> {
+        // SAFETY: the descriptor belongs to `self.iface`, which outlives the borrow of `self`.
+        Some(unsafe { BorrowedFd::borrow_raw(self.iface.as_raw_fd()) })
+    }
+
+    fn alloc(&mut self) -> Option<Frame> {
+        self.pool.take()
+    }
+
+    fn send(&mut self, frames: &mut Vec<Frame>) -> Result<usize, NetError> {
+        let mut sent = 0;
+        let mut result = Ok(());
+        for frame in frames.drain(..) {
+            if frame.is_empty() || result.is_err() {
+                continue;
+            }
+            match self.write_one(frame.as_slice()) {
+                Ok(()) => sent += 1,
+                Err(error) => result = Err(error),
+            }
+        }
+        result.map(|()| sent)
     }
 
     fn set_buffer_bytes(
@@ -213,7 +228,7 @@ mod test {
             [0x00, 0x11, 0x22, 0x33, 0x44, 0x55],
             [0x03, 0, 0, 0, 0, 0xff],
         ] {
-            let ours = derived_mac(kernel);
+            let ours = derived_mac(EthernetAddress(kernel)).0;
             assert_ne!(ours, kernel);
             assert_eq!(ours[0] & 0x02, 0x02, "locally administered");
             assert_eq!(ours[0] & 0x01, 0, "unicast");

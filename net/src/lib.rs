@@ -1,0 +1,289 @@
+//! Raw Ethernet frames on Linux: the link seam of the host target and the `aoe` initiator.
+//!
+//! A [`Link`] moves whole Ethernet frames (destination MAC first, no FCS) of EtherType 0x88A2
+//! (AoE) in and out of one interface, in batches, as owned [`Frame`]s. Back ends:
+//!
+//! * [`RingLink`]: an `AF_PACKET` socket with a `PACKET_MMAP` receive ring: the kernel writes
+//!   arriving frames into the ring as they come, [`Link::recv`] hands ready ring frames out as
+//!   `Frame`s without a system call or a copy, and sends go out with one `sendmmsg(2)` per
+//!   batch. What the host target uses ([`open_target`]).
+//! * [`PacketLink`]: the same socket without the ring, `recvmmsg(2)` straight into pool frames
+//!   and `sendmmsg(2)`: the fallback where the kernel refuses the ring (or
+//!   `AOE_PACKET_RINGS=0`), and what the initiator uses ([`open_queued`]).
+//! * [`TapLink`]: a TAP device (through the `tun-tap` crate); the program is the far end of the
+//!   virtual cable, with a MAC of its own.
+//!
+//! Every back end receives only EtherType 0x88A2, never the frames this host sends, and never
+//! frames the NIC accepted only because it is promiscuous.
+//!
+//! # The seam: what a link guarantees
+//!
+//! * **Ownership.** Frames move, they are never borrowed across calls: [`Link::recv`] hands
+//!   out received frames, [`Link::send`] takes frames (from any link or arena) and gives them
+//!   back to their arena once the kernel has copied them. A frame in between belongs to the
+//!   caller alone, with the guarantees of [`frame`] (exclusive, stable address, data at
+//!   octet 36 aligned for `O_DIRECT`), so it can sit in a storage back end's queue for as long
+//!   as its I/O takes. Frames for which [`Frame::is_transient`] is true (kernel ring frames)
+//!   should not be held across I/O that may wait: the ring cannot refill their place.
+//! * **Ordering.** Frames are received in the order the kernel queued them, and sent in the
+//!   order given; nothing is reordered within a link.
+//! * **Batches.** `recv` takes everything already queued (up to the limit) without blocking;
+//!   [`Link::wait`] (or `poll(2)` on [`Link::readiness_fd`], with other descriptors) sleeps
+//!   until there is something. `send` hands a whole batch to the kernel with one call where
+//!   the back end can.
+//! * **Errors.** A link that fails (interface removed, taken down) reports it once from
+//!   `recv`/`wait`/`send` as a [`NetError`]; the caller reopens it by name. A full device queue
+//!   is retried for a short while, then the rest of the batch is dropped with a warning (AoE
+//!   initiators retransmit).
+//! * **Shutdown.** Dropping a link closes its socket; frames it handed out stay valid (they
+//!   keep their arena alive) until they are dropped.
+//!
+//! New back ends (AF_XDP, BPF on FreeBSD) implement [`Link`] and hand out frames of an
+//! [`Arena`] of their own (the UMEM for AF_XDP).
+
+mod error;
+pub mod frame;
+mod ifreq;
+pub mod mac;
+mod mmap_ring;
+mod packet;
+mod tap;
+
+pub use error::NetError;
+pub use frame::{Arena, DATA_ALIGN, DATA_OFFSET, Frame};
+pub use mac::{MacText, parse_mac};
+pub use mmap_ring::{RING_FRAME_SIZE, RING_FRAMES, RingLink};
+pub use packet::PacketLink;
+pub use tap::TapLink;
+
+pub use aoe_core::wire::EthernetAddress;
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
+
+/// EtherType of ATA over Ethernet.
+pub const ETHERTYPE_AOE: u16 = 0x88A2;
+
+/// Octets of the Ethernet header (two MACs and the EtherType) in front of the MTU's payload.
+pub const ETHERNET_HEADER_LEN: usize = 14;
+
+/// Frames in the pool of every link unless asked otherwise: receive batches, replies waiting
+/// for their I/O, and announcements.
+pub const DEFAULT_POOL_FRAMES: usize = 1024;
+
+/// A bidirectional Ethernet link for AoE frames; see the [crate docs](crate).
+pub trait Link: Send {
+    /// The interface name (for logs and errors).
+    fn name(&self) -> &str;
+
+    /// The MAC address replies come from and requests are addressed to.
+    fn mac(&self) -> EthernetAddress;
+
+    /// The interface's current MTU (Ethernet payload octets), read from the kernel on every
+    /// call, so a changed MTU is seen at once.
+    ///
+    /// # Errors
+    /// When the interface vanished or the ioctl fails.
+    fn mtu(&self) -> Result<usize, NetError>;
+
+    /// The longest frame the interface currently carries: MTU plus the Ethernet header.
+    ///
+    /// # Errors
+    /// As [`mtu`](Self::mtu).
+    fn max_frame_len(&self) -> Result<usize, NetError> {
+        Ok(self.mtu()? + ETHERNET_HEADER_LEN)
+    }
+
+    /// Appends up to `max` frames that are already queued to `frames`, without waiting, and
+    /// returns how many. Frames too long for the buffers, or sent by this host, are dropped
+    /// here and not counted.
+    ///
+    /// # Errors
+    /// When the link failed (interface removed or down).
+    fn recv(&mut self, frames: &mut Vec<Frame>, max: usize) -> Result<usize, NetError>;
+
+    /// Waits until [`recv`](Self::recv) has frames to give, at most `timeout` (forever with
+    /// `None`). False on timeout or when a signal interrupted the wait.
+    ///
+    /// # Errors
+    /// When the link failed.
+    fn wait(&mut self, timeout: Option<Duration>) -> Result<bool, NetError>;
+
+    /// A descriptor that polls readable when frames may be waiting, for callers that wait on
+    /// several things at once (a link and a storage back end); `None` if the link cannot offer
+    /// one (then use [`wait`](Self::wait)).
+    fn readiness_fd(&self) -> Option<BorrowedFd<'_>>;
+
+    /// An empty frame from the link's pool, to build a frame in; `None` when the pool is used up
+    /// (drop or send frames to give them back).
+    fn alloc(&mut self) -> Option<Frame>;
+
+    /// Sends every frame of `frames`, in order, and empties it; frames of length 0 are skipped.
+    /// Returns how many went out. The frames go back to their arenas.
+    ///
+    /// # Errors
+    /// When the kernel refuses a frame for a reason other than a momentarily full queue (the
+    /// frames are given back all the same).
+    fn send(&mut self, frames: &mut Vec<Frame>) -> Result<usize, NetError>;
+
+    /// Asks the kernel to queue at least `rx_bytes` of received and `tx_bytes` of outgoing frames
+    /// for this link, beyond the system's default limits where privileges allow, and returns
+    /// what the kernel granted (`rx`, `tx`). See [`buffer_bytes_for`].
+    ///
+    /// # Errors
+    /// When the kernel refuses both the privileged and the ordinary setting.
+    fn set_buffer_bytes(
+        &mut self,
+        rx_bytes: usize,
+        tx_bytes: usize,
+    ) -> Result<(usize, usize), NetError>;
+
+    /// Received frames the kernel dropped (buffer or ring full) since the last call; 0 where
+    /// the backend cannot tell.
+    fn take_drops(&mut self) -> u64 {
+        0
+    }
+}
+
+/// Sends one frame of `bytes` on `link` through a pool frame (announcements, tools).
+///
+/// # Errors
+/// [`NetError::Io`] with `ENOBUFS` when the pool is used up; otherwise as [`Link::send`].
+pub fn send_bytes(link: &mut dyn Link, bytes: &[u8]) -> Result<(), NetError> {
+    let Some(mut frame) = link.alloc() else {
+        return Err(NetError::Io {
+            interface: link.name().to_owned(),
+            step: "find a free frame buffer",
+            source: std::io::Error::from_raw_os_error(libc::ENOBUFS),
+        });
+    };
+    frame.fill(bytes);
+    let mut batch = vec![frame];
+    link.send(&mut batch)?;
+    Ok(())
+}
+
+/// Which link to open.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LinkSpec {
+    /// An `AF_PACKET` socket on an existing, up interface.
+    Packet {
+        /// Interface name, e.g. `eth1`.
+        interface: String,
+    },
+    /// A TAP device, created if it does not exist (needs `CAP_NET_ADMIN`) or attached to if it
+    /// is a persistent TAP device (`ip tuntap add NAME mode tap`).
+    Tap {
+        /// TAP device name.
+        interface: String,
+        /// Our own MAC on the virtual cable; `None` derives one from the kernel side's MAC
+        /// (see [`TapLink::open`]).
+        mac: Option<EthernetAddress>,
+    },
+}
+
+impl LinkSpec {
+    /// An `AF_PACKET` link on `interface`.
+    pub fn packet(interface: &str) -> LinkSpec {
+        LinkSpec::Packet {
+            interface: interface.to_owned(),
+        }
+    }
+
+    /// A TAP link on device `interface`, with a derived MAC.
+    pub fn tap(interface: &str) -> LinkSpec {
+        LinkSpec::Tap {
+            interface: interface.to_owned(),
+            mac: None,
+        }
+    }
+
+    /// The interface name.
+    pub fn interface(&self) -> &str {
+        match self {
+            LinkSpec::Packet { interface } | LinkSpec::Tap { interface, .. } => interface,
+        }
+    }
+}
+
+/// Opens the link `spec` describes.
+///
+/// # Errors
+/// [`NetError::NoSuchInterface`], [`NetError::InterfaceDown`], [`NetError::NoPermission`], or
+/// another [`NetError`] with the failing step named.
+pub fn open(spec: &LinkSpec) -> Result<Box<dyn Link>, NetError> {
+    Ok(match spec {
+        LinkSpec::Packet { interface } => {
+            Box::new(PacketLink::open(interface, DEFAULT_POOL_FRAMES)?)
+        }
+        LinkSpec::Tap { interface, mac } => {
+            Box::new(TapLink::open(interface, *mac, DEFAULT_POOL_FRAMES)?)
+        }
+    })
+}
+
+/// Opens the link `spec` describes for a target: an `AF_PACKET` interface gets a
+/// [`RingLink`] (a `PACKET_MMAP` receive ring: no receive call while frames wait, no copy in
+/// user space), falling back to [`PacketLink`] when the kernel refuses the ring or when the
+/// environment variable `AOE_PACKET_RINGS=0` asks for the plain socket. TAP devices as in
+/// [`open`].
+///
+/// # Errors
+/// As [`open`].
+pub fn open_target(spec: &LinkSpec) -> Result<Box<dyn Link>, NetError> {
+    let LinkSpec::Packet { interface } = spec else {
+        return open(spec);
+    };
+    if std::env::var_os("AOE_PACKET_RINGS").is_some_and(|value| value == "0") {
+        return open(spec);
+    }
+    match RingLink::open(interface, DEFAULT_POOL_FRAMES) {
+        Ok(link) => Ok(Box::new(link)),
+        Err(error @ NetError::Io { .. }) => {
+            log::info!("{error}; using a plain packet socket");
+            open(spec)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// The link for the `aoe` initiator: a [`PacketLink`] (or TAP), guaranteed to receive from the
+/// socket queue (`recvmmsg`), never through a receive ring. On a veth pair the kernel delivers
+/// a frame into the receiver's ring in the *sender's* context, so a ring at the initiator would
+/// make the target pay (in its measured CPU time) for the initiator's copy; with the socket
+/// queue that copy happens in the initiator's own `recvmmsg`.
+///
+/// # Errors
+/// As [`open`].
+pub fn open_queued(spec: &LinkSpec) -> Result<Box<dyn Link>, NetError> {
+    open(spec)
+}
+
+/// Socket buffer octets that hold `frames` frames of an interface with MTU `mtu` without a drop.
+///
+/// The kernel charges each queued frame its buffer's true size, not its length: the payload
+/// rounded up to a power of two plus the `sk_buff` overhead. We assume twice the rounded frame,
+/// plus 1 KiB, which covers drivers that allocate full pages.
+pub fn buffer_bytes_for(frames: usize, mtu: usize) -> usize {
+    let frame = (mtu + ETHERNET_HEADER_LEN).next_power_of_two();
+    frames.saturating_mul(2 * frame + 1024)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn buffer_bytes_cover_the_true_size_of_frames() {
+        // 64 standard frames: each at least 2 KiB of skb data plus overhead.
+        assert!(buffer_bytes_for(64, 1500) >= 64 * 2048 + 64 * 512);
+        // Jumbo frames round up to 16 KiB of data each.
+        assert!(buffer_bytes_for(16, 9000) >= 16 * 16384);
+        assert_eq!(buffer_bytes_for(usize::MAX, 1500), usize::MAX);
+    }
+
+    #[test]
+    fn spec_names_its_interface() {
+        assert_eq!(LinkSpec::packet("veth7").interface(), "veth7");
+        assert_eq!(LinkSpec::tap("tap3").interface(), "tap3");
+    }
+}
