@@ -17,8 +17,8 @@
 //! vblade would misread: numbers that are not numbers, shelf 65535/4095, slot 255, a buffer
 //! count below 2, bad MACs.
 
-use crate::disk::DiskOptions;
-use crate::net::LinkSpec;
+use aoe_storage::file::DiskOptions;
+use aoe_net::LinkSpec;
 use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, SpecError};
 use log::LevelFilter;
 use std::path::PathBuf;
@@ -278,7 +278,7 @@ fn single_export(raw: Raw) -> Result<ExportSpec, SpecError> {
     let mut mac_mask = Vec::new();
     for list in &raw.macs {
         for text in list.split(',') {
-            mac_mask.push(spec::parse_mac(text)?);
+            mac_mask.push(spec::parse_initiator_mac(text)?);
         }
     }
     let mut links = Vec::new();

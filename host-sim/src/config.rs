@@ -24,8 +24,8 @@
 //! names the export or the line.
 
 use crate::cli::parse_level;
-use crate::disk::DiskOptions;
-use crate::net::LinkSpec;
+use aoe_storage::file::DiskOptions;
+use aoe_net::LinkSpec;
 use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, SpecError};
 use log::LevelFilter;
 use serde::Deserialize;
@@ -104,7 +104,7 @@ pub fn parse(text: &str, base: &Path) -> Result<ConfigFile, SpecError> {
         let name = format!("export #{} (e{}.{})", index + 1, export.shelf, export.slot);
         let mut mac_mask = Vec::with_capacity(export.mac_mask.len());
         for text in &export.mac_mask {
-            mac_mask.push(spec::parse_mac(text).map_err(|e| SpecError(format!("{name}: {e}")))?);
+            mac_mask.push(spec::parse_initiator_mac(text).map_err(|e| SpecError(format!("{name}: {e}")))?);
         }
         let links = export
             .interfaces

@@ -15,10 +15,11 @@
 
 use crate::cli::{Exports, Settings};
 use crate::config;
+use crate::export::Export;
 use crate::logger;
-use crate::net::{self, LinkSpec};
-use crate::server::{Export, LinkWorker, Routes, WorkerStats};
 use crate::spec::ExportSpec;
+use crate::worker::{LinkWorker, Routes, WorkerStats};
+use aoe_net::{self as net, LinkSpec};
 use log::LevelFilter;
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -137,7 +138,7 @@ impl Supervisor {
                 "{}: serving {} ({} sectors{}{}{}{})",
                 export.spec().name(),
                 export.spec().file.display(),
-                export.disk().sectors(),
+                export.sectors(),
                 if export.spec().disk.read_only {
                     ", read-only"
                 } else {
@@ -153,7 +154,7 @@ impl Supervisor {
                 } else {
                     ""
                 },
-                if export.disk().is_block_device() {
+                if export.is_block_device() {
                     ", block device"
                 } else {
                     ""
@@ -169,7 +170,8 @@ impl Supervisor {
                 Arc::clone(&routes),
                 Arc::clone(&stop),
                 &SHUTDOWN,
-            );
+            )
+            .map_err(|error| format!("cannot make a wake-up descriptor: {error}"))?;
             let thread = std::thread::Builder::new()
                 .name(format!("link {}", spec.interface()))
                 .spawn(move || worker.run())
@@ -221,19 +223,20 @@ impl Supervisor {
             handle.stop.store(true, Ordering::SeqCst);
             match handle.thread.join() {
                 Ok(stats) => log::info!(
-                    "{}: {} frames in, {} replies out, {} disk transfers, {} kernel drops",
+                    "{}: {} frames in, {} replies out, {} kernel drops, {} requests dropped \
+                     for lack of frame buffers",
                     spec.interface(),
                     stats.frames,
                     stats.replies,
-                    stats.transfers,
-                    stats.kernel_drops
+                    stats.kernel_drops,
+                    stats.pool_drops
                 ),
                 Err(_) => failed = true,
             }
         }
         for export in &self.exports {
-            if let Err(kind) = export.disk().flush() {
-                log::error!("{}: final flush failed: {kind}", export.spec().name());
+            if let Err(error) = export.storage().flush() {
+                log::error!("{}: final flush failed: {error}", export.spec().name());
                 failed = true;
             }
         }

@@ -1,9 +1,9 @@
 //! What one export is, however it was described (command line or config file), and the checks
 //! that refuse exports no initiator could use.
 
-use crate::disk::DiskOptions;
-use crate::net::{LinkSpec, Mac};
 use aoe_core::target::MASK_CAPACITY;
+use aoe_net::{EthernetAddress, LinkSpec};
+use aoe_storage::file::DiskOptions;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -28,7 +28,7 @@ pub struct ExportSpec {
     /// `-d -s -r -o -l`.
     pub disk: DiskOptions,
     /// `-m`: MACs preloaded into the mask list (only they are answered).
-    pub mac_mask: Vec<Mac>,
+    pub mac_mask: Vec<EthernetAddress>,
 }
 
 impl ExportSpec {
@@ -108,53 +108,19 @@ pub fn check_slot(slot: u8) -> Result<(), SpecError> {
     Ok(())
 }
 
-/// Parses a MAC as vblade's `-m` takes it: 12 hex digits, with or without `:` (or `-`)
-/// between octets.
+/// Reads an initiator's MAC as vblade's `-m` takes it (in the project's one MAC text format,
+/// `aoe_net::mac`), refusing multicast and all-zero addresses: initiators have unicast ones.
 ///
 /// # Errors
-/// When it is not exactly six octets of hex.
-pub fn parse_mac(text: &str) -> Result<Mac, SpecError> {
-    let bad = || {
-        SpecError(format!(
-            "{text:?} is not a MAC address (like 00:11:22:aa:bb:cc)"
-        ))
-    };
-    let digits: Vec<u8> = if text.contains([':', '-']) {
-        let parts: Vec<&str> = text.split([':', '-']).collect();
-        if parts.len() != 6 || parts.iter().any(|p| p.is_empty() || p.len() > 2) {
-            return Err(bad());
-        }
-        let mut out = Vec::with_capacity(12);
-        for part in parts {
-            if part.len() == 1 {
-                out.push(b'0');
-            }
-            out.extend_from_slice(part.as_bytes());
-        }
-        out
-    } else {
-        text.as_bytes().to_vec()
-    };
-    if digits.len() != 12 {
-        return Err(bad());
-    }
-    let mut mac = [0u8; 6];
-    for (octet, pair) in mac.iter_mut().zip(digits.chunks(2)) {
-        let pair = std::str::from_utf8(pair).map_err(|_| bad())?;
-        *octet = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
-    }
-    if mac[0] & 1 != 0 || mac == [0; 6] {
+/// When it is not a MAC address, or not a unicast one.
+pub fn parse_initiator_mac(text: &str) -> Result<EthernetAddress, SpecError> {
+    let mac = aoe_net::parse_mac(text).map_err(|error| SpecError(error.to_string()))?;
+    if mac.0[0] & 1 != 0 || mac.0 == [0; 6] {
         return Err(SpecError(format!(
             "{text:?} is a multicast or all-zero MAC; initiators have unicast addresses"
         )));
     }
     Ok(mac)
-}
-
-/// Formats a MAC as `00:11:22:aa:bb:cc`.
-pub fn format_mac(mac: &Mac) -> String {
-    let parts: Vec<String> = mac.iter().map(|octet| format!("{octet:02x}")).collect();
-    parts.join(":")
 }
 
 #[cfg(test)]
@@ -170,7 +136,11 @@ mod test {
             "00-11-22-aa-bb-cc",
             "0:11:22:aa:bb:cc",
         ] {
-            assert_eq!(parse_mac(text), Ok(expected), "{text}");
+            assert_eq!(
+                parse_initiator_mac(text),
+                Ok(EthernetAddress(expected)),
+                "{text}"
+            );
         }
         for bad in [
             "",
@@ -181,16 +151,19 @@ mod test {
             "00::11:22:aa:bb",
             "001122aabbccdd",
         ] {
-            assert!(parse_mac(bad).is_err(), "{bad}");
+            assert!(parse_initiator_mac(bad).is_err(), "{bad}");
         }
         assert!(
-            parse_mac("ff:ff:ff:ff:ff:ff")
+            parse_initiator_mac("ff:ff:ff:ff:ff:ff")
                 .unwrap_err()
                 .0
                 .contains("multicast")
         );
-        assert!(parse_mac("000000000000").is_err());
-        assert_eq!(format_mac(&expected), "00:11:22:aa:bb:cc");
+        assert!(parse_initiator_mac("000000000000").is_err());
+        assert_eq!(
+            aoe_net::MacText(EthernetAddress(expected)).to_string(),
+            "00:11:22:aa:bb:cc"
+        );
     }
 
     #[test]
@@ -212,7 +185,7 @@ mod test {
         assert!(spec.validate().unwrap_err().0.contains("below 2"));
         spec.buffer_count = 2;
         assert!(spec.validate().is_ok());
-        spec.mac_mask = vec![[2, 0, 0, 0, 0, 1]; MASK_CAPACITY + 1];
+        spec.mac_mask = vec![EthernetAddress([2, 0, 0, 0, 0, 1]); MASK_CAPACITY + 1];
         assert!(spec.validate().unwrap_err().0.contains("at most"));
         spec.mac_mask.clear();
         spec.links.clear();

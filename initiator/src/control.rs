@@ -10,7 +10,7 @@ use super::frame::{
     ATA_FLUSH, ATA_FLUSH_EXT, ATA_IDENTIFY, Address, AtaReply, BROADCAST, Reply, pad, write_ata,
     write_header,
 };
-use super::{Error, Link};
+use super::{Error, Transport};
 use aoe_core::wire::aoe::Command;
 use aoe_core::wire::cfg::{self, ConfigCommand};
 use aoe_core::wire::mask::{self, Directive, DirectiveCommand, MaskCommand, MaskError};
@@ -159,7 +159,7 @@ fn exchange<L, T>(
     mut accept: impl FnMut(&Reply<'_>) -> Option<Result<T, Error>>,
 ) -> Result<T, Error>
 where
-    L: Link + ?Sized,
+    L: Transport + ?Sized,
 {
     let us = link.mac();
     let start = link.now();
@@ -243,7 +243,7 @@ fn build_config(
     Ok(pad(frame, len))
 }
 
-fn frame_buffer<L: Link + ?Sized>(link: &L) -> Vec<u8> {
+fn frame_buffer<L: Transport + ?Sized>(link: &L) -> Vec<u8> {
     vec![0u8; link.mtu().max(aoe_core::wire::MIN_FRAME_LEN) + 14]
 }
 
@@ -252,7 +252,7 @@ fn frame_buffer<L: Link + ?Sized>(link: &L) -> Vec<u8> {
 /// # Errors
 /// No answer (also what a failed test or test-prefix gets), or an AoE error (error 4 for a
 /// conditional set that found another string).
-pub fn query_config<L: Link + ?Sized>(
+pub fn query_config<L: Transport + ?Sized>(
     link: &mut L,
     to: Address,
     command: ConfigCommand,
@@ -278,7 +278,7 @@ pub fn query_config<L: Link + ?Sized>(
 ///
 /// # Errors
 /// Only when the port fails: no answer is an empty list.
-pub fn discover<L: Link + ?Sized>(
+pub fn discover<L: Transport + ?Sized>(
     link: &mut L,
     to: Address,
     wait: Duration,
@@ -338,7 +338,7 @@ pub fn discover<L: Link + ?Sized>(
 ///
 /// # Errors
 /// No answer, an AoE error, an ATA error, or data that is not 512 octets.
-pub fn identify<L: Link + ?Sized>(
+pub fn identify<L: Transport + ?Sized>(
     link: &mut L,
     to: Address,
     retry: Retry,
@@ -373,7 +373,7 @@ pub enum Flushed {
 ///
 /// # Errors
 /// No answer, an AoE error or an ATA error.
-pub fn flush<L: Link + ?Sized>(
+pub fn flush<L: Transport + ?Sized>(
     link: &mut L,
     to: Address,
     identity: &IdentifyInfo,
@@ -430,7 +430,7 @@ pub enum MaskEdit {
 ///
 /// # Errors
 /// No answer, an AoE error, or a mask error (bad directive, list full).
-pub fn mask<L: Link + ?Sized>(
+pub fn mask<L: Transport + ?Sized>(
     link: &mut L,
     to: Address,
     edits: &[MaskEdit],
@@ -509,7 +509,7 @@ pub fn mask<L: Link + ?Sized>(
 ///
 /// # Errors
 /// No answer, or AoE error 6 when another initiator holds the reservation and `force` is off.
-pub fn reserve<L: Link + ?Sized>(
+pub fn reserve<L: Transport + ?Sized>(
     link: &mut L,
     to: Address,
     set: Option<&[EthernetAddress]>,
@@ -580,7 +580,7 @@ impl Session {
     ///
     /// # Errors
     /// No answer, an error reply, or a port whose MTU carries no sector.
-    pub fn open<L: Link + ?Sized>(
+    pub fn open<L: Transport + ?Sized>(
         link: &mut L,
         shelf: u16,
         slot: u8,

@@ -21,7 +21,7 @@
 use super::frame::{
     ATA_FLUSH_EXT, ATA_READ_EXT, ATA_WRITE_EXT, Address, AtaReply, Reply, set_tag, write_ata,
 };
-use super::{Error, Link};
+use super::{Error, Transport};
 use aoe_core::wire::aoe::Command;
 use aoe_core::wire::{ATA_DATA_OFFSET, ETHERNET_HEADER_LEN, EthernetAddress};
 use std::time::Duration;
@@ -33,7 +33,7 @@ pub const MAX_WINDOW: usize = 1 << SLOT_BITS;
 const SLOT_MASK: u32 = (1 << SLOT_BITS) - 1;
 /// Send-counter bits above the slot index; bit 31 stays clear.
 const COUNTER_MASK: u32 = (1 << (31 - SLOT_BITS)) - 1;
-/// Frames handed to [`Link::send`] at once.
+/// Frames handed to [`Transport::send`] at once.
 const SEND_BATCH: usize = 64;
 
 /// What a frame asks the target to do.
@@ -282,7 +282,7 @@ impl Engine {
     /// reply, a malformed reply, or an error from the workload.
     pub fn run<L, W>(&mut self, link: &mut L, work: &mut W) -> Result<(), Error>
     where
-        L: Link + ?Sized,
+        L: Transport + ?Sized,
         W: Workload + ?Sized,
     {
         let result = self.run_inner(link, work);
@@ -294,7 +294,7 @@ impl Engine {
 
     fn run_inner<L, W>(&mut self, link: &mut L, work: &mut W) -> Result<(), Error>
     where
-        L: Link + ?Sized,
+        L: Transport + ?Sized,
         W: Workload + ?Sized,
     {
         let mut issuing = true;
@@ -333,7 +333,7 @@ impl Engine {
     /// One receive call of up to `timeout`; hands each reply to [`Self::on_frame`].
     fn receive<L, W>(&mut self, link: &mut L, timeout: Duration, work: &mut W) -> Result<(), Error>
     where
-        L: Link + ?Sized,
+        L: Transport + ?Sized,
         W: Workload + ?Sized,
     {
         let mut failure = None;
@@ -439,7 +439,7 @@ impl Engine {
         Ok(())
     }
 
-    fn send_queued<L: Link + ?Sized>(&mut self, link: &mut L) -> Result<(), Error> {
+    fn send_queued<L: Transport + ?Sized>(&mut self, link: &mut L) -> Result<(), Error> {
         let mut batch: [&[u8]; SEND_BATCH] = [&[]; SEND_BATCH];
         for chunk in self.to_send.chunks(SEND_BATCH) {
             for (out, &index) in batch.iter_mut().zip(chunk) {

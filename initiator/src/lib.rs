@@ -1,16 +1,21 @@
 //! A userspace AoE initiator: what the `aoe` command runs, and what the integration tests use.
 //!
-//! It talks to targets through a [`Link`], a raw Ethernet port that sends and receives whole
-//! frames in batches. The protocol logic is pure code over that trait, so it is unit-tested
-//! in-process against an `aoe_core::Target` with dropped, duplicated, delayed and reordered
-//! frames ([`sim::SimLink`]), without root and without a network.
+//! It talks to targets through a [`Transport`]: whole frames sent and received in batches,
+//! each received frame with the time it arrived, and the clock those times come from. The
+//! protocol logic is pure code over that trait, so it is unit-tested in-process against an
+//! `aoe_core::Target` with dropped, duplicated, delayed and reordered frames and a virtual clock
+//! ([`sim::SimTransport`]), without root and without a network. On a real network the
+//! transport is [`port::NetPort`], over the project's one link seam (`aoe_net::Link`): the
+//! transport adds only the clock and the batching the engine wants, not another way to reach
+//! an interface.
 //!
 //! * [`frame`]: request builders into caller-owned buffers, and reply checks.
 //! * [`control`]: one-shot exchanges: discovery, Query Config, IDENTIFY, mask, reserve, flush.
 //! * [`engine`]: the I/O engine: a window of outstanding ATA frames bounded by the target's
 //!   buffer count, tag allocation, retransmission with a new tag and an adaptive timeout.
 //! * [`work`]: workloads the engine runs: sector ranges to or from memory, and the benchmark.
-//! * [`port`]: the [`Link`] over a real interface (the shared [`crate::net`] layer).
+//! * [`port`]: the [`Transport`] over a real interface (an `aoe_net::Link`).
+//! * [`cli`]: the `aoe` command.
 //!
 //! Guarantees: a reply is accepted only if it comes from the target's MAC with its shelf.slot,
 //! the command and the tag of a request still outstanding; anything else (stale tags after a
@@ -32,8 +37,9 @@ use aoe_core::wire::aoe::{Command, ErrorCode};
 use std::fmt;
 use std::time::Duration;
 
-/// A raw Ethernet port as the initiator needs it.
-pub trait Link {
+/// Frames in and out with arrival times and a clock: the initiator's view of the network (see
+/// the [crate docs](crate)).
+pub trait Transport {
     /// The port's own MAC: the source of every request, and where replies come to.
     fn mac(&self) -> EthernetAddress;
 

@@ -1,60 +1,84 @@
-//! The initiator's [`Link`] over a real interface: the shared raw-frame layer
-//! ([`crate::net`]), an `AF_PACKET` socket or a TAP device.
+//! The initiator's [`Transport`] over a real interface: an `aoe_net::Link` (an `AF_PACKET`
+//! socket or a TAP device) and the monotonic clock.
 //!
-//! Frames are received in batches with one `recvmmsg` into preallocated slots and sent in
-//! batches with one `sendmmsg`. Sending copies each frame once into a staging slot, because
-//! the engine keeps its frames for retransmission in its own buffers; next to the system call
-//! that copy is small. Nothing is allocated per frame.
+//! Frames are received in batches with one `recvmmsg` into the link's pool frames and sent in
+//! batches with one `sendmmsg`. Sending copies each frame once into a pool frame, because the
+//! engine keeps its frames for retransmission in its own buffers; next to the system call that
+//! copy is small. Nothing is allocated per frame.
 
-use super::Link;
-use crate::net::{self, FrameBufs, LinkSpec, NetError};
+use super::Transport;
 use aoe_core::wire::EthernetAddress;
+use aoe_net::{self as net, Frame, LinkSpec, NetError, PacketLink};
 use std::io;
 use std::time::{Duration, Instant};
 
 /// Frames taken per receive call.
 const RX_BATCH: usize = 64;
-/// Frames staged per send call.
-const TX_BATCH: usize = 64;
 /// Frames the socket buffers should hold: more than any window the engine uses.
 const SOCKET_FRAMES: usize = 1024;
-/// Slots need no `O_DIRECT` alignment here; a cache line is enough.
-const SLOT_ALIGN: usize = 64;
+/// Frames in the link's pool: a receive batch and a send batch, with room to spare.
+const POOL_FRAMES: usize = 256;
+
+/// The link under a [`NetPort`]: a packet socket (which can wait and receive in one call) or
+/// any other link.
+enum Port {
+    Packet(PacketLink),
+    Other(Box<dyn net::Link>),
+}
 
 /// A raw Ethernet port for the initiator.
 pub struct NetPort {
-    link: Box<dyn net::Link>,
+    port: Port,
     mtu: usize,
-    rx: FrameBufs,
-    tx: FrameBufs,
+    rx: Vec<Frame>,
+    tx: Vec<Frame>,
     start: Instant,
 }
 
 impl NetPort {
-    /// Opens `spec` and sizes its socket buffers for a large window.
+    /// Opens `spec` and sizes its socket buffers for a large window. A packet interface gets a
+    /// [`PacketLink`]: it receives from the socket queue, never through a receive ring, so on a
+    /// veth pair the target is not billed for the initiator's copies (see
+    /// `aoe_net::open_queued`).
     ///
     /// # Errors
     /// When the interface is missing, down, or raw sockets are not permitted.
     pub fn open(spec: &LinkSpec) -> Result<NetPort, NetError> {
-        // No receive ring: on a veth pair the target would pay for filling it (see open_queued).
-        let mut link = net::open_queued(spec)?;
+        let mut port = match spec {
+            LinkSpec::Packet { interface } => {
+                Port::Packet(PacketLink::open(interface, POOL_FRAMES)?)
+            }
+            LinkSpec::Tap { .. } => Port::Other(net::open_queued(spec)?),
+        };
+        let link = port.link();
         let mtu = link.mtu()?;
         let bytes = net::buffer_bytes_for(SOCKET_FRAMES, mtu);
         // Best effort: smaller buffers only mean drops, which retransmission covers.
         let _ = link.set_buffer_bytes(bytes, bytes);
-        let capacity = mtu + net::ETHERNET_HEADER_LEN;
         Ok(NetPort {
-            link,
+            port,
             mtu,
-            rx: FrameBufs::with_alignment(RX_BATCH, capacity, SLOT_ALIGN),
-            tx: FrameBufs::with_alignment(TX_BATCH, capacity, SLOT_ALIGN),
+            rx: Vec::with_capacity(RX_BATCH),
+            tx: Vec::with_capacity(RX_BATCH),
             start: Instant::now(),
         })
     }
 
     /// The interface name.
     pub fn name(&self) -> &str {
-        self.link.name()
+        match &self.port {
+            Port::Packet(link) => net::Link::name(link),
+            Port::Other(link) => link.name(),
+        }
+    }
+}
+
+impl Port {
+    fn link(&mut self) -> &mut dyn net::Link {
+        match self {
+            Port::Packet(link) => link,
+            Port::Other(link) => &mut **link,
+        }
     }
 }
 
@@ -62,9 +86,12 @@ fn to_io(err: NetError) -> io::Error {
     io::Error::other(err)
 }
 
-impl Link for NetPort {
+impl Transport for NetPort {
     fn mac(&self) -> EthernetAddress {
-        EthernetAddress(self.link.mac())
+        match &self.port {
+            Port::Packet(link) => net::Link::mac(link),
+            Port::Other(link) => link.mac(),
+        }
     }
 
     fn mtu(&self) -> usize {
@@ -76,16 +103,16 @@ impl Link for NetPort {
     }
 
     fn send(&mut self, frames: &[&[u8]]) -> io::Result<()> {
-        if let [frame] = frames {
-            return self.link.send_frame(frame).map_err(to_io);
-        }
-        for chunk in frames.chunks(TX_BATCH) {
-            for (slot, frame) in chunk.iter().enumerate() {
-                let len = frame.len().min(self.tx.capacity());
-                self.tx.slot_mut(slot)[..len].copy_from_slice(&frame[..len]);
-                self.tx.set_len(slot, len);
+        let link = self.port.link();
+        for chunk in frames.chunks(RX_BATCH) {
+            for bytes in chunk {
+                let Some(mut frame) = link.alloc() else {
+                    return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
+                };
+                frame.fill(bytes);
+                self.tx.push(frame);
             }
-            self.link.send(&self.tx, chunk.len()).map_err(to_io)?;
+            link.send(&mut self.tx).map_err(to_io)?;
         }
         Ok(())
     }
@@ -95,16 +122,20 @@ impl Link for NetPort {
         timeout: Duration,
         on_frame: &mut dyn FnMut(&[u8], Duration),
     ) -> io::Result<usize> {
-        let count = self.link.recv(&mut self.rx, Some(timeout)).map_err(to_io)?;
-        let at = self.start.elapsed();
-        let mut delivered = 0;
-        for slot in 0..count {
-            let frame = self.rx.frame(slot);
-            if !frame.is_empty() {
-                on_frame(frame, at);
-                delivered += 1;
-            }
+        let count = match &mut self.port {
+            // Wait and receive in one system call.
+            Port::Packet(link) => link.recv_wait(&mut self.rx, RX_BATCH, Some(timeout)),
+            Port::Other(link) => match link.wait(Some(timeout)) {
+                Ok(true) => link.recv(&mut self.rx, RX_BATCH),
+                Ok(false) => Ok(0),
+                Err(error) => Err(error),
+            },
         }
-        Ok(delivered)
+        .map_err(to_io)?;
+        let at = self.start.elapsed();
+        for frame in self.rx.drain(..) {
+            on_frame(frame.as_slice(), at);
+        }
+        Ok(count)
     }
 }

@@ -1,13 +1,13 @@
-//! An in-process [`Link`] to an `aoe_core::Target` over a `MemDisk`, with a virtual clock
+//! An in-process [`Transport`] to an `aoe_core::Target` over a `MemDisk`, with a virtual clock
 //! and injected faults, so the initiator is tested without root and without a network.
 //!
 //! Time is virtual: a frame's reply arrives [`Faults::latency`] after it was sent (plus
-//! jitter, which reorders replies), and [`Link::recv`] with nothing due advances the clock to
+//! jitter, which reorders replies), and [`Transport::recv`] with nothing due advances the clock to
 //! the next arrival or by the whole timeout. Each fault hits a frame at random with its own
 //! probability, drawn from a seeded generator, so every run is reproducible and no loss pattern
 //! can line up with the initiator's retransmissions forever.
 
-use super::Link;
+use super::Transport;
 use aoe_core::disk::MemDisk;
 use aoe_core::wire::EthernetAddress;
 use aoe_core::{Config, Port, Target};
@@ -59,7 +59,7 @@ pub struct SimStats {
 }
 
 /// A link whose other end is an in-process target.
-pub struct SimLink {
+pub struct SimTransport {
     /// The target (inspect its disk and state in tests).
     pub target: Target<MemDisk<Vec<u8>>>,
     port: Port,
@@ -75,21 +75,21 @@ pub struct SimLink {
     tx: Vec<u8>,
 }
 
-impl SimLink {
+impl SimTransport {
     /// Exports `shelf.slot`, a zeroed disk of `sectors` sectors with Buffer Count
     /// `buffer_count`, on a link of `mtu`.
-    pub fn new(shelf: u16, slot: u8, sectors: usize, buffer_count: u16, mtu: usize) -> SimLink {
+    pub fn new(shelf: u16, slot: u8, sectors: usize, buffer_count: u16, mtu: usize) -> SimTransport {
         let mut config = Config::new(shelf, slot);
         config.buffer_count = buffer_count;
         config.max_frame_len = mtu + 14;
         let disk = MemDisk::new(vec![0u8; sectors * 512]);
         let target = Target::new(config, disk).expect("a valid simulated export");
-        SimLink::with_target(target, mtu)
+        SimTransport::with_target(target, mtu)
     }
 
     /// A link to a target made by the caller.
-    pub fn with_target(target: Target<MemDisk<Vec<u8>>>, mtu: usize) -> SimLink {
-        SimLink {
+    pub fn with_target(target: Target<MemDisk<Vec<u8>>>, mtu: usize) -> SimTransport {
+        SimTransport {
             target,
             port: Port::new(TARGET_MAC, mtu),
             mtu,
@@ -139,7 +139,7 @@ impl SimLink {
     }
 }
 
-impl Link for SimLink {
+impl Transport for SimTransport {
     fn mac(&self) -> EthernetAddress {
         INITIATOR_MAC
     }

@@ -4,9 +4,9 @@
 use super::control::{self, MaskEdit, Retry, Session};
 use super::engine::{Engine, EngineConfig, IoRequest, Next, Op, Workload};
 use super::frame::Address;
-use super::sim::{Faults, INITIATOR_MAC, SimLink, TARGET_MAC};
+use super::sim::{Faults, INITIATOR_MAC, SimTransport, TARGET_MAC};
 use super::work::{self, Access, BenchSpec, Histogram, PatternCheck, Transfer};
-use super::{Error, Link};
+use super::{Error, Transport};
 use aoe_core::wire::EthernetAddress;
 use aoe_core::wire::aoe::ErrorCode;
 use aoe_core::wire::cfg::ConfigCommand;
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 const SECTORS: usize = 2048; // 1 MiB
 
-fn open(link: &mut SimLink) -> (Session, Engine) {
+fn open(link: &mut SimTransport) -> (Session, Engine) {
     let session = Session::open(link, 7, 1, Retry::default()).expect("target found");
     let window = usize::from(session.info.buffer_count);
     let config = EngineConfig::new(window, session.sectors_per_frame);
@@ -30,7 +30,7 @@ fn data(sectors: usize, seed: u8) -> Vec<u8> {
 
 #[test]
 fn session_reports_what_the_target_advertises() {
-    let mut link = SimLink::new(7, 1, SECTORS, 24, 9000);
+    let mut link = SimTransport::new(7, 1, SECTORS, 24, 9000);
     let (session, _) = open(&mut link);
     assert_eq!(session.info.mac, TARGET_MAC);
     assert_eq!((session.info.shelf, session.info.slot), (7, 1));
@@ -42,7 +42,7 @@ fn session_reports_what_the_target_advertises() {
 
 #[test]
 fn discovery_finds_the_target_and_not_a_wrong_address() {
-    let mut link = SimLink::new(7, 1, SECTORS, 16, 1500);
+    let mut link = SimTransport::new(7, 1, SECTORS, 16, 1500);
     let found = control::discover(&mut link, Address::EVERYONE, Duration::from_millis(200));
     let found = found.unwrap();
     assert_eq!(found.len(), 1, "one target, asked twice, listed once");
@@ -60,7 +60,7 @@ fn discovery_finds_the_target_and_not_a_wrong_address() {
 #[test]
 fn whole_disk_write_then_read_back() {
     for mtu in [1500, 9000] {
-        let mut link = SimLink::new(7, 1, SECTORS, 16, mtu);
+        let mut link = SimTransport::new(7, 1, SECTORS, 16, mtu);
         let (_, mut engine) = open(&mut link);
         let spf = engine.config().sectors_per_frame;
         let written = data(SECTORS, 0x5a);
@@ -83,7 +83,7 @@ fn whole_disk_write_then_read_back() {
 
 #[test]
 fn lost_duplicated_delayed_and_reordered_frames_lose_nothing() {
-    let mut link = SimLink::new(7, 1, SECTORS, 16, 1500);
+    let mut link = SimTransport::new(7, 1, SECTORS, 16, 1500);
     let (_, mut engine) = open(&mut link);
     link.set_faults(Faults {
         drop_request_every: 7,
@@ -158,7 +158,7 @@ impl Workload for WindowProbe {
 
 #[test]
 fn window_never_exceeds_the_buffer_count() {
-    let mut link = SimLink::new(7, 1, SECTORS, 16, 1500);
+    let mut link = SimTransport::new(7, 1, SECTORS, 16, 1500);
     let (_, mut engine) = open(&mut link);
     let mut probe = WindowProbe {
         issued: 0,
@@ -173,7 +173,7 @@ fn window_never_exceeds_the_buffer_count() {
 
 #[test]
 fn no_answer_gives_up_with_a_clear_error() {
-    let mut link = SimLink::new(7, 1, SECTORS, 16, 1500);
+    let mut link = SimTransport::new(7, 1, SECTORS, 16, 1500);
     let (_, mut engine) = open(&mut link);
     link.set_faults(Faults {
         drop_request_every: 1,
@@ -196,7 +196,7 @@ fn no_answer_gives_up_with_a_clear_error() {
 
 #[test]
 fn the_rto_adapts_to_the_round_trip() {
-    let mut link = SimLink::new(7, 1, SECTORS, 16, 1500);
+    let mut link = SimTransport::new(7, 1, SECTORS, 16, 1500);
     let (_, mut engine) = open(&mut link);
     assert_eq!(engine.rto(), Duration::from_millis(200));
     // Replies take 300 ms, longer than the first RTO: the first frames are sent twice, then
@@ -234,7 +234,7 @@ fn the_rto_adapts_to_the_round_trip() {
 
 #[test]
 fn ata_and_aoe_errors_are_reported() {
-    let mut link = SimLink::new(7, 1, SECTORS, 16, 1500);
+    let mut link = SimTransport::new(7, 1, SECTORS, 16, 1500);
     let (_, mut engine) = open(&mut link);
     let mut buf = vec![0u8; 1024];
     let err = engine
@@ -269,7 +269,7 @@ fn ata_and_aoe_errors_are_reported() {
 
 #[test]
 fn pattern_write_and_check_detects_a_changed_sector() {
-    let mut link = SimLink::new(7, 1, SECTORS, 16, 9000);
+    let mut link = SimTransport::new(7, 1, SECTORS, 16, 9000);
     let (_, mut engine) = open(&mut link);
     let spf = engine.config().sectors_per_frame;
     let sectors = SECTORS as u64;
@@ -297,7 +297,7 @@ fn pattern_write_and_check_detects_a_changed_sector() {
 
 #[test]
 fn config_mask_and_reserve_commands() {
-    let mut link = SimLink::new(7, 1, SECTORS, 16, 1500);
+    let mut link = SimTransport::new(7, 1, SECTORS, 16, 1500);
     let (session, _) = open(&mut link);
     let to = session.address();
     let retry = Retry::default();
@@ -368,7 +368,7 @@ fn config_mask_and_reserve_commands() {
 
 #[test]
 fn bench_runs_every_mode_and_counts_requests() {
-    let mut link = SimLink::new(7, 1, SECTORS, 16, 1500);
+    let mut link = SimTransport::new(7, 1, SECTORS, 16, 1500);
     let (_, mut engine) = open(&mut link);
     for op in [Op::Read, Op::Write] {
         for access in [Access::Sequential, Access::Random] {
@@ -416,7 +416,7 @@ fn histogram_percentiles_are_close() {
 
 #[test]
 fn junk_frames_are_ignored() {
-    let mut link = SimLink::new(7, 1, SECTORS, 16, 1500);
+    let mut link = SimTransport::new(7, 1, SECTORS, 16, 1500);
     let (_, mut engine) = open(&mut link);
     let mut junk = Junk { inner: link };
     let mut buf = vec![0u8; 8192];
@@ -428,10 +428,10 @@ fn junk_frames_are_ignored() {
 
 /// A link that adds a junk frame (truncated, wrong ethertype, forged tag) to every batch.
 struct Junk {
-    inner: SimLink,
+    inner: SimTransport,
 }
 
-impl Link for Junk {
+impl Transport for Junk {
     fn mac(&self) -> EthernetAddress {
         self.inner.mac()
     }
@@ -474,7 +474,7 @@ fn random_fault_mixes_never_lose_or_misplace_data() {
     };
     for case in 0..40 {
         let mtu = if next(2) == 0 { 1500 } else { 9000 };
-        let mut link = SimLink::new(7, 1, 512, 32, mtu);
+        let mut link = SimTransport::new(7, 1, 512, 32, mtu);
         let session = Session::open(&mut link, 7, 1, Retry::default()).unwrap();
         let window = 1 + next(32) as usize;
         let spf = 1 + next(u64::from(session.sectors_per_frame)) as u8;

@@ -479,7 +479,7 @@ impl Workload for Bench {
 ///
 /// # Errors
 /// As [`Engine::run`].
-pub fn bench<L: super::Link + ?Sized>(
+pub fn bench<L: super::Transport + ?Sized>(
     engine: &mut Engine,
     link: &mut L,
     spec: BenchSpec,

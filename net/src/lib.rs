@@ -162,6 +162,50 @@ pub fn send_bytes(link: &mut dyn Link, bytes: &[u8]) -> Result<(), NetError> {
     Ok(())
 }
 
+/// Waits until one of `fds` (at most 8) polls readable, or `timeout` passes (forever with
+/// `None`). Returns true if one is readable; false on timeout or when a signal interrupted the
+/// wait. A target's worker waits for its link and its storage queues' waker
+/// (`aoe_storage::Waker`) this way.
+///
+/// # Errors
+/// When `poll(2)` fails, or more than 8 descriptors are given.
+pub fn wait_readable_any(
+    fds: &[BorrowedFd<'_>],
+    timeout: Option<Duration>,
+) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    const MAX: usize = 8;
+    if fds.len() > MAX {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut polled = [libc::pollfd {
+        fd: -1,
+        events: libc::POLLIN,
+        revents: 0,
+    }; MAX];
+    for (entry, fd) in polled.iter_mut().zip(fds) {
+        entry.fd = fd.as_raw_fd();
+    }
+    let millis = match timeout {
+        None => -1,
+        // Round up so that a 0.5 ms timeout waits instead of spinning.
+        Some(t) => i32::try_from(t.as_micros().div_ceil(1000)).unwrap_or(i32::MAX),
+    };
+    let count = libc::nfds_t::try_from(fds.len()).unwrap_or(0);
+    // SAFETY: `polled` holds `count` (at most MAX) valid pollfd entries for descriptors the
+    // caller keeps open (borrowed) during the call.
+    let rc = unsafe { libc::poll(polled.as_mut_ptr(), count, millis) };
+    if rc < 0 {
+        let error = std::io::Error::last_os_error();
+        return if error.kind() == std::io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(error)
+        };
+    }
+    Ok(rc > 0)
+}
+
 /// Which link to open.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum LinkSpec {

@@ -29,7 +29,7 @@ use aoe_core::disk::{ErrorKind, SECTOR_SIZE, WindowError, range_fits};
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -440,7 +440,7 @@ impl Storage for FileStorage {
         &self.capabilities
     }
 
-    fn queue(&self) -> Result<Box<dyn IoQueue>, String> {
+    fn queue(&self, _waker: &crate::Waker) -> Result<Box<dyn IoQueue>, String> {
         Ok(Box::new(self.sync_queue()))
     }
 
@@ -555,9 +555,6 @@ impl IoQueue for SyncQueue {
         count
     }
 
-    fn notifier(&self) -> Option<BorrowedFd<'_>> {
-        None
-    }
 
     fn in_flight(&self) -> usize {
         self.pending.len() + self.done.len()
@@ -799,7 +796,7 @@ mod test {
     /// (write data is `pattern(seed)`), commits, and returns the completions in tag order.
     fn run(storage: &FileStorage, requests: Vec<(IoOp, u64, u8, u8)>) -> Vec<Completion> {
         let pool = aoe_net::Arena::pool(requests.len().max(1));
-        let mut queue = storage.queue().unwrap();
+        let mut queue = storage.queue(&crate::Waker::new().unwrap()).unwrap();
         for (tag, (op, lba, sectors, seed)) in (0u64..).zip(requests) {
             let io = DiskIo { op, lba, sectors };
             let mut frame = pool.take().unwrap();

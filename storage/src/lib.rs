@@ -17,7 +17,9 @@
 //! 2. [`IoQueue::commit`] hands everything submitted to the device, in as few system calls as
 //!    the back end can (one for the batch).
 //! 3. [`IoQueue::reap`] returns [`Completion`]s (tag, result, the frame back), in any order.
-//!    [`IoQueue::notifier`] polls readable when more may be ready.
+//!    A queue that completes requests later (not during `commit`) signals the [`Waker`] it was
+//!    made with whenever completions become ready, so one worker waits for its link and all
+//!    its queues on two descriptors.
 //!
 //! What every implementation guarantees:
 //!
@@ -46,14 +48,15 @@
 pub mod file;
 pub mod mem;
 pub mod ordered;
+mod waker;
 
 pub use aoe_core::disk::ErrorKind;
 pub use aoe_core::{DiskIo, IoOp};
 pub use aoe_net::Frame;
 pub use ordered::Ordered;
+pub use waker::Waker;
 
 use std::fmt;
-use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 /// One unit of disk work: what to do, and the frame whose data range it reads into or writes
@@ -156,12 +159,13 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// What it can do.
     fn capabilities(&self) -> &Capabilities;
 
-    /// A new queue for one worker thread.
+    /// A new queue for one worker thread, which signals `waker` when completions become ready
+    /// outside [`IoQueue::commit`].
     ///
     /// # Errors
     /// When the back end cannot make one (io_uring refused, connection failed), worded for a
     /// person.
-    fn queue(&self) -> Result<Box<dyn IoQueue>, String>;
+    fn queue(&self, waker: &Waker) -> Result<Box<dyn IoQueue>, String>;
 
     /// Makes every completed write durable, blocking (at shutdown and when an export is
     /// removed).
@@ -186,10 +190,6 @@ pub trait IoQueue: Send {
     /// Appends the completions that are ready to `completions`, without waiting; returns how
     /// many.
     fn reap(&mut self, completions: &mut Vec<Completion>) -> usize;
-
-    /// A descriptor that polls readable when [`reap`](Self::reap) may return completions;
-    /// `None` for queues that complete everything during `commit`.
-    fn notifier(&self) -> Option<BorrowedFd<'_>>;
 
     /// Requests submitted and not yet reaped.
     fn in_flight(&self) -> usize;

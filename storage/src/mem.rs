@@ -9,7 +9,6 @@
 
 use crate::{Capabilities, Completion, Durability, IoError, IoOp, IoQueue, Request, Storage};
 use aoe_core::disk::{ErrorKind, SECTOR_SIZE};
-use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -65,7 +64,7 @@ impl Storage for MemStorage {
         &self.capabilities
     }
 
-    fn queue(&self) -> Result<Box<dyn IoQueue>, String> {
+    fn queue(&self, _waker: &crate::Waker) -> Result<Box<dyn IoQueue>, String> {
         Ok(Box::new(MemQueue {
             data: Arc::clone(&self.data),
             depth: self.capabilities.queue_depth,
@@ -170,9 +169,6 @@ impl IoQueue for MemQueue {
         count
     }
 
-    fn notifier(&self) -> Option<BorrowedFd<'_>> {
-        None
-    }
 
     fn in_flight(&self) -> usize {
         self.submitted.len() + self.running.len() + self.done.len()
@@ -240,7 +236,7 @@ mod test {
         const SECTORS: u64 = 24;
         for seed in 1..=40u64 {
             let storage = MemStorage::reordering(SECTORS, seed);
-            let mut queue = Ordered::new(storage.queue().unwrap());
+            let mut queue = Ordered::new(storage.queue(&crate::Waker::new().unwrap()).unwrap());
             let pool = Arena::pool(64);
             let requests = workload(seed * 7919, 300, SECTORS);
             // The model: every request in arrival order against a plain vector.
@@ -310,7 +306,7 @@ mod test {
         let mut stale = 0;
         for seed in 1..=40u64 {
             let storage = MemStorage::reordering(SECTORS, seed);
-            let mut queue = storage.queue().unwrap();
+            let mut queue = storage.queue(&crate::Waker::new().unwrap()).unwrap();
             // Fewer requests than the queue's depth: all stay in flight until the drain.
             let pool = Arena::pool(250);
             let mut model = vec![0u8; usize::try_from(SECTORS).unwrap() * SECTOR_SIZE];

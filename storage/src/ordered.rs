@@ -20,7 +20,6 @@
 
 use crate::{Completion, IoOp, IoQueue, Request};
 use std::collections::VecDeque;
-use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 /// What is known of a request in flight or held back, to find conflicts.
@@ -179,9 +178,6 @@ impl IoQueue for Ordered {
         }
     }
 
-    fn notifier(&self) -> Option<BorrowedFd<'_>> {
-        self.inner.notifier()
-    }
 
     fn in_flight(&self) -> usize {
         self.inner.in_flight() + self.held.len() + self.refused.len()

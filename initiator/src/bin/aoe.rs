@@ -1,6 +1,6 @@
 //! `aoe`: a userspace ATA over Ethernet initiator for checking and benchmarking targets.
-//! See `aoe --help` and `host-sim/INITIATOR.md`.
+//! See `aoe --help` and `initiator/README.md`.
 
 fn main() {
-    std::process::exit(aoe_host_sim::initiator::cli::main());
+    std::process::exit(aoe_initiator::cli::main());
 }

@@ -1,0 +1,220 @@
+//! One worker's path to one export: frames through the engine's split path and the storage
+//! queue, and replies back into the frames they came in.
+//!
+//! A frame that needs no disk work (control commands, IDENTIFY, refusals) is completed at once,
+//! in place: the reply overwrites the request in its own frame. A READ, WRITE or FLUSH becomes
+//! a storage [`Request`] carrying the frame (a READ's data lands at octet 36 of that frame, a
+//! WRITE's data is taken from there), tagged with the index of its [`Plan`] in a slab, and is
+//! completed in place when its completion comes back, in whatever order completions come.
+//!
+//! Guarantees:
+//!
+//! * A WRITE's reply is built only from a completion whose result is `Ok`, that is, after the
+//!   storage accepted all its octets with the durability it states; a failed operation gets
+//!   the engine's ATA error (never an ACK), and is counted and logged (at most once a second
+//!   per kind, per export and worker).
+//! * The ordering rules of [`aoe_storage::ordered`] hold between requests of this channel.
+//! * Frames lent by a kernel receive ring ([`Frame::is_transient`]) are held only by a storage
+//!   queue that completes during its commit; for other queues the request is copied into a
+//!   pool frame first, so a slow disk never stops the ring.
+//! * Nothing is allocated per frame: the plan slab and the completion list keep their
+//!   capacity.
+
+use crate::export::Export;
+use aoe_core::{Plan, Port};
+use aoe_net::{Frame, Link};
+use aoe_storage::{Completion, IoQueue, Ordered, Request, Waker};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often one kind of disk error is logged per channel.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Plans waiting for their storage completion, indexed by tag.
+#[derive(Debug, Default)]
+struct PlanSlab {
+    plans: Vec<Option<Plan>>,
+    free: Vec<usize>,
+}
+
+impl PlanSlab {
+    fn insert(&mut self, plan: Plan) -> u64 {
+        let index = match self.free.pop() {
+            Some(index) => {
+                self.plans[index] = Some(plan);
+                index
+            }
+            None => {
+                self.plans.push(Some(plan));
+                self.plans.len() - 1
+            }
+        };
+        index as u64
+    }
+
+    fn take(&mut self, tag: u64) -> Option<Plan> {
+        let index = usize::try_from(tag).ok()?;
+        let plan = self.plans.get_mut(index)?.take()?;
+        self.free.push(index);
+        Some(plan)
+    }
+}
+
+/// Disk error counters of one channel, by kind, with the time each kind was last logged.
+#[derive(Debug, Default)]
+pub struct DiskErrors {
+    /// Errors by kind name (`media error`, `write protected`, ...) and errno text.
+    pub counts: HashMap<String, u64>,
+    logged: HashMap<String, Instant>,
+}
+
+/// One worker's queue to one export; see the [module docs](self).
+pub struct Channel {
+    export: Arc<Export>,
+    queue: Ordered,
+    inline: bool,
+    plans: PlanSlab,
+    completions: Vec<Completion>,
+    errors: DiskErrors,
+    /// Requests dropped because no pool frame was free to copy a ring frame into.
+    pub pool_drops: u64,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("export", &self.export.spec().name())
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Channel {
+    /// A channel to `export`, with a new storage queue that signals `waker`.
+    ///
+    /// # Errors
+    /// When the storage cannot make a queue (worded for a person).
+    pub fn open(export: Arc<Export>, waker: &Waker) -> Result<Channel, String> {
+        let queue = export
+            .storage()
+            .queue(waker)
+            .map_err(|error| format!("{}: {error}", export.spec().name()))?;
+        let inline = export.storage().capabilities().completes_inline;
+        Ok(Channel {
+            export,
+            queue: Ordered::new(queue),
+            inline,
+            plans: PlanSlab::default(),
+            completions: Vec::with_capacity(256),
+            errors: DiskErrors::default(),
+            pool_drops: 0,
+        })
+    }
+
+    /// The export.
+    pub fn export(&self) -> &Arc<Export> {
+        &self.export
+    }
+
+    /// Requests submitted and not yet completed.
+    pub fn in_flight(&self) -> usize {
+        self.queue.in_flight()
+    }
+
+    /// The disk errors seen so far.
+    pub fn errors(&self) -> &DiskErrors {
+        &self.errors
+    }
+
+    /// Runs `frame` through the engine. A reply that is ready goes to `replies`; disk work goes
+    /// to the storage queue (committed by [`commit`](Self::commit)). `link` lends a pool frame
+    /// when a ring frame must not be held.
+    pub fn accept(&mut self, port: &Port, mut frame: Frame, link: &mut dyn Link, replies: &mut Vec<Frame>) {
+        let mut target = self.export.target();
+        let Some(plan) = target.accept(port, frame.as_slice()) else {
+            return;
+        };
+        let Some(io) = plan.io() else {
+            if let Some(len) = target.complete(&plan, Ok(()), frame.buffer_mut()) {
+                frame.set_len(len);
+                replies.push(frame);
+            }
+            return;
+        };
+        drop(target);
+        if frame.is_transient() && !self.inline || frame.capacity() < plan.reply_len() {
+            // Keep the kernel's ring moving: the request waits for its I/O in a pool frame.
+            let Some(mut copy) = link.alloc() else {
+                self.pool_drops += 1;
+                return;
+            };
+            copy.fill(frame.as_slice());
+            frame = copy;
+        }
+        let tag = self.plans.insert(plan);
+        // `Ordered` takes every request (it holds back what cannot go yet).
+        let _ = self.queue.submit(Request { tag, io, frame });
+    }
+
+    /// Hands the submitted requests to the storage.
+    pub fn commit(&mut self) {
+        self.queue.commit();
+    }
+
+    /// Completes the replies of every finished request into `replies`; returns how many
+    /// requests finished.
+    pub fn reap(&mut self, replies: &mut Vec<Frame>) -> usize {
+        let count = self.queue.reap(&mut self.completions);
+        self.finish(replies);
+        count
+    }
+
+    /// Waits for every request in flight and completes their replies into `replies`.
+    pub fn drain(&mut self, replies: &mut Vec<Frame>) {
+        self.queue.drain(&mut self.completions);
+        self.finish(replies);
+    }
+
+    fn finish(&mut self, replies: &mut Vec<Frame>) {
+        if self.completions.is_empty() {
+            return;
+        }
+        let mut target = self.export.target();
+        for completion in self.completions.drain(..) {
+            let Some(plan) = self.plans.take(completion.tag) else {
+                continue;
+            };
+            let result = match completion.result {
+                Ok(()) => Ok(()),
+                Err(error) => {
+                    let key = error.to_string();
+                    *self.errors.counts.entry(key.clone()).or_insert(0) += 1;
+                    let now = Instant::now();
+                    let due = self
+                        .errors
+                        .logged
+                        .get(&key)
+                        .is_none_or(|last| now.duration_since(*last) >= ERROR_LOG_INTERVAL);
+                    if due {
+                        log::error!(
+                            "{}: {:?} of {} sectors at LBA {} failed: {error} ({} so far)",
+                            self.export.spec().name(),
+                            completion.io.op,
+                            completion.io.sectors,
+                            completion.io.lba,
+                            self.errors.counts[&key]
+                        );
+                        self.errors.logged.insert(key, now);
+                    }
+                    Err(error.kind)
+                }
+            };
+            let mut frame = completion.frame;
+            if let Some(len) = target.complete(&plan, result, frame.buffer_mut()) {
+                frame.set_len(len);
+                replies.push(frame);
+            }
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! The target's event loop: one thread per link, frames in batches through the engine, disk
+//! work through the storage queues, replies out as soon as their I/O completes.
+//!
+//! Per turn a [`LinkWorker`]:
+//!
+//! 1. waits until the link has frames or a storage queue has completions (one `poll(2)` on the
+//!    link and the worker's [`Waker`]), unless there is work at hand;
+//! 2. takes up to [`RECV_BATCH`] frames from the link and hands each to every export whose
+//!    shelf.slot it names (wildcards included; a frame for several exports is copied for all
+//!    but the last) through its [`Channel`]: replies that need no disk work are built at once,
+//!    disk work goes to the export's storage queue;
+//! 3. commits every queue (one system call per queue and batch where the back end batches),
+//!    reaps what completed, builds those replies, and sends every reply of the turn with one
+//!    call.
+//!
+//! Guarantees: replies are built in the frames their requests came in (no copy of sector
+//! data); every reply leaves the turn its I/O completed in, while other I/O still waits; the
+//! worker finishes and answers everything in flight (draining every queue) before it stops or
+//! drops an export that a reload removed.
+//!
+//! The MTU is re-read from the kernel for every Query Config (so the advertised sectors per
+//! frame follow an MTU change) and once a second otherwise. A link that fails (interface
+//! deleted, or down and reported so by the kernel) is reopened by name once a second until it
+//! works again; then every export on it is announced again.
+
+use crate::channel::Channel;
+use crate::export::Export;
+use aoe_core::Port;
+use aoe_core::wire::{EthernetFrame, aoe};
+use aoe_net::{self as net, EthernetAddress, Frame, Link, LinkSpec, MacText};
+use aoe_storage::Waker;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Frames taken from the link per turn.
+pub const RECV_BATCH: usize = 64;
+
+/// How long a wait lasts before the worker checks for stop requests and new routes.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often a failed link is reopened.
+const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often the MTU is re-read when no Query Config asks for it.
+const MTU_REFRESH: Duration = Duration::from_secs(1);
+
+/// How often receive drops are checked and reported.
+const DROP_REPORT: Duration = Duration::from_secs(10);
+
+/// The exports one link serves; the supervisor swaps the list, workers pick it up per turn.
+#[derive(Debug, Default)]
+pub struct Routes(Mutex<Arc<Vec<Arc<Export>>>>);
+
+impl Routes {
+    /// Replaces the list.
+    pub fn set(&self, exports: Vec<Arc<Export>>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(exports);
+    }
+
+    /// The current list.
+    pub fn get(&self) -> Arc<Vec<Arc<Export>>> {
+        Arc::clone(&self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Counters a worker reports when it stops.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Frames received.
+    pub frames: u64,
+    /// Replies sent.
+    pub replies: u64,
+    /// Frames the kernel dropped for lack of receive buffer or ring room.
+    pub kernel_drops: u64,
+    /// Requests dropped because every frame buffer was in use.
+    pub pool_drops: u64,
+}
+
+/// Serves the exports in `routes` on one link until `stop` or `shutdown` is set.
+pub struct LinkWorker {
+    spec: LinkSpec,
+    link: Box<dyn Link>,
+    routes: Arc<Routes>,
+    stop: Arc<AtomicBool>,
+    shutdown: &'static AtomicBool,
+    waker: Waker,
+    current: Arc<Vec<Arc<Export>>>,
+    channels: Vec<Channel>,
+    rx: Vec<Frame>,
+    replies: Vec<Frame>,
+    /// Indexes of the channels a frame is for (kept to avoid allocating per frame).
+    matches: Vec<usize>,
+    mtu: usize,
+    mtu_read: Instant,
+    stats: WorkerStats,
+}
+
+impl LinkWorker {
+    /// A worker for `link`, opened from `spec` (which reopens it after a failure); call
+    /// [`run`](Self::run) on its own thread.
+    ///
+    /// # Errors
+    /// When the wake-up descriptor cannot be made.
+    pub fn new(
+        spec: LinkSpec,
+        link: Box<dyn Link>,
+        routes: Arc<Routes>,
+        stop: Arc<AtomicBool>,
+        shutdown: &'static AtomicBool,
+    ) -> std::io::Result<LinkWorker> {
+        let mtu = link.mtu().unwrap_or(1500);
+        Ok(LinkWorker {
+            spec,
+            link,
+            routes,
+            stop,
+            shutdown,
+            waker: Waker::new()?,
+            current: Arc::new(Vec::new()),
+            channels: Vec::new(),
+            rx: Vec::with_capacity(RECV_BATCH),
+            replies: Vec::with_capacity(4 * RECV_BATCH),
+            matches: Vec::new(),
+            mtu,
+            mtu_read: Instant::now(),
+            stats: WorkerStats::default(),
+        })
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.shutdown.load(Ordering::Relaxed)
+    }
+
+    fn refresh_mtu(&mut self) {
+        match self.link.mtu() {
+            Ok(mtu) => {
+                if mtu != self.mtu {
+                    log::info!("{}: MTU is now {mtu}", self.link.name());
+                }
+                self.mtu = mtu;
+            }
+            Err(error) => log::warn!("{}: {error}", self.link.name()),
+        }
+        self.mtu_read = Instant::now();
+    }
+
+    fn port(&self) -> Port {
+        Port::new(self.link.mac(), self.mtu)
+    }
+
+    /// Runs until told to stop; returns the counters.
+    pub fn run(mut self) -> WorkerStats {
+        let mut drops_checked = Instant::now();
+        // Since when the link has been failing, and when a reopen was last tried.
+        let mut broken = false;
+        let mut reopen_tried = Instant::now();
+        while !self.stopping() {
+            if broken && reopen_tried.elapsed() >= REOPEN_INTERVAL {
+                reopen_tried = Instant::now();
+                broken = !self.reopen();
+            }
+            if broken {
+                // Requests in flight still complete; their replies are lost with the link.
+                self.turn_storage_only();
+                std::thread::sleep(POLL_INTERVAL);
+                continue;
+            }
+            self.pick_up_routes();
+            if self.mtu_read.elapsed() > MTU_REFRESH {
+                self.refresh_mtu();
+            }
+            if drops_checked.elapsed() > DROP_REPORT {
+                self.report_drops();
+                drops_checked = Instant::now();
+            }
+            if let Err(error) = self.turn() {
+                // The interface went down or away (the socket reports it once). Not fatal:
+                // reopen it by name once a second until it is back, then announce again.
+                log::error!("{error}; reopening it once a second until it is back");
+                broken = true;
+                reopen_tried = Instant::now();
+            }
+        }
+        // Answer everything in flight before stopping.
+        for channel in &mut self.channels {
+            channel.drain(&mut self.replies);
+        }
+        self.send_replies();
+        self.report_drops();
+        self.stats.pool_drops = self.channels.iter().map(|c| c.pool_drops).sum();
+        self.stats
+    }
+
+    /// One turn: wait, receive, dispatch, commit, reap, send.
+    fn turn(&mut self) -> Result<(), net::NetError> {
+        let in_flight = self.channels.iter().any(|channel| channel.in_flight() > 0);
+        // Requests in flight on a queue without a waker complete on reap: do not sleep long.
+        let timeout = if in_flight {
+            Duration::from_millis(1).min(POLL_INTERVAL)
+        } else {
+            POLL_INTERVAL
+        };
+        match self.link.readiness_fd() {
+            Some(link_fd) => {
+                let fds = [link_fd, self.waker.fd()];
+                net::wait_readable_any(&fds, Some(timeout))
+                    .map_err(|error| net::NetError::Io {
+                        interface: self.link.name().to_owned(),
+                        step: "wait for frames",
+                        source: error,
+                    })?;
+            }
+            None => {
+                self.link.wait(Some(timeout))?;
+            }
+        }
+        self.waker.clear();
+        let received = self.link.recv(&mut self.rx, RECV_BATCH)?;
+        self.stats.frames += received as u64;
+        if received > 0 {
+            self.dispatch();
+        }
+        for channel in &mut self.channels {
+            channel.commit();
+        }
+        for channel in &mut self.channels {
+            channel.reap(&mut self.replies);
+        }
+        self.send_replies();
+        Ok(())
+    }
+
+    /// While the link is broken: let storage finish what it has (replies are dropped).
+    fn turn_storage_only(&mut self) {
+        for channel in &mut self.channels {
+            channel.reap(&mut self.replies);
+        }
+        self.replies.clear();
+    }
+
+    /// Hands every received frame to the channels of the exports it is for.
+    fn dispatch(&mut self) {
+        let mut port = self.port();
+        let mut frames = std::mem::take(&mut self.rx);
+        for frame in frames.drain(..) {
+            let Some((major, minor, command)) = address_of(frame.as_slice()) else {
+                continue;
+            };
+            if command == aoe::Command::QueryConfig {
+                self.refresh_mtu();
+                port = self.port();
+            }
+            self.matches.clear();
+            for (index, channel) in self.channels.iter().enumerate() {
+                if channel.export().answers(major, minor) {
+                    self.matches.push(index);
+                }
+            }
+            let Some((&last, others)) = self.matches.split_last() else {
+                continue;
+            };
+            for &index in others {
+                // A broadcast for several exports: each builds its reply in a copy.
+                let Some(mut copy) = self.link.alloc() else {
+                    continue;
+                };
+                copy.fill(frame.as_slice());
+                self.channels[index].accept(&port, copy, &mut *self.link, &mut self.replies);
+            }
+            self.channels[last].accept(&port, frame, &mut *self.link, &mut self.replies);
+        }
+        self.rx = frames;
+    }
+
+    fn send_replies(&mut self) {
+        if self.replies.is_empty() {
+            return;
+        }
+        match self.link.send(&mut self.replies) {
+            Ok(sent) => self.stats.replies += sent as u64,
+            Err(error) => log::warn!("{error}"),
+        }
+        self.replies.clear();
+    }
+
+    /// Opens the link again by name (after it failed); true on success. A new link starts
+    /// with no exports picked up, so every export is announced again.
+    fn reopen(&mut self) -> bool {
+        match net::open_target(&self.spec) {
+            Ok(link) => {
+                log::info!(
+                    "{}: reopened ({})",
+                    self.spec.interface(),
+                    MacText(link.mac())
+                );
+                self.link = link;
+                self.current = Arc::new(Vec::new());
+                true
+            }
+            Err(error) => {
+                log::debug!("{}: not yet: {error}", self.spec.interface());
+                false
+            }
+        }
+    }
+
+    fn report_drops(&mut self) {
+        let drops = self.link.take_drops();
+        if drops > 0 {
+            self.stats.kernel_drops += drops;
+            log::warn!(
+                "{}: the kernel dropped {drops} frames for lack of receive buffer",
+                self.link.name()
+            );
+        }
+    }
+
+    /// Takes a new export list: sizes the socket buffers for it, opens storage queues for new
+    /// exports (draining those of removed ones) and announces new exports.
+    fn pick_up_routes(&mut self) {
+        let routes = self.routes.get();
+        if Arc::ptr_eq(&routes, &self.current) {
+            return;
+        }
+        let frames: usize = routes
+            .iter()
+            .map(|export| usize::from(export.spec().buffer_count))
+            .sum();
+        let bytes = net::buffer_bytes_for(frames.max(RECV_BATCH), self.mtu.max(1500));
+        match self.link.set_buffer_bytes(bytes, bytes) {
+            Ok((rx, _)) if rx > 0 && rx < bytes => log::warn!(
+                "{}: receive buffer is {rx} bytes, {bytes} wanted for {frames} frames; \
+                 raise net.core.rmem_max or run with CAP_NET_ADMIN",
+                self.link.name()
+            ),
+            Ok((rx, tx)) => log::debug!(
+                "{}: socket buffers rx {rx} tx {tx} bytes for {frames} frames",
+                self.link.name()
+            ),
+            Err(error) => log::warn!("{error}"),
+        }
+        self.refresh_mtu();
+        let mut old = std::mem::take(&mut self.channels);
+        for export in routes.iter() {
+            let kept = old
+                .iter()
+                .position(|channel| Arc::ptr_eq(channel.export(), export));
+            let channel = match kept {
+                Some(index) => old.swap_remove(index),
+                None => match Channel::open(Arc::clone(export), &self.waker) {
+                    Ok(channel) => channel,
+                    Err(error) => {
+                        log::error!("{error}; not served on {}", self.link.name());
+                        continue;
+                    }
+                },
+            };
+            self.channels.push(channel);
+        }
+        // Removed exports: answer what they have in flight, then let them go.
+        for mut channel in old {
+            channel.drain(&mut self.replies);
+        }
+        self.send_replies();
+        let previous = std::mem::replace(&mut self.current, Arc::clone(&routes));
+        for export in routes.iter() {
+            if !previous.iter().any(|old| Arc::ptr_eq(old, export)) {
+                self.announce(export);
+            }
+        }
+    }
+
+    /// Sends the start-up Query Config reply (broadcast, or to each mask MAC).
+    fn announce(&mut self, export: &Export) {
+        let port = self.port();
+        let target = export.target();
+        let destinations: Vec<EthernetAddress> = target.announcement_destinations().collect();
+        let mut sent = Vec::new();
+        for destination in destinations {
+            let Some(mut frame) = self.link.alloc() else {
+                log::warn!("{}: no free frame buffer to announce", self.link.name());
+                return;
+            };
+            let Some(len) = target.announce(&port, destination, frame.buffer_mut()) else {
+                log::warn!(
+                    "{} on {}: MTU {} is too small to announce or serve",
+                    export.spec().name(),
+                    self.link.name(),
+                    self.mtu
+                );
+                return;
+            };
+            frame.set_len(len);
+            let mut batch = vec![frame];
+            match self.link.send(&mut batch) {
+                Ok(_) => sent.push(MacText(destination).to_string()),
+                Err(error) => log::warn!("{error}"),
+            }
+        }
+        log::info!(
+            "{} on {} ({}, MTU {}, {} sectors per frame): announced to {}",
+            export.spec().name(),
+            self.link.name(),
+            MacText(self.link.mac()),
+            self.mtu,
+            target.sectors_per_frame(&port),
+            sent.join(", ")
+        );
+    }
+}
+
+/// Shelf, slot and command of an AoE frame, read through the engine's wire views; `None` for
+/// a frame too short to carry them.
+fn address_of(frame: &[u8]) -> Option<(u16, u8, aoe::Command)> {
+    let ethernet = EthernetFrame::new_checked(frame).ok()?;
+    let header = aoe::Packet::new_checked(ethernet.payload()).ok()?;
+    Some((header.major(), header.minor(), header.command()))
+}

@@ -1,0 +1,114 @@
+//! Tests of the command line, over the simulated transport.
+
+use super::*;
+use aoe_core::wire::EthernetAddress;
+use aoe_net::LinkSpec;
+use crate::sim::{INITIATOR_MAC, SimTransport};
+
+fn parse(args: &str) -> Result<Cli, Usage> {
+    Cli::parse(args.split_whitespace().map(str::to_string))
+}
+
+#[test]
+fn parses_targets_macs_and_sizes() {
+    assert_eq!(parse_target("7.1"), Ok((7, 1)));
+    assert_eq!(parse_target("e65534.254"), Ok((65534, 254)));
+    assert!(parse_target("7").is_err());
+    assert!(parse_target("7.256").is_err());
+    assert!(parse_target("65535.1").is_err());
+    assert!(parse_target("7.255").is_err());
+    let mac = EthernetAddress([0x02, 0, 0, 0, 0, 0xab]);
+    assert_eq!(parse_mac("02:00:00:00:00:ab"), Ok(mac));
+    assert_eq!(parse_mac("0200000000AB"), Ok(mac));
+    assert!(parse_mac("02:00:00:00:00").is_err());
+    assert!(parse_mac("02:00:00:00:00:zz").is_err());
+    assert_eq!(parse_size("4096"), Ok(4096));
+    assert_eq!(parse_size("4k"), Ok(4096));
+    assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+    assert!(parse_size("lots").is_err());
+}
+
+#[test]
+fn parses_commands_and_refuses_bad_lines() {
+    let cli = parse("bench -i veth0 -t 7.1 --mode rand-write --bs 4k --qd 64 --json").unwrap();
+    assert_eq!(cli.command, Command::Bench);
+    assert_eq!(cli.mode, BenchMode::RandWrite);
+    assert_eq!((cli.bs, cli.qd, cli.json), (Some(4096), 64, true));
+    assert_eq!(cli.link, Some(LinkSpec::packet("veth0")));
+    let cli = parse("mask add 02:00:00:00:00:01 020000000002 -i x -t 1.2").unwrap();
+    assert!(matches!(cli.command, Command::MaskEdit(ref e) if e.len() == 2));
+    assert_eq!(
+        parse("discover --tap tap0").unwrap().command,
+        Command::Discover
+    );
+    assert_eq!(parse("").unwrap().command, Command::Help);
+    assert_eq!(parse("read --help").unwrap().command, Command::Help);
+    for bad in [
+        "identify -t 1.1",
+        "identify -i x",
+        "frobnicate -i x -t 1.1",
+        "read -i x -t 1.1",
+        "bench -i x -t 1.1 --bs 1000",
+        "bench -i x -t 1.1 --qd 0",
+        "bench -i x -t 1.1 --mode sideways",
+        "identify -i x -t 1.1 --bogus",
+        "identify -i x -t 1.1 --timeout",
+        "config -i x -t 1.1",
+        "mask add -i x -t 1.1",
+    ] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
+}
+
+fn run_sim(link: &mut SimTransport, args: &str) -> Result<String, Error> {
+    let cli = parse(&format!("{args} -i sim")).unwrap();
+    let mut out = Vec::new();
+    run_on(&cli, link, &mut out)?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
+#[test]
+fn commands_run_against_a_simulated_target() {
+    let mut link = SimTransport::new(7, 1, 4096, 16, 1500);
+    let text = run_sim(&mut link, "discover --wait 0.2 --json").unwrap();
+    assert!(
+        text.contains("\"target\":\"e7.1\"") && text.contains("\"sectors\":4096"),
+        "{text}"
+    );
+    let text = run_sim(&mut link, "identify -t 7.1").unwrap();
+    assert!(text.contains("4096 sectors"), "{text}");
+    let text = run_sim(&mut link, "identify -t 7.1 --json").unwrap();
+    assert!(text.contains("\"sectors_per_frame\":2,"), "{text}");
+    let text = run_sim(
+        &mut link,
+        "verify -t 7.1 --lba 8 --count 30 --seed 2 --json",
+    )
+    .unwrap();
+    assert!(
+        text.starts_with("{\"op\":\"verify\",\"sectors\":60,")
+            && text.ends_with(",\"seed\":2,\"lba\":8,\"count\":30,\"ok\":true}\n"),
+        "{text}"
+    );
+    run_sim(&mut link, "config set hello -t 7.1").unwrap();
+    assert_eq!(run_sim(&mut link, "config get -t 7.1").unwrap(), "hello\n");
+    let text = run_sim(&mut link, "reserve -t 7.1 --json").unwrap();
+    assert_eq!(text, "{\"reserve\":[\"02:00:00:00:ae:02\"]}\n");
+    assert_eq!(mac_text(INITIATOR_MAC), "02:00:00:00:ae:02");
+    run_sim(&mut link, "release -t 7.1").unwrap();
+    let text = run_sim(&mut link, "verify -t 7.1 --seed 5").unwrap();
+    assert!(text.contains("all match"), "{text}");
+    let text = run_sim(
+        &mut link,
+        "bench -t 7.1 --mode rand-read --requests 100 --json",
+    )
+    .unwrap();
+    assert!(
+        text.contains("\"requests\":100") && text.contains("\"retransmits\":0"),
+        "{text}"
+    );
+    let err = run_sim(&mut link, "verify -t 7.1 --lba 4096").unwrap_err();
+    assert!(err.to_string().contains("beyond"), "{err}");
+    let err = run_sim(&mut link, "identify -t 7.2 --timeout 1").unwrap_err();
+    assert!(matches!(err, Error::NoAnswer { .. }), "{err}");
+}
+
