@@ -78,7 +78,13 @@ pub struct SimTransport {
 impl SimTransport {
     /// Exports `shelf.slot`, a zeroed disk of `sectors` sectors with Buffer Count
     /// `buffer_count`, on a link of `mtu`.
-    pub fn new(shelf: u16, slot: u8, sectors: usize, buffer_count: u16, mtu: usize) -> SimTransport {
+    pub fn new(
+        shelf: u16,
+        slot: u8,
+        sectors: usize,
+        buffer_count: u16,
+        mtu: usize,
+    ) -> SimTransport {
         let mut config = Config::new(shelf, slot);
         config.buffer_count = buffer_count;
         config.max_frame_len = mtu + 14;

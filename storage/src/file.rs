@@ -555,7 +555,6 @@ impl IoQueue for SyncQueue {
         count
     }
 
-
     fn in_flight(&self) -> usize {
         self.pending.len() + self.done.len()
     }

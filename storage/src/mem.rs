@@ -169,7 +169,6 @@ impl IoQueue for MemQueue {
         count
     }
 
-
     fn in_flight(&self) -> usize {
         self.submitted.len() + self.running.len() + self.done.len()
     }

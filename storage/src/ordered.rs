@@ -178,7 +178,6 @@ impl IoQueue for Ordered {
         }
     }
 
-
     fn in_flight(&self) -> usize {
         self.inner.in_flight() + self.held.len() + self.refused.len()
     }

@@ -81,8 +81,11 @@ pub(super) fn discover<L: Transport + ?Sized>(
     Ok(())
 }
 
-
-fn engine_for<L: Transport + ?Sized>(cli: &Cli, link: &L, session: &Session) -> Result<Engine, Error> {
+fn engine_for<L: Transport + ?Sized>(
+    cli: &Cli,
+    link: &L,
+    session: &Session,
+) -> Result<Engine, Error> {
     let advertised = usize::from(session.info.buffer_count).clamp(1, MAX_WINDOW);
     let window = cli.window.unwrap_or(advertised);
     let mut config = EngineConfig::new(window, session.sectors_per_frame);
@@ -250,7 +253,11 @@ fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize>
     Ok(filled)
 }
 
-pub(super) fn verify<L: Transport + ?Sized>(cli: &Cli, link: &mut L, session: &Session) -> Result<String, Error> {
+pub(super) fn verify<L: Transport + ?Sized>(
+    cli: &Cli,
+    link: &mut L,
+    session: &Session,
+) -> Result<String, Error> {
     let mut engine = engine_for(cli, link, session)?;
     let spf = engine.config().sectors_per_frame;
     let start = Instant::now();
@@ -322,7 +329,11 @@ pub(super) fn verify<L: Transport + ?Sized>(cli: &Cli, link: &mut L, session: &S
     }
 }
 
-pub(super) fn bench<L: Transport + ?Sized>(cli: &Cli, link: &mut L, session: &Session) -> Result<String, Error> {
+pub(super) fn bench<L: Transport + ?Sized>(
+    cli: &Cli,
+    link: &mut L,
+    session: &Session,
+) -> Result<String, Error> {
     let mut engine = engine_for(cli, link, session)?;
     let spf = engine.config().sectors_per_frame;
     let default_bs = match cli.mode.access() {
@@ -396,4 +407,3 @@ fn bench_text(cli: &Cli, mtu: usize, spf: u8, window: usize, bs: u64, r: &BenchR
         r.retransmits
     )
 }
-

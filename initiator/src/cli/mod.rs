@@ -120,4 +120,3 @@ pub fn run_on<L: Transport + ?Sized>(
     out.write_all(text.as_bytes())?;
     Ok(())
 }
-

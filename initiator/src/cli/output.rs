@@ -71,7 +71,6 @@ pub(super) fn info_json(info: &TargetInfo, identity: Option<&IdentifyInfo>, spf:
     json
 }
 
-
 pub(super) fn show_identify(cli: &Cli, session: &Session) -> String {
     let id = &session.identity;
     if cli.json {
@@ -124,4 +123,3 @@ pub(super) fn show_macs(cli: &Cli, what: &str, macs: &[EthernetAddress]) -> Stri
         format!("{}\n", list.join("\n"))
     }
 }
-

@@ -1,9 +1,9 @@
 //! Tests of the command line, over the simulated transport.
 
 use super::*;
+use crate::sim::{INITIATOR_MAC, SimTransport};
 use aoe_core::wire::EthernetAddress;
 use aoe_net::LinkSpec;
-use crate::sim::{INITIATOR_MAC, SimTransport};
 
 fn parse(args: &str) -> Result<Cli, Usage> {
     Cli::parse(args.split_whitespace().map(str::to_string))
@@ -111,4 +111,3 @@ fn commands_run_against_a_simulated_target() {
     let err = run_sim(&mut link, "identify -t 7.2 --timeout 1").unwrap_err();
     assert!(matches!(err, Error::NoAnswer { .. }), "{err}");
 }
-

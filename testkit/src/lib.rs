@@ -1,0 +1,11 @@
+//! The one test support layer of vblade-rs, shared by every crate's tests and the fuzzers.
+//!
+//! * [`netns`]: private network namespaces and veth pairs (root-only tests), and the rule that
+//!   makes a skipped root-only test fail in CI.
+//! * [`process`]: child processes stopped by their own PID, and the workspace's binaries.
+//! * [`scratch`]: scratch files removed on drop, reproducible test data.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod netns;
+pub mod process;
+pub mod scratch;
