@@ -13,7 +13,7 @@
 //!    straight into the reply frames at octet 36 and writing straight from the request frames;
 //!    a FLUSH is one `fdatasync`. If a merged transfer fails, its jobs are redone one by one so
 //!    each reply reports its own outcome;
-//! 4. completes each job's reply with [`Target::complete`] and sends all replies with one
+//! 4. completes each job's reply with [`Target::complete_into`] and sends all replies with one
 //!    `sendmmsg`.
 //!
 //! Guarantees: a WRITE's reply is built only after its `pwrite` returned all octets (and with
@@ -465,7 +465,8 @@ impl LinkWorker {
                 };
                 match plan.io() {
                     None => {
-                        let len = target.complete(&plan, Ok(()), frame, self.tx.slot_mut(replies));
+                        let len =
+                            target.complete_into(&plan, Ok(()), frame, self.tx.slot_mut(replies));
                         if let Some(len) = len {
                             self.tx.set_len(replies, len);
                             replies += 1;
@@ -495,7 +496,7 @@ impl LinkWorker {
         for job in &self.jobs {
             let export = &routes[job.export];
             let mut target = export.target();
-            let len = target.complete(
+            let len = target.complete_into(
                 &job.plan,
                 job.result,
                 self.rx.frame(job.rx_slot),

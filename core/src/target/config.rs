@@ -7,7 +7,7 @@
 use super::SECTOR_OVERHEAD;
 use crate::disk::SECTOR_SIZE;
 use crate::identify::Identity;
-use crate::wire::{ETHERNET_HEADER_LEN, EthernetAddress};
+use crate::wire::{ETHERNET_HEADER_LEN, EthernetAddress, aoe};
 use core::fmt;
 
 /// Buffer Count advertised unless configured: vblade's default.
@@ -57,7 +57,20 @@ impl Config {
     }
 }
 
-/// Why a [`Target`] could not be made.
+impl Config {
+    /// True if a request addressed to shelf `major`, slot `minor` is for this export: the
+    /// Major matches the shelf or is 0xFFFF (every shelf), and, independently, the Minor
+    /// matches the slot or is 0xFF (every slot). This is the rule
+    /// [`Target::accept`](super::Target::accept) applies; a platform with several exports
+    /// routes frames with it.
+    pub fn answers(&self, major: u16, minor: u8) -> bool {
+        let shelf_matches = major == self.shelf || major == aoe::BROADCAST_MAJOR;
+        let slot_matches = minor == self.slot || minor == aoe::BROADCAST_MINOR;
+        shelf_matches && slot_matches
+    }
+}
+
+/// Why a [`Target`](super::Target) could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ConfigError {

@@ -4,7 +4,7 @@
 //! mask list, header lengths, sector ranges, reservations) happens here, before a [`Plan`]
 //! exists; a plan's reply fits the port and the frame buffer.
 
-use super::plan::{Action, AtaOutcome, DiskIo, IoOp, Plan};
+use super::plan::{Action, AtaEcho, AtaOutcome, DiskIo, IoOp, Plan};
 use super::{Port, RESERVE_CAPACITY, Target};
 use crate::disk::{Disk, SECTOR_SIZE, range_fits};
 use crate::identify::IDENTIFY_LEN;
@@ -14,8 +14,7 @@ use crate::wire::cfg::{self, ConfigCommand};
 use crate::wire::mask::{self, DirectiveCommand, MaskCommand, MaskError};
 use crate::wire::reserve::{self, ReserveCommand};
 use crate::wire::{
-    AOE_ARG_OFFSET, ATA_DATA_OFFSET, ETHERNET_HEADER_LEN, ETHERTYPE_AOE, EthernetAddress,
-    EthernetFrame, MIN_FRAME_LEN,
+    AOE_ARG_OFFSET, ATA_DATA_OFFSET, EthernetAddress, EthernetFrame, MIN_FRAME_LEN, aoe_header,
 };
 
 /// SMART sub-commands (Features register) the target answers.
@@ -26,12 +25,11 @@ const SMART_SIGNATURE: [u8; 2] = [0x4F, 0xC2];
 
 impl<D: Disk> Target<D> {
     pub(super) fn decide(&mut self, port: &Port, rx: &[u8]) -> Option<Plan> {
-        let frame = EthernetFrame::new_checked(rx).ok()?;
-        if u16::from(frame.ethertype()) != ETHERTYPE_AOE {
-            return None;
-        }
-        let destination = frame.dst_addr();
-        let source = frame.src_addr();
+        let header = aoe_header(rx).ok()?;
+        // `aoe_header` checked that the Ethernet header is present.
+        let ethernet = EthernetFrame::new_unchecked(rx);
+        let destination = ethernet.dst_addr();
+        let source = ethernet.src_addr();
         if destination != port.mac && !destination.is_broadcast() {
             trace!("drop: for another MAC");
             return None;
@@ -40,16 +38,11 @@ impl<D: Disk> Target<D> {
             debug!("drop: source MAC is multicast, zero or our own");
             return None;
         }
-        let header = aoe::Packet::new_checked(&rx[ETHERNET_HEADER_LEN..]).ok()?;
         if header.is_response() {
             trace!("drop: a response");
             return None;
         }
-        let shelf_matches =
-            header.major() == self.config.shelf || header.major() == aoe::BROADCAST_MAJOR;
-        let slot_matches =
-            header.minor() == self.config.slot || header.minor() == aoe::BROADCAST_MINOR;
-        if !shelf_matches || !slot_matches {
+        if !self.config.answers(header.major(), header.minor()) {
             trace!("drop: for e{}.{}", header.major(), header.minor());
             return None;
         }
@@ -61,11 +54,16 @@ impl<D: Disk> Target<D> {
 
         let sectors_per_frame = self.sectors_per_frame(port);
         let arg = header.arg();
+        let mut ata = AtaEcho::default();
         let action = if header.version() != aoe::VERSION {
             Action::AoeError(ErrorCode::UnsupportedVersion)
         } else {
             match header.command() {
-                Command::IssueAta => self.decide_ata(&source, sectors_per_frame, arg)?,
+                Command::IssueAta => {
+                    let registers = ata::Packet::new_checked(arg).ok()?;
+                    ata = AtaEcho::of(&registers);
+                    self.decide_ata(&source, sectors_per_frame, &registers)
+                }
                 // A Sector Count of 0 would read as 2 to an initiator (AoE r11 §3.2): a port
                 // that cannot carry one sector stays silent to discovery instead.
                 Command::QueryConfig if sectors_per_frame == 0 => {
@@ -94,6 +92,8 @@ impl<D: Disk> Target<D> {
             reply_len,
             requester: source,
             tag: header.tag(),
+            command: header.command().into(),
+            ata,
             local_mac: port.mac,
             sectors_per_frame,
             generation: self.state.generation,
@@ -104,19 +104,18 @@ impl<D: Disk> Target<D> {
         &mut self,
         source: &EthernetAddress,
         sectors_per_frame: u8,
-        arg: &[u8],
-    ) -> Option<Action> {
-        let registers = ata::Packet::new_checked(arg).ok()?;
+        registers: &ata::Packet<&[u8]>,
+    ) -> Action {
         let command = AtaCommand::from(registers.cmd_status());
         if command != AtaCommand::IdentifyDevice && !self.state.reservation_allows(source) {
             debug!("ATA from a MAC without the reservation: error 6");
-            return Some(Action::AoeError(ErrorCode::TargetReserved));
+            return Action::AoeError(ErrorCode::TargetReserved);
         }
         let count = registers.sector_count();
         let aborted = Action::AtaStatus(AtaOutcome::failed(ata_error::ABRT, count));
         let transfer =
             |op, lba| self.decide_transfer(op, lba, count, sectors_per_frame, registers.data());
-        let action = match command {
+        match command {
             AtaCommand::ReadSectors => transfer(IoOp::Read, registers.lba28()),
             AtaCommand::WriteSectors => transfer(IoOp::Write, registers.lba28()),
             AtaCommand::ReadSectorsExt => transfer(IoOp::Read, registers.lba48()),
@@ -146,8 +145,7 @@ impl<D: Disk> Target<D> {
                 debug!("ATA command {:02x} not supported: ABRT", code);
                 aborted
             }
-        };
-        Some(action)
+        }
     }
 
     fn decide_transfer(

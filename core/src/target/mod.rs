@@ -22,17 +22,24 @@
 //!
 //! Processing a frame has two halves: [`Target::accept`] parses and validates it, applies
 //! control commands (config string, mask, reservations) and returns a [`Plan`] that knows the
-//! reply's length and the disk operation, if any. [`Target::complete`] then writes the reply
-//! once the disk operation has run. Between the two, the disk work is described by
-//! [`Plan::io`]: an LBA, a sector count and the frame range where the data lives.
+//! reply's length, the disk operation, if any, and everything of the request the reply repeats
+//! (addresses, Command, Tag, ATA registers). [`Target::complete`] then writes the reply over
+//! the request, in the same buffer, once the disk operation has run; it never parses the
+//! request again. Between the two, the disk work is described by [`Plan::io`]: an LBA, a
+//! sector count and the frame range where the data lives.
 //!
-//! * A **microcontroller** calls [`Target::handle`] (or [`Target::poll`] with a
-//!   `smoltcp::phy::Device`), which runs the disk operation through the target's own blocking
-//!   [`Disk`] and completes the reply, one frame at a time.
+//! * A **microcontroller** calls [`Target::handle`] (or [`Target::poll`] /
+//!   [`Target::poll_with`] with a `smoltcp::phy::Device`), which runs the disk operation
+//!   through the target's own blocking [`Disk`] and completes the reply into the transmit
+//!   buffer ([`Target::complete_into`]), one frame at a time.
 //! * A **host fast path** accepts a batch of frames, runs their [`DiskIo`]s however it likes
-//!   (vectored or asynchronous I/O straight into the reply buffers), and completes each. READ
-//!   data lands directly in the reply frame at [`DiskIo::data_range`]; WRITE data is taken
-//!   directly from the request frame at the same range. The core never copies sector data.
+//!   (vectored or asynchronous I/O straight into the frame buffers), and completes each in
+//!   place. READ data lands directly in the reply at [`DiskIo::data_range`]; WRITE data is
+//!   taken directly from the request at the same range. The core never copies sector data.
+//!
+//! A platform that serves several exports routes a frame with
+//! [`wire::aoe_header`](crate::wire::aoe_header) and
+//! [`Config::answers`], the rule `accept` applies.
 //!
 //! A plan for a control command must be completed before the next `accept`, because the reply
 //! shows the state as that command left it; a stale control plan completes to `None` (no
@@ -64,6 +71,7 @@ use crate::wire::aoe::{self, Command};
 use crate::wire::ata;
 use crate::wire::cfg::{self, ConfigCommand};
 use crate::wire::{AOE_ARG_OFFSET, ATA_DATA_OFFSET, EthernetAddress, MIN_FRAME_LEN};
+use emit::Header;
 use state::ExportState;
 
 /// Octets the MTU must leave for the headers before data, as every AoE implementation computes
@@ -240,43 +248,98 @@ impl<D: Disk> Target<D> {
         plan
     }
 
-    /// Writes the reply for `plan` into `tx` and returns its length, once the plan's
-    /// [`DiskIo`] (if any) has run with result `io`. For a read, the caller has already put the
-    /// data at [`DiskIo::data_range`] of `tx`; `rx` is the request the plan came from.
+    /// Completes `plan` in place: `frame` holds the request the plan was made from on entry
+    /// and the reply on return, whose length is returned. The plan's [`DiskIo`] (if any) has
+    /// run with result `io`; for a READ its data is already at [`DiskIo::data_range`] of this
+    /// same buffer (over whatever the request carried there). A host receives a frame into a
+    /// buffer, runs the I/O in it and sends the reply from it, without a copy.
     ///
-    /// Returns `None`, writing nothing, if `tx` is shorter than [`Plan::reply_len`], `rx` does
+    /// `frame` is the whole buffer, at least [`Plan::reply_len`] octets, not just the octets
+    /// received. Every octet of the reply is written by the target (padding to 60 is zero);
+    /// the only request octets it keeps are the ones the reply echoes at the same offsets (the
+    /// directives applied before a failed MAC mask edit).
+    ///
+    /// Returns `None`, writing nothing, if `frame` is shorter than [`Plan::reply_len`], does
     /// not carry the source MAC and tag of the request the plan was made from, or a control
     /// plan went stale (see the module docs).
     pub fn complete(
         &mut self,
         plan: &Plan,
         io: Result<(), ErrorKind>,
+        frame: &mut [u8],
+    ) -> Option<usize> {
+        if !self.may_complete(plan, frame, frame.len()) {
+            return None;
+        }
+        self.emit_padded(plan, io, frame)
+    }
+
+    /// Completes `plan` into a separate transmit buffer: like [`complete`](Self::complete),
+    /// with the request in `rx` and the reply written to `tx` (at least [`Plan::reply_len`]
+    /// octets). For a READ the data is already at [`DiskIo::data_range`] of `tx`.
+    ///
+    /// Returns `None`, writing nothing, if `tx` is too short, `rx` does not carry the source MAC
+    /// and tag of the request the plan was made from (or lacks the octets the reply echoes),
+    /// or a control plan went stale.
+    pub fn complete_into(
+        &mut self,
+        plan: &Plan,
+        io: Result<(), ErrorKind>,
         rx: &[u8],
         tx: &mut [u8],
     ) -> Option<usize> {
-        if tx.len() < plan.reply_len || !plan.made_from(rx) {
+        let echoed = match plan.echoed_request_range() {
+            Some(range) => Some((rx.get(range.clone())?, range)),
+            None => None,
+        };
+        if !self.may_complete(plan, rx, tx.len()) {
             return None;
+        }
+        // Put what the in-place path keeps of the request where it expects it.
+        if let Some((octets, range)) = echoed {
+            tx[range].copy_from_slice(octets);
+        }
+        self.emit_padded(plan, io, tx)
+    }
+
+    /// True if `plan` may be completed from `request` into a buffer of `buffer_len` octets;
+    /// counts a stale control plan as dropped.
+    fn may_complete(&mut self, plan: &Plan, request: &[u8], buffer_len: usize) -> bool {
+        if buffer_len < plan.reply_len || !plan.made_from(request) {
+            return false;
         }
         if plan.is_control() && plan.generation != self.state.generation {
             debug!("stale control plan: dropped");
             self.stats.dropped = self.stats.dropped.wrapping_add(1);
-            return None;
+            return false;
         }
-        let written = self.emit_reply(plan, io, rx, tx)?;
+        true
+    }
+
+    /// Emits the reply into `frame` (checked to hold [`Plan::reply_len`] octets) and zeroes
+    /// its padding.
+    fn emit_padded(
+        &mut self,
+        plan: &Plan,
+        io: Result<(), ErrorKind>,
+        frame: &mut [u8],
+    ) -> Option<usize> {
+        let written = self.emit_reply(plan, io, frame)?;
         let len = written.max(MIN_FRAME_LEN);
-        tx[written..len].fill(0);
+        frame[written..len].fill(0);
         self.stats.replies = self.stats.replies.wrapping_add(1);
         Some(len)
     }
 
-    /// Runs the plan's disk operation through the target's own [`Disk`], then
-    /// [`complete`](Self::complete)s the reply.
+    /// Runs the plan's disk operation through the target's own [`Disk`] (a READ straight into
+    /// `tx`, a WRITE straight from `rx`), then [`complete_into`](Self::complete_into)s the
+    /// reply in `tx`.
     pub fn respond(&mut self, plan: &Plan, rx: &[u8], tx: &mut [u8]) -> Option<usize> {
         let io = match plan.io() {
             Some(io) => self.run_io(&io, rx, tx)?,
             None => Ok(()),
         };
-        self.complete(plan, io, rx, tx)
+        self.complete_into(plan, io, rx, tx)
     }
 
     /// Handles one frame start to finish: [`accept`](Self::accept), then
@@ -287,26 +350,52 @@ impl<D: Disk> Target<D> {
     }
 
     /// Receives at most one frame from a smoltcp device and transmits the reply, if any.
-    /// Returns true if a frame was received.
+    /// Returns true if a frame was received. The same as [`poll_with`](Self::poll_with) with
+    /// a step that always lets the reply go.
     pub fn poll<P: smoltcp::phy::Device>(
         &mut self,
         port: &Port,
         device: &mut P,
         now: smoltcp::time::Instant,
     ) -> bool {
+        self.poll_with(port, device, now, |_| true)
+    }
+
+    /// Receives at most one frame from a smoltcp device and transmits the reply, if any, with
+    /// a platform step between deciding and replying. Returns true if a frame was received.
+    ///
+    /// `before_reply` runs once for every frame that gets a reply, after
+    /// [`accept`](Self::accept) applied it (so a control command's state change is visible,
+    /// and [`generation`](Self::generation) has moved) and before the disk I/O and the reply.
+    /// It is where a platform saves state that must be durable before the initiator hears of
+    /// it. When it returns false the reply is withheld (no disk I/O, nothing transmitted): the
+    /// initiator retries. It must not change the export's state, or a control command's reply
+    /// goes stale and a zeroed frame leaves in its place.
+    pub fn poll_with<P: smoltcp::phy::Device>(
+        &mut self,
+        port: &Port,
+        device: &mut P,
+        now: smoltcp::time::Instant,
+        mut before_reply: impl FnMut(&mut Target<D>) -> bool,
+    ) -> bool {
         use smoltcp::phy::{RxToken, TxToken};
         let Some((rx_token, tx_token)) = device.receive(now) else {
             return false;
         };
         rx_token.consume(|frame| {
-            if let Some(plan) = self.accept(port, frame) {
-                tx_token.consume(plan.reply_len(), |buf| {
-                    // `respond` cannot refuse here: the buffer is exactly `reply_len` long and
-                    // nothing ran between accept and respond. Zero whatever it did not write.
-                    let len = self.respond(&plan, frame, buf).unwrap_or(0);
-                    buf[len..].fill(0);
-                });
+            let Some(plan) = self.accept(port, frame) else {
+                return;
+            };
+            if !before_reply(self) {
+                return;
             }
+            tx_token.consume(plan.reply_len(), |buf| {
+                // `respond` cannot refuse here: the buffer is exactly `reply_len` long and
+                // nothing that changes the state ran between accept and respond. Zero whatever
+                // it did not write.
+                let len = self.respond(&plan, frame, buf).unwrap_or(0);
+                buf[len..].fill(0);
+            });
         });
         true
     }
@@ -340,14 +429,14 @@ impl<D: Disk> Target<D> {
         if tx.len() < len || !self.can_announce(port) {
             return None;
         }
-        self.emit_header(
-            tx,
+        let header = Header {
             destination,
-            port.mac,
-            Command::QueryConfig.into(),
-            [0; 4],
-            None,
-        );
+            source: port.mac,
+            command: Command::QueryConfig.into(),
+            tag: 0,
+            error: None,
+        };
+        self.emit_header(tx, &header);
         let written = self.emit_config_arg(
             self.sectors_per_frame(port),
             ConfigCommand::Read,

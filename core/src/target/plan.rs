@@ -8,11 +8,13 @@
 
 use crate::disk::SECTOR_SIZE;
 use crate::wire::aoe::ErrorCode;
-use crate::wire::ata::status;
+use crate::wire::ata::{self, AtaFlags, status};
 use crate::wire::cfg::ConfigCommand;
-use crate::wire::mask::{MaskCommand, MaskError};
+use crate::wire::mask::{self, MaskCommand, MaskError};
 use crate::wire::reserve::ReserveCommand;
-use crate::wire::{AOE_ARG_OFFSET, ATA_DATA_OFFSET, ETHERNET_HEADER_LEN, EthernetAddress};
+use crate::wire::{
+    AOE_ARG_OFFSET, ATA_DATA_OFFSET, ETHERNET_HEADER_LEN, EthernetAddress, EthernetFrame, aoe,
+};
 use core::ops::Range;
 
 /// A disk operation a frame needs: what a host fast path runs itself.
@@ -117,7 +119,30 @@ impl AtaOutcome {
     }
 }
 
-/// The decision for one accepted frame: the reply's length and the disk work it needs.
+/// The request's ATA registers a reply echoes: AFlags, the six LBA octets, and Sector Count
+/// (which a failed command reports unchanged). All zero for other commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub(super) struct AtaEcho {
+    pub(super) flags: AtaFlags,
+    pub(super) sector_count: u8,
+    pub(super) lba: [u8; 6],
+}
+
+impl AtaEcho {
+    /// The registers of a request's ATA argument.
+    pub(super) fn of<T: AsRef<[u8]>>(registers: &ata::Packet<T>) -> AtaEcho {
+        AtaEcho {
+            flags: registers.ata_flags(),
+            sector_count: registers.sector_count(),
+            lba: registers.lba_bytes(),
+        }
+    }
+}
+
+/// The decision for one accepted frame: the reply's length, the disk work it needs, and
+/// everything of the request the reply repeats (addresses, Command, Tag, ATA registers), so
+/// that completing it never parses the request again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[must_use = "a plan does nothing until it is completed"]
@@ -126,6 +151,9 @@ pub struct Plan {
     pub(super) reply_len: usize,
     pub(super) requester: EthernetAddress,
     pub(super) tag: u32,
+    /// The request's Command octet, echoed as received (also when unknown).
+    pub(super) command: u8,
+    pub(super) ata: AtaEcho,
     pub(super) local_mac: EthernetAddress,
     pub(super) sectors_per_frame: u8,
     pub(super) generation: u32,
@@ -146,10 +174,27 @@ impl Plan {
         }
     }
 
-    /// True if `rx` carries the source MAC and tag of the request this plan was made from.
-    pub(super) fn made_from(&self, rx: &[u8]) -> bool {
-        rx.get(6..12) == Some(&self.requester.0[..])
-            && rx.get(ETHERNET_HEADER_LEN + 6..AOE_ARG_OFFSET) == Some(&self.tag.to_be_bytes()[..])
+    /// True if `frame` carries the source MAC and tag of the request this plan was made from.
+    pub(super) fn made_from(&self, frame: &[u8]) -> bool {
+        let Some(headers) = frame.get(..AOE_ARG_OFFSET) else {
+            return false;
+        };
+        // Both views fit: `headers` holds the Ethernet and the AoE header.
+        EthernetFrame::new_unchecked(headers).src_addr() == self.requester
+            && aoe::Packet::new_unchecked(&headers[ETHERNET_HEADER_LEN..]).tag() == self.tag
+    }
+
+    /// The octets of the request that the reply repeats at the same frame offsets: the
+    /// directives applied before a failed MAC mask edit. Everything else a reply holds comes
+    /// from the plan and the export.
+    pub(super) fn echoed_request_range(&self) -> Option<Range<usize>> {
+        match self.action {
+            Action::Mask { error, applied, .. } if error != MaskError::NoError => {
+                let start = AOE_ARG_OFFSET + mask::HEADER_LEN;
+                Some(start..start + usize::from(applied) * mask::DIRECTIVE_LEN)
+            }
+            _ => None,
+        }
     }
 
     pub(super) fn is_control(&self) -> bool {
