@@ -43,13 +43,15 @@
 //! assert_eq!(tx[28], 2); // sectors per frame at MTU 1500
 //! ```
 //!
-//! With a smoltcp `phy::Device`, [`Target::poll`] does the token dance and
+//! With a smoltcp `phy::Device`, [`Target::poll`] does the token dance,
+//! [`Target::poll_with`] runs a platform step (saving state) before each reply leaves, and
 //! [`Target::announce_on`] sends the start-up announcement.
 //!
 //! A host fast path splits the work in two to batch frames: [`Target::accept`] returns a
-//! [`Plan`]; the platform runs [`Plan::io`] itself, reading straight into the reply frame or
-//! writing straight from the request frame at [`DiskIo::data_range`]; then
-//! [`Target::complete`] writes the headers and status. The core never copies sector data.
+//! [`Plan`]; the platform runs [`Plan::io`] itself in the frame's own buffer, reading straight
+//! into the reply or writing straight from the request at [`DiskIo::data_range`]; then
+//! [`Target::complete`] writes the headers and status over the request, in place. The core
+//! never copies sector data.
 //!
 //! ## Features
 //!

@@ -16,7 +16,8 @@
 //! tag; an ATA reply never carries an AoE error except a refusal of the whole command; an ATA
 //! error status names ABRT or IDNF. The disk is a fault-free `MemDisk`, so any disk error means
 //! the target sent an I/O outside the disk. Before each reply, the plan is also completed
-//! against the previous frame (a caller's mistake), which must not panic.
+//! against the previous frame (a caller's mistake), into a separate buffer and in place, which
+//! must not panic, and a refused in-place completion must leave the frame untouched.
 #![no_main]
 
 use aoe_core::disk::MemDisk;
@@ -83,8 +84,16 @@ fn check_frame(
     // overrun the buffer; it changes nothing but counters.
     if let Some(other) = previous {
         let mut scratch = vec![0u8; plan.reply_len()];
-        if let Some(len) = target.complete(&plan, Ok(()), other, &mut scratch) {
+        if let Some(len) = target.complete_into(&plan, Ok(()), other, &mut scratch) {
             assert!(len <= scratch.len());
+        }
+        // The same mistake in place: a refusal leaves the buffer as it was.
+        let mut in_place = other.to_vec();
+        in_place.resize(in_place.len().max(plan.reply_len()), 0);
+        let before = in_place.clone();
+        match target.complete(&plan, Ok(()), &mut in_place) {
+            Some(len) => assert!(len <= in_place.len()),
+            None => assert_eq!(in_place, before, "a refused completion wrote to the frame"),
         }
     }
     let reply = respond(target, port, &plan, rx);

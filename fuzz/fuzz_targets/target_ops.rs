@@ -6,8 +6,8 @@
 //! successful read must return one of them, and narrows the sector to it. The fault model
 //! mirrors `FaultyDisk`, so every reply's ATA registers are predicted exactly: a failed write
 //! or read is DRDY|ERR with ABRT (IDNF for an out-of-range request), never an AoE error.
-//! Half the steps go through the host fast path (`accept`, run `Plan::io` on the disk by hand,
-//! `complete`), the others through `respond`.
+//! Half the steps go through the host fast path (`accept`, run `Plan::io` on the disk by hand
+//! in the request's own buffer, `complete` in place), the others through `respond`.
 #![no_main]
 
 use aoe_core::disk::{
@@ -186,24 +186,29 @@ impl Model {
     }
 }
 
-/// The host fast path: run the plan's I/O on the disk by hand, then `complete`.
+/// The host fast path: the request sits in a receive buffer of the largest frame; the
+/// plan's I/O runs on the disk by hand in that buffer, and the reply is completed in place.
 fn fast_path(target: &mut Target<TestDisk>, port: &Port, plan: &Plan, rx: &[u8]) -> Vec<u8> {
     let Some(io) = plan.io() else {
         return respond(target, port, plan, rx);
     };
-    let mut tx = vec![0xA5u8; plan.reply_len()];
+    let mut frame = vec![0xA5u8; MAX_FRAME.max(rx.len())];
+    frame[..rx.len()].copy_from_slice(rx);
     let disk = target.disk_mut();
     let result = match io.op {
-        IoOp::Read => disk.read(io.lba, tx[io.data_range()].as_chunks_mut::<SECTOR_SIZE>().0),
-        IoOp::Write => disk.write(io.lba, rx[io.data_range()].as_chunks::<SECTOR_SIZE>().0),
+        IoOp::Read => disk.read(
+            io.lba,
+            frame[io.data_range()].as_chunks_mut::<SECTOR_SIZE>().0,
+        ),
+        IoOp::Write => disk.write(io.lba, frame[io.data_range()].as_chunks::<SECTOR_SIZE>().0),
         IoOp::Flush => disk.flush(),
     };
     let len = target
-        .complete(plan, result.map_err(|e| e.kind()), rx, &mut tx)
-        .expect("complete refused a buffer of reply_len() octets");
+        .complete(plan, result.map_err(|e| e.kind()), &mut frame)
+        .expect("complete refused the request's own buffer");
     assert!((60..=plan.reply_len()).contains(&len));
-    tx.truncate(len);
-    tx
+    frame.truncate(len);
+    frame
 }
 
 fn run(input: &Input) {

@@ -11,7 +11,8 @@
 //! * `split/32`: [`Target::accept`] on a batch of 32 frames, then each [`Plan::io`] run here
 //!   against the disk (reads copied from the disk's bytes straight into the reply frame at
 //!   `DiskIo::data_range`, writes through `Disk::write` straight from the request frame), then
-//!   [`Target::complete`] on each (the host fast-path shape).
+//!   [`Target::complete_into`] on each (the host fast-path shape, with separate reply
+//!   buffers so that the request frames are built only once).
 //!
 //! Access pattern: sequential LBAs over a 64 MiB `MemDisk`, wrapping at the end, so the data
 //! streams through memory rather than staying in the CPU caches. The disk is filled with a
@@ -196,7 +197,7 @@ fn run_split(
                     }
                     Some(_) | None => Ok(()),
                 };
-                let len = target.complete(plan, result, rx, black_box(tx));
+                let len = target.complete_into(plan, result, rx, black_box(tx));
                 if len != expected || tx[STATUS] != DRDY {
                     bad += 1;
                 }

@@ -1,6 +1,7 @@
-//! The engine's two other ways in: a smoltcp `phy::Device` driven by `Target::poll` (the
-//! microcontroller shape), and the split `accept` / external I/O / `complete` path that a host
-//! fast path uses to batch frames.
+//! The engine's two other ways in: a smoltcp `phy::Device` driven by `Target::poll` and
+//! `Target::poll_with` (the microcontroller shape), and the split `accept` / external I/O /
+//! `complete` path that a host fast path uses to batch frames, in place in the request's own
+//! buffer or into a separate one (`complete_into`).
 
 use aoe_core::disk::{Disk, ErrorKind, MemDisk};
 use aoe_core::{Config, IoOp, Port, Target};
@@ -101,6 +102,61 @@ fn poll_answers_one_frame_per_call_through_smoltcp_tokens() {
 }
 
 #[test]
+fn poll_with_runs_the_step_after_accept_and_can_withhold_the_reply() {
+    let mut target = ram_target(32);
+    let port = Port::new(TARGET_MAC, 1500);
+    let mut device = QueueDevice::default();
+    let initiator = Initiator::default();
+    let now = Instant::from_millis(0);
+    let start = target.generation();
+
+    // A config force-set: the step sees the new generation before the reply leaves, and
+    // withholds it. The state change stays (the initiator retries and gets the same answer).
+    device.rx.push_back(initiator.config(1, 4, b"saved").bytes);
+    let mut seen = Vec::new();
+    assert!(target.poll_with(&port, &mut device, now, |target| {
+        seen.push(target.generation());
+        false
+    }));
+    assert_eq!(
+        seen,
+        vec![start.wrapping_add(1)],
+        "one call, after the change"
+    );
+    assert!(device.tx.is_empty(), "withheld");
+    assert_eq!(target.config_string(), b"saved");
+
+    // A write withheld by the step never reaches the disk.
+    device
+        .rx
+        .push_back(initiator.write48(2, 0, &pattern(0, 1, 1)).bytes);
+    assert!(target.poll_with(&port, &mut device, now, |_| false));
+    assert!(device.tx.is_empty());
+    assert!(target.disk().as_bytes()[..512].iter().all(|&b| b == 0));
+
+    // Let through, it answers as `poll` does; frames that get no reply never run the step.
+    device.rx.push_back(initiator.config(3, 0, b"").bytes);
+    device
+        .rx
+        .push_back(initiator.read48(4, 0, 1).set(14, 0x18).bytes);
+    let mut calls = 0;
+    for _ in 0..2 {
+        assert!(target.poll_with(&port, &mut device, now, |_| {
+            calls += 1;
+            true
+        }));
+    }
+    assert_eq!(calls, 1, "the response got no reply and no step");
+    assert_eq!(device.tx.len(), 1);
+    let reply = Reply {
+        bytes: device.tx[0].clone(),
+    };
+    assert_eq!(reply.tag(), 3);
+    assert_eq!(reply.cfg_string(), b"saved");
+    assert!(!target.poll_with(&port, &mut device, now, |_| unreachable!()));
+}
+
+#[test]
 fn announce_on_broadcasts_or_unicasts_to_the_mask() {
     let mut target = ram_target(8);
     let port = Port::new(TARGET_MAC, 1500);
@@ -163,7 +219,7 @@ fn batch_path_moves_data_directly_between_frames_and_disk() {
         backing[start..start + io.byte_len()].copy_from_slice(&writes[k].bytes[io.data_range()]);
         let len = h
             .target
-            .complete(plan, Ok(()), &writes[k].bytes, &mut replies[k])
+            .complete_into(plan, Ok(()), &writes[k].bytes, &mut replies[k])
             .unwrap();
         assert_eq!(len, 60);
         assert_eq!(replies[k][27], 0x40);
@@ -189,7 +245,7 @@ fn batch_path_moves_data_directly_between_frames_and_disk() {
         tx[io.data_range()].copy_from_slice(&backing[start..start + io.byte_len()]);
         let len = h
             .target
-            .complete(plan, Ok(()), &reads[k].bytes, &mut tx)
+            .complete_into(plan, Ok(()), &reads[k].bytes, &mut tx)
             .unwrap();
         assert_eq!(len, plan.reply_len());
         let reply = Reply { bytes: tx };
@@ -197,6 +253,85 @@ fn batch_path_moves_data_directly_between_frames_and_disk() {
         assert_eq!(reply.ata_status(), 0x40);
         assert_eq!(reply.ata_data(), &pattern(k as u64 * 17, 17, 3)[..]);
     }
+}
+
+/// The host shape of the fast path: each request sits in a receive buffer of the largest
+/// frame, its disk work runs in that buffer, and the reply is completed in place. The replies
+/// are octet for octet what `respond` makes with separate buffers.
+#[test]
+fn in_place_completion_matches_respond() {
+    let initiator = Initiator::default();
+    let other = Initiator {
+        mac: aoe_tests::OTHER_MAC,
+        ..initiator
+    };
+    let requests = [
+        initiator.write48(1, 3, &pattern(3, 2, 5)),
+        initiator.read48(2, 3, 2),
+        initiator.read28(3, 4, 1),
+        initiator.read48(4, 300, 1), // out of range: IDNF, Sector Count echoed
+        initiator.ata(5, 0x40, 0xEA, 0, 0, &[]),
+        initiator.identify(6),
+        initiator.ata(7, 0x50, 0x99, 3, 0x0102_0304_0506, &[]), // unknown: ABRT
+        initiator.config(8, 4, b"in place"),
+        initiator.config(9, 0, b""),
+        initiator.reserve(10, 1, &[INITIATOR_MAC]),
+        other.read48(11, 0, 1),           // reserved: AoE error 6
+        initiator.request(0x77, 12, &[]), // unknown command: echoed, error 1
+        // A bad directive after one applied: the applied one is echoed from the request.
+        initiator.mask(13, 1, &[(1, INITIATOR_MAC), (9, TARGET_MAC)]),
+    ];
+    let mut in_place = Harness::new(64, 1500);
+    let mut two_buffers = Harness::new(64, 1500);
+    for request in &requests {
+        let expected = two_buffers
+            .send(request)
+            .unwrap_or_else(|| panic!("no reply to {:02x?}", &request.bytes[..30]));
+        let plan = in_place
+            .target
+            .accept(&in_place.port, &request.bytes)
+            .unwrap();
+        let mut frame = vec![0xA5u8; 1514];
+        frame[..request.bytes.len()].copy_from_slice(&request.bytes);
+        let io = plan.io().map_or(Ok(()), |io| {
+            let disk = in_place.target.disk_mut();
+            match io.op {
+                IoOp::Read => disk.read(io.lba, frame[io.data_range()].as_chunks_mut().0),
+                IoOp::Write => disk.write(io.lba, frame[io.data_range()].as_chunks().0),
+                IoOp::Flush => disk.flush(),
+            }
+        });
+        let len = in_place.target.complete(&plan, io, &mut frame).unwrap();
+        assert_eq!(
+            &frame[..len],
+            &expected.bytes[..],
+            "tag {}: in place differs from respond",
+            expected.tag()
+        );
+    }
+    assert_eq!(in_place.disk_bytes(), two_buffers.disk_bytes());
+    assert_eq!(in_place.target.stats(), two_buffers.target.stats());
+}
+
+#[test]
+fn in_place_completion_refuses_without_writing() {
+    let mut h = Harness::new(64, 1500);
+    let initiator = Initiator::default();
+    let read = initiator.read48(1, 0, 2);
+    let plan = h.target.accept(&h.port, &read.bytes).unwrap();
+    // The received octets alone are too short for the reply: pass the whole buffer.
+    let mut received = read.bytes.clone();
+    assert_eq!(h.target.complete(&plan, Ok(()), &mut received), None);
+    assert_eq!(received, read.bytes, "nothing written");
+    let mut other_tag = initiator.read48(2, 0, 2).pad_to(plan.reply_len()).bytes;
+    let before = other_tag.clone();
+    assert_eq!(h.target.complete(&plan, Ok(()), &mut other_tag), None);
+    assert_eq!(other_tag, before, "nothing written");
+    let mut frame = read.pad_to(plan.reply_len()).bytes;
+    assert_eq!(
+        h.target.complete(&plan, Ok(()), &mut frame),
+        Some(plan.reply_len())
+    );
 }
 
 #[test]
@@ -207,7 +342,7 @@ fn batch_path_reports_external_io_failures_as_ata_errors() {
     let mut tx = vec![0xA5u8; plan.reply_len()];
     let len = h
         .target
-        .complete(&plan, Err(ErrorKind::Media), &frame.bytes, &mut tx)
+        .complete_into(&plan, Err(ErrorKind::Media), &frame.bytes, &mut tx)
         .unwrap();
     assert_eq!(len, 60, "a failed read carries no data");
     let reply = Reply {
@@ -238,12 +373,13 @@ fn complete_refuses_short_buffers_and_stale_control_plans() {
     let fresh = h.target.accept(&h.port, &set.bytes).unwrap();
     let mut tx = vec![0u8; 1514];
     assert_eq!(
-        h.target.complete(&stale, Ok(()), &query.bytes, &mut tx),
+        h.target
+            .complete_into(&stale, Ok(()), &query.bytes, &mut tx),
         None
     );
     let len = h
         .target
-        .complete(&fresh, Ok(()), &set.bytes, &mut tx)
+        .complete_into(&fresh, Ok(()), &set.bytes, &mut tx)
         .unwrap();
     assert_eq!(
         Reply {
@@ -315,7 +451,8 @@ fn complete_refuses_a_frame_other_than_the_planned_one() {
     let mut tx = vec![0u8; plan.reply_len()];
     let other_tag = initiator.read48(2, 0, 2);
     assert_eq!(
-        h.target.complete(&plan, Ok(()), &other_tag.bytes, &mut tx),
+        h.target
+            .complete_into(&plan, Ok(()), &other_tag.bytes, &mut tx),
         None
     );
     let other_source = Initiator {
@@ -325,16 +462,17 @@ fn complete_refuses_a_frame_other_than_the_planned_one() {
     .read48(1, 0, 2);
     assert_eq!(
         h.target
-            .complete(&plan, Ok(()), &other_source.bytes, &mut tx),
+            .complete_into(&plan, Ok(()), &other_source.bytes, &mut tx),
         None
     );
     assert_eq!(
-        h.target.complete(&plan, Ok(()), &read.bytes[..20], &mut tx),
+        h.target
+            .complete_into(&plan, Ok(()), &read.bytes[..20], &mut tx),
         None
     );
     assert!(tx.iter().all(|&b| b == 0), "nothing written");
     assert_eq!(
-        h.target.complete(&plan, Ok(()), &read.bytes, &mut tx),
+        h.target.complete_into(&plan, Ok(()), &read.bytes, &mut tx),
         Some(plan.reply_len())
     );
 }
@@ -372,4 +510,32 @@ fn a_config_string_too_long_for_the_frame_buffer_is_refused_not_stored() {
         .unwrap();
     assert_eq!(len, 600);
     assert_eq!(target.config_string(), &fits[..]);
+}
+
+#[test]
+fn config_answers_its_address_with_independent_wildcards() {
+    let config = Config::new(SHELF, SLOT);
+    assert!(config.answers(SHELF, SLOT));
+    assert!(config.answers(0xFFFF, SLOT));
+    assert!(config.answers(SHELF, 0xFF));
+    assert!(config.answers(0xFFFF, 0xFF));
+    assert!(!config.answers(SHELF + 1, SLOT));
+    assert!(!config.answers(SHELF, SLOT + 1));
+    assert!(!config.answers(0xFFFF, SLOT + 1));
+    assert!(!config.answers(SHELF + 1, 0xFF));
+}
+
+#[test]
+fn aoe_header_reads_a_frame_through_the_wire_view() {
+    use aoe_core::wire::{aoe, aoe_header};
+    let frame = Initiator::default().read48(0x0102_0304, 0, 1);
+    let header = aoe_header(&frame.bytes).expect("an AoE frame");
+    assert_eq!((header.major(), header.minor()), (SHELF, SLOT));
+    assert_eq!(header.command(), aoe::Command::IssueAta);
+    assert_eq!(header.tag(), 0x0102_0304);
+    assert!(aoe_header(&frame.bytes[..23]).is_err(), "short AoE header");
+    assert!(
+        aoe_header(&frame.clone().set(12, 0x08).set(13, 0).bytes).is_err(),
+        "another EtherType"
+    );
 }

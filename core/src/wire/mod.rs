@@ -43,6 +43,33 @@ pub const AOE_ARG_OFFSET: usize = ETHERNET_HEADER_LEN + aoe::HEADER_LEN;
 /// Frame offset of the ATA data area (Ethernet + AoE + ATA headers): 36.
 pub const ATA_DATA_OFFSET: usize = AOE_ARG_OFFSET + ata::HEADER_LEN;
 
+/// The AoE header of a received Ethernet frame (Ethernet header included), checked: `Ok` only
+/// if the frame carries EtherType [`ETHERTYPE_AOE`] and all ten AoE header octets, after which
+/// no accessor of the returned view panics. A platform reads a frame's Major, Minor and
+/// Command through it (to route frames to exports) instead of raw offsets.
+///
+/// ```
+/// use aoe_core::wire::{aoe, aoe_header};
+///
+/// let mut frame = [0u8; 60];
+/// frame[12..14].copy_from_slice(&0x88a2u16.to_be_bytes());
+/// frame[14..20].copy_from_slice(&[0x10, 0, 0x00, 0x07, 0x03, 1]);
+/// let header = aoe_header(&frame).unwrap();
+/// assert_eq!((header.major(), header.minor()), (7, 3));
+/// assert_eq!(header.command(), aoe::Command::QueryConfig);
+/// assert!(aoe_header(&frame[..23]).is_err());
+/// ```
+///
+/// # Errors
+/// When the frame is shorter than the two headers or has another EtherType.
+pub fn aoe_header(frame: &[u8]) -> Result<aoe::Packet<&[u8]>> {
+    let ethernet = EthernetFrame::new_checked(frame).map_err(|_| Error)?;
+    if u16::from(ethernet.ethertype()) != ETHERTYPE_AOE {
+        return Err(Error);
+    }
+    aoe::Packet::new_checked(ethernet.payload())
+}
+
 /// A malformed header: the frame is dropped without a reply.
 ///
 /// Protocol-level refusals that *do* get a reply are not wire errors; the target turns them into
