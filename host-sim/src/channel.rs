@@ -130,7 +130,13 @@ impl Channel {
     /// Runs `frame` through the engine. A reply that is ready goes to `replies`; disk work goes
     /// to the storage queue (committed by [`commit`](Self::commit)). `link` lends a pool frame
     /// when a ring frame must not be held.
-    pub fn accept(&mut self, port: &Port, mut frame: Frame, link: &mut dyn Link, replies: &mut Vec<Frame>) {
+    pub fn accept(
+        &mut self,
+        port: &Port,
+        mut frame: Frame,
+        link: &mut dyn Link,
+        replies: &mut Vec<Frame>,
+    ) {
         let mut target = self.export.target();
         let Some(plan) = target.accept(port, frame.as_slice()) else {
             return;

@@ -17,9 +17,9 @@
 //! vblade would misread: numbers that are not numbers, shelf 65535/4095, slot 255, a buffer
 //! count below 2, bad MACs.
 
-use aoe_storage::file::DiskOptions;
-use aoe_net::LinkSpec;
 use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, SpecError};
+use aoe_net::LinkSpec;
+use aoe_storage::file::DiskOptions;
 use log::LevelFilter;
 use std::path::PathBuf;
 
@@ -304,6 +304,7 @@ fn single_export(raw: Raw) -> Result<ExportSpec, SpecError> {
 #[cfg(test)]
 mod test {
     use super::*;
+    use aoe_net::EthernetAddress;
 
     fn run(args: &[&str]) -> ExportSpec {
         match parse(args.iter().copied()) {
@@ -362,8 +363,8 @@ mod test {
         assert_eq!(
             spec.mac_mask,
             vec![
-                [0, 0x11, 0x22, 0x33, 0x44, 0x55],
-                [0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb]
+                EthernetAddress([0, 0x11, 0x22, 0x33, 0x44, 0x55]),
+                EthernetAddress([0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb])
             ]
         );
     }

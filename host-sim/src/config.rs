@@ -24,9 +24,9 @@
 //! names the export or the line.
 
 use crate::cli::parse_level;
-use aoe_storage::file::DiskOptions;
-use aoe_net::LinkSpec;
 use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, SpecError};
+use aoe_net::LinkSpec;
+use aoe_storage::file::DiskOptions;
 use log::LevelFilter;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -104,7 +104,9 @@ pub fn parse(text: &str, base: &Path) -> Result<ConfigFile, SpecError> {
         let name = format!("export #{} (e{}.{})", index + 1, export.shelf, export.slot);
         let mut mac_mask = Vec::with_capacity(export.mac_mask.len());
         for text in &export.mac_mask {
-            mac_mask.push(spec::parse_initiator_mac(text).map_err(|e| SpecError(format!("{name}: {e}")))?);
+            mac_mask.push(
+                spec::parse_initiator_mac(text).map_err(|e| SpecError(format!("{name}: {e}")))?,
+            );
         }
         let links = export
             .interfaces
@@ -197,7 +199,10 @@ file = "disk1.img"
                 length: Some(2048)
             }
         );
-        assert_eq!(first.mac_mask, vec![[0, 0x11, 0x22, 0x33, 0x44, 0x55]]);
+        assert_eq!(
+            first.mac_mask,
+            vec![aoe_net::EthernetAddress([0, 0x11, 0x22, 0x33, 0x44, 0x55])]
+        );
         let second = &config.exports[1];
         assert_eq!(second.links, vec![LinkSpec::tap("tap0")]);
         assert_eq!(second.file, PathBuf::from("/etc/aoe/disk1.img"));

@@ -111,7 +111,10 @@ impl Export {
     ///
     /// # Errors
     /// When the spec or the engine configuration is refused.
-    pub fn with_storage(spec: ExportSpec, storage: Arc<dyn Storage>) -> Result<Export, ExportError> {
+    pub fn with_storage(
+        spec: ExportSpec,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Export, ExportError> {
         spec.validate().map_err(ExportError::Spec)?;
         let mut config = Config::new(spec.shelf, spec.slot);
         config.buffer_count = spec.buffer_count;

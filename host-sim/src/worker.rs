@@ -26,7 +26,7 @@
 use crate::channel::Channel;
 use crate::export::Export;
 use aoe_core::Port;
-use aoe_core::wire::{EthernetFrame, aoe};
+use aoe_core::wire::{self, aoe};
 use aoe_net::{self as net, EthernetAddress, Frame, Link, LinkSpec, MacText};
 use aoe_storage::Waker;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -204,12 +204,11 @@ impl LinkWorker {
         match self.link.readiness_fd() {
             Some(link_fd) => {
                 let fds = [link_fd, self.waker.fd()];
-                net::wait_readable_any(&fds, Some(timeout))
-                    .map_err(|error| net::NetError::Io {
-                        interface: self.link.name().to_owned(),
-                        step: "wait for frames",
-                        source: error,
-                    })?;
+                net::wait_readable_any(&fds, Some(timeout)).map_err(|error| net::NetError::Io {
+                    interface: self.link.name().to_owned(),
+                    step: "wait for frames",
+                    source: error,
+                })?;
             }
             None => {
                 self.link.wait(Some(timeout))?;
@@ -413,7 +412,237 @@ impl LinkWorker {
 /// Shelf, slot and command of an AoE frame, read through the engine's wire views; `None` for
 /// a frame too short to carry them.
 fn address_of(frame: &[u8]) -> Option<(u16, u8, aoe::Command)> {
-    let ethernet = EthernetFrame::new_checked(frame).ok()?;
-    let header = aoe::Packet::new_checked(ethernet.payload()).ok()?;
+    let header = wire::aoe_header(frame).ok()?;
     Some((header.major(), header.minor(), header.command()))
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::spec::{DEFAULT_BUFFER_COUNT, ExportSpec};
+    use aoe_initiator::frame::{
+        ATA_READ_EXT, ATA_WRITE_EXT, Address, pad, write_ata, write_header,
+    };
+    use aoe_net::mem::{self, MemLink};
+    use aoe_storage::Storage;
+    use aoe_storage::file::{DiskOptions, FileStorage};
+    use aoe_storage::mem::MemStorage;
+    use aoe_testkit::scratch::{Scratch, random_bytes};
+
+    const TARGET: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
+    const INITIATOR: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x99]);
+    const TO: Address = Address {
+        mac: TARGET,
+        shelf: 9,
+        slot: 4,
+    };
+    static NEVER: AtomicBool = AtomicBool::new(false);
+
+    /// A worker serving e9.4 over `storage` on one end of an in-memory cable, on its own
+    /// thread; returns the other end, the stop flag and the thread.
+    fn serve(
+        storage: Arc<dyn Storage>,
+    ) -> (
+        MemLink,
+        Arc<AtomicBool>,
+        std::thread::JoinHandle<WorkerStats>,
+    ) {
+        let spec = ExportSpec {
+            shelf: 9,
+            slot: 4,
+            links: vec![LinkSpec::packet("mem-a")],
+            file: "memory".into(),
+            buffer_count: DEFAULT_BUFFER_COUNT,
+            disk: DiskOptions::default(),
+            mac_mask: vec![],
+        };
+        let export = Arc::new(Export::with_storage(spec, storage).unwrap());
+        let routes = Arc::new(Routes::default());
+        routes.set(vec![export]);
+        let (target_end, initiator_end) = mem::pair(TARGET, INITIATOR, 1500);
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker = LinkWorker::new(
+            LinkSpec::packet("mem-a"),
+            Box::new(target_end),
+            routes,
+            Arc::clone(&stop),
+            &NEVER,
+        )
+        .unwrap();
+        (
+            initiator_end,
+            stop,
+            std::thread::spawn(move || worker.run()),
+        )
+    }
+
+    fn ata(tag: u32, command: u8, lba: u64, data: &[u8], sectors: u8) -> Vec<u8> {
+        let mut frame = vec![0u8; 36 + data.len().max(24)];
+        let len = write_ata(&mut frame, INITIATOR, TO, tag, command, lba, sectors);
+        frame[36..36 + data.len()].copy_from_slice(data);
+        let len = pad(&mut frame, len + data.len());
+        frame.truncate(len);
+        frame
+    }
+
+    fn send(link: &mut MemLink, frames: &[Vec<u8>]) {
+        let mut batch: Vec<Frame> = frames
+            .iter()
+            .map(|bytes| {
+                let mut frame = link.alloc().unwrap();
+                frame.fill(bytes);
+                frame
+            })
+            .collect();
+        link.send(&mut batch).unwrap();
+    }
+
+    /// Receives replies until `count` came (5 s at most), skipping announcements.
+    fn replies(link: &mut MemLink, count: usize) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut out = Vec::new();
+        let mut frames = Vec::new();
+        while out.len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {count} replies",
+                out.len()
+            );
+            link.wait(Some(Duration::from_millis(50))).unwrap();
+            link.recv(&mut frames, 64).unwrap();
+            for frame in frames.drain(..) {
+                let tag = u32::from_be_bytes(frame.as_slice()[20..24].try_into().unwrap());
+                if tag != 0 {
+                    out.push(frame.as_slice().to_vec());
+                }
+            }
+        }
+        out
+    }
+
+    fn tag_of(reply: &[u8]) -> u32 {
+        u32::from_be_bytes(reply[20..24].try_into().unwrap())
+    }
+
+    #[test]
+    fn a_batch_runs_in_order_over_a_file_and_replies_in_place() {
+        let scratch = Scratch::on_disk("worker");
+        let path = scratch.sparse("disk.img", 1 << 20);
+        let storage = Arc::new(FileStorage::open(&path, DiskOptions::default()).unwrap());
+        let (mut link, stop, thread) = serve(storage);
+        // One batch: 40 sequential writes, a read of sectors written earlier in the same batch,
+        // a flush, a config query, and 20 sequential reads.
+        let mut batch = Vec::new();
+        for tag in 1..=40u32 {
+            let data = random_bytes(1024, u64::from(tag));
+            batch.push(ata(tag, ATA_WRITE_EXT, u64::from(tag - 1) * 2, &data, 2));
+        }
+        batch.push(ata(100, ATA_READ_EXT, 10, &[], 2));
+        batch.push(ata(101, 0xEA, 0, &[], 0));
+        let mut query = vec![0u8; 60];
+        write_header(&mut query, INITIATOR, TO, aoe::Command::QueryConfig, 102);
+        batch.push(query);
+        for tag in 200..220u32 {
+            batch.push(ata(tag, ATA_READ_EXT, u64::from(tag - 200) * 2, &[], 2));
+        }
+        send(&mut link, &batch);
+        let got = replies(&mut link, batch.len());
+        stop.store(true, Ordering::SeqCst);
+        let stats = thread.join().unwrap();
+        for reply in &got {
+            let tag = tag_of(reply);
+            assert_eq!(reply[14], 0x18, "tag {tag}: response, no AoE error");
+            if reply[19] == 0 {
+                assert_eq!(reply[27], 0x40, "tag {tag}: ATA status DRDY");
+            }
+            match tag {
+                100 => assert_eq!(
+                    reply[36..36 + 1024],
+                    random_bytes(1024, 6)[..],
+                    "read after write"
+                ),
+                200..220 => {
+                    let seed = u64::from(tag - 200) + 1;
+                    assert_eq!(
+                        reply[36..36 + 1024],
+                        random_bytes(1024, seed)[..],
+                        "tag {tag}"
+                    );
+                }
+                _ => {}
+            }
+        }
+        let file = std::fs::read(&path).unwrap();
+        for tag in 1..=40usize {
+            let at = (tag - 1) * 1024;
+            assert_eq!(file[at..at + 1024], random_bytes(1024, tag as u64)[..]);
+        }
+        assert_eq!(stats.frames, 63);
+        assert_eq!(stats.replies, 63, "every request answered once");
+    }
+
+    #[test]
+    fn out_of_order_storage_completions_keep_the_ordering_rules() {
+        const SECTORS: u64 = 64;
+        let storage = Arc::new(MemStorage::reordering(SECTORS, 7));
+        let (mut link, stop, thread) = serve(Arc::clone(&storage) as Arc<dyn Storage>);
+        // Batches of overlapping writes and reads on a small disk; the model applies them in
+        // arrival order.
+        let mut model = vec![0u8; usize::try_from(SECTORS).unwrap() * 512];
+        let mut expected = std::collections::HashMap::new();
+        let mut tag = 1u32;
+        for round in 0..30u64 {
+            let mut batch = Vec::new();
+            for index in 0..16u64 {
+                let lba = (round * 7 + index * 3) % (SECTORS - 2);
+                let range = lba as usize * 512..lba as usize * 512 + 1024;
+                if (round + index) % 3 == 0 {
+                    expected.insert(tag, model[range].to_vec());
+                    batch.push(ata(tag, ATA_READ_EXT, lba, &[], 2));
+                } else {
+                    let data = random_bytes(1024, u64::from(tag));
+                    model[range].copy_from_slice(&data);
+                    batch.push(ata(tag, ATA_WRITE_EXT, lba, &data, 2));
+                }
+                tag += 1;
+            }
+            send(&mut link, &batch);
+            for reply in replies(&mut link, batch.len()) {
+                assert_eq!(reply[27], 0x40, "tag {}: success", tag_of(&reply));
+                if let Some(want) = expected.get(&tag_of(&reply)) {
+                    assert_eq!(
+                        &reply[36..36 + 1024],
+                        &want[..],
+                        "read tag {}",
+                        tag_of(&reply)
+                    );
+                }
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        thread.join().unwrap();
+        assert_eq!(storage.contents(), model);
+    }
+
+    #[test]
+    fn the_initiator_verifies_a_whole_export_through_the_worker() {
+        let storage = Arc::new(MemStorage::reordering(2048, 3));
+        let (link, stop, thread) = serve(storage);
+        let mut port = aoe_initiator::port::NetPort::with_link(Box::new(link)).unwrap();
+        let cli = aoe_initiator::cli::Cli::parse(
+            "verify -t 9.4 -i mem-b --timeout 5"
+                .split_whitespace()
+                .map(str::to_string),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        aoe_initiator::cli::run_on(&cli, &mut port, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("sectors 0..2048") && text.contains("all match"),
+            "{text}"
+        );
+        stop.store(true, Ordering::SeqCst);
+        thread.join().unwrap();
+    }
 }

@@ -4,7 +4,9 @@
 
 mod common;
 
-use aoe_host_sim::net::{Link, PacketLink};
+use aoe_net::{Link, MacText, PacketLink};
+use aoe_testkit::netns::Veth;
+use aoe_testkit::require_root;
 use common::aoe::{Client, Reply, collect, exchange, pattern, send_all};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -93,8 +95,8 @@ fn scratch(name: &str, bytes: u64) -> PathBuf {
     path
 }
 
-fn in_netns<F: FnOnce(&common::VethNs) + Send>(tag: &str, mtu: u32, body: F) {
-    let veth = common::VethNs::new(tag, mtu);
+fn in_netns<F: FnOnce(&Veth) + Send>(tag: &str, mtu: u32, body: F) {
+    let veth = Veth::new(tag, mtu);
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
@@ -108,7 +110,7 @@ fn in_netns<F: FnOnce(&common::VethNs) + Send>(tag: &str, mtu: u32, body: F) {
 
 fn client_for(link: &PacketLink, target: [u8; 6], shelf: u16, slot: u8) -> Client {
     Client {
-        mac: link.mac(),
+        mac: link.mac().0,
         dst: target,
         shelf,
         slot,
@@ -120,7 +122,7 @@ fn serves_a_sparse_file_end_to_end() {
     require_root!();
     in_netns("ds", 1500, |veth| {
         let file = scratch("e2e", 64 << 20);
-        let mut link = PacketLink::open(&veth.b).unwrap();
+        let mut link = PacketLink::open(&veth.b, 256).unwrap();
         let mut daemon = Daemon::start(&["1", "2", &veth.a, file.to_str().unwrap()], 1);
 
         // The start-up announcement: a broadcast Query Config reply, version 1, tag 0.
@@ -137,7 +139,7 @@ fn serves_a_sparse_file_end_to_end() {
 
         // Discovery by broadcast: real address, Buffer Count 64, 2 sectors per frame.
         let broadcast = Client {
-            mac: link.mac(),
+            mac: link.mac().0,
             dst: [0xff; 6],
             shelf: 0xffff,
             slot: 0xff,
@@ -274,8 +276,8 @@ fn read_only_window_and_mask() {
         let mut contents = vec![0u8; 1 << 20];
         contents[8 * 512..9 * 512].fill(0x5A);
         std::fs::write(&file, &contents).unwrap();
-        let mut link = PacketLink::open(&veth.b).unwrap();
-        let me = aoe_host_sim::spec::format_mac(&link.mac());
+        let mut link = PacketLink::open(&veth.b, 256).unwrap();
+        let me = MacText(link.mac()).to_string();
         let _daemon = Daemon::start(
             &[
                 "-r",
@@ -295,7 +297,7 @@ fn read_only_window_and_mask() {
         // With a mask, the announcement goes to each listed MAC, not to broadcast.
         let ad = collect(&mut link, 1, 3 * SECOND);
         assert_eq!(ad.len(), 1);
-        assert_eq!(ad[0].0[0..6], link.mac());
+        assert_eq!(ad[0].0[0..6], link.mac().0);
         let client = client_for(&link, ad[0].src(), 3, 4);
         let identify = exchange(&mut link, &client.identify(1), SECOND).unwrap();
         assert_eq!(
@@ -333,12 +335,12 @@ fn sighup_reloads_the_config_and_keeps_unchanged_exports() {
             )
         };
         std::fs::write(&config, export(0, &a)).unwrap();
-        let mut link = PacketLink::open(&veth.b).unwrap();
+        let mut link = PacketLink::open(&veth.b, 256).unwrap();
         let mut daemon = Daemon::start(&["--config", config.to_str().unwrap()], 1);
         assert_eq!(collect(&mut link, 1, 3 * SECOND).len(), 1);
         let target = {
             let broadcast = Client {
-                mac: link.mac(),
+                mac: link.mac().0,
                 dst: [0xff; 6],
                 shelf: 5,
                 slot: 0,
@@ -366,12 +368,12 @@ fn sighup_reloads_the_config_and_keeps_unchanged_exports() {
         assert_eq!(&reply.0[32..36], b"keep", "unchanged export kept its state");
         // Both exports share the interface's socket; a broadcast reaches each of them.
         let everyone = Client {
-            mac: link.mac(),
+            mac: link.mac().0,
             dst: [0xff; 6],
             shelf: 0xffff,
             slot: 0xff,
         };
-        link.send_frame(&everyone.query_config(30)).unwrap();
+        send_all(&mut link, &[everyone.query_config(30)]);
         let mut answered: Vec<(u16, u8)> = collect(&mut link, 2, SECOND)
             .iter()
             .filter(|r| r.tag() == 30)
@@ -471,7 +473,7 @@ fn exports_over_a_tap_device() {
         // host-sim created the TAP device and brought it up; talk to it from the kernel side.
         let deadline = Instant::now() + 3 * SECOND;
         let mut link = loop {
-            match PacketLink::open(&tap) {
+            match PacketLink::open(&tap, 256) {
                 Ok(link) => break link,
                 Err(error) => {
                     assert!(Instant::now() < deadline, "{error}");
@@ -480,7 +482,7 @@ fn exports_over_a_tap_device() {
             }
         };
         let broadcast = Client {
-            mac: link.mac(),
+            mac: link.mac().0,
             dst: [0xff; 6],
             shelf: 2,
             slot: 3,
@@ -502,7 +504,7 @@ fn exports_over_a_tap_device() {
                 daemon.log_lines("")
             );
         };
-        assert_ne!(reply.src(), link.mac(), "the TAP end has its own MAC");
+        assert_ne!(reply.src(), link.mac().0, "the TAP end has its own MAC");
         let client = client_for(&link, reply.src(), 2, 3);
         let data = pattern(5, 1024);
         assert_eq!(
@@ -522,7 +524,7 @@ fn direct_and_sync_exports_round_trip() {
     require_root!();
     in_netns("dd", 9000, |veth| {
         let file = scratch("direct", 4 << 20);
-        let mut link = PacketLink::open(&veth.b).unwrap();
+        let mut link = PacketLink::open(&veth.b, 256).unwrap();
         let mut daemon = Command::new(env!("CARGO_BIN_EXE_host-sim"))
             .args(["-d", "-s", "1", "5", &veth.a, file.to_str().unwrap()])
             .stdout(Stdio::piped())
@@ -580,7 +582,7 @@ fn sigterm_with_writes_in_flight_keeps_every_acknowledged_write() {
     require_root!();
     in_netns("dw", 1500, |veth| {
         let file = scratch("inflight", 16 << 20);
-        let mut link = PacketLink::open(&veth.b).unwrap();
+        let mut link = PacketLink::open(&veth.b, 256).unwrap();
         let mut daemon = Daemon::start(&["1", "6", &veth.a, file.to_str().unwrap()], 1);
         let ad = collect(&mut link, 1, 3 * SECOND);
         let client = client_for(&link, ad[0].src(), 1, 6);
@@ -630,7 +632,7 @@ fn survives_its_interface_going_down_and_being_recreated() {
     require_root!();
     in_netns("dl", 1500, |veth| {
         let file = scratch("relink", 1 << 20);
-        let mut link = PacketLink::open(&veth.b).unwrap();
+        let mut link = PacketLink::open(&veth.b, 256).unwrap();
         let daemon = Daemon::start(&["1", "7", &veth.a, file.to_str().unwrap()], 1);
         let ad = collect(&mut link, 1, 3 * SECOND);
         let client = client_for(&link, ad[0].src(), 1, 7);
@@ -662,7 +664,7 @@ fn survives_its_interface_going_down_and_being_recreated() {
         ]);
         veth.exec(&["ip", "link", "set", &veth.a, "up"]);
         veth.exec(&["ip", "link", "set", &veth.b, "up"]);
-        let mut link = PacketLink::open(&veth.b).unwrap();
+        let mut link = PacketLink::open(&veth.b, 256).unwrap();
         let ad = collect(&mut link, 1, 5 * SECOND);
         assert_eq!(
             ad.len(),

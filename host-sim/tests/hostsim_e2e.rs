@@ -4,15 +4,16 @@
 //! Exports are small (4 to 16 MiB) so that the whole file runs in well under a minute on two
 //! cores. Every test checks the backing file itself, not only what the target says.
 
-mod netns;
-
-use aoe_host_sim::initiator::control::{Retry, Session};
-use aoe_host_sim::initiator::engine::{Engine, EngineConfig, IoRequest, Next, Op, Workload};
-use aoe_host_sim::initiator::port::NetPort;
-use aoe_host_sim::initiator::work::pattern_sector;
-use aoe_host_sim::initiator::{Error, Link};
-use aoe_host_sim::net::{self, FrameBufs, LinkSpec};
-use netns::{Pair, Proc, Scratch, random_bytes};
+use aoe_initiator::control::{Retry, Session};
+use aoe_initiator::engine::{Engine, EngineConfig, IoRequest, Next, Op, Workload};
+use aoe_initiator::port::NetPort;
+use aoe_initiator::work::pattern_sector;
+use aoe_initiator::{Error, Transport};
+use aoe_net::{self as net, LinkSpec};
+use aoe_testkit::netns::Pair;
+use aoe_testkit::process::Proc;
+use aoe_testkit::require_root;
+use aoe_testkit::scratch::{Scratch, random_bytes};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -40,11 +41,11 @@ fn json_field<'a>(json: &'a str, field: &str) -> &'a str {
 
 #[test]
 fn discovery_identify_and_config_strings() {
-    need_root!("discovery_identify_and_config_strings");
+    require_root!();
     let pair = Pair::new("discover", 1500);
     let scratch = Scratch::new("discover");
     let file = scratch.sparse("disk.img", 8 * MIB);
-    let mut target = pair.start_target(&["-b", "24"], 5, 1, &file);
+    let mut target = pair.start_host_sim(&["-b", "24"], 5, 1, &file);
     pair.wait_for_target("5.1", &mut target);
 
     let json = pair.aoe_ok(&["discover", "--wait", "1", "--json"]);
@@ -81,7 +82,7 @@ fn whole_export_round_trip(mtu: u32, spf: &str) {
     let scratch = Scratch::new(&test);
     let size = 8 * MIB;
     let file = scratch.sparse("disk.img", size);
-    let mut target = pair.start_target(&[], 1, 2, &file);
+    let mut target = pair.start_host_sim(&[], 1, 2, &file);
     pair.wait_for_target("1.2", &mut target);
     let json = pair.aoe_ok(&["discover", "--wait", "1", "--json"]);
     assert_eq!(json_field(&json, "sectors_per_frame"), spf, "{json}");
@@ -105,24 +106,24 @@ fn whole_export_round_trip(mtu: u32, spf: &str) {
 
 #[test]
 fn whole_export_write_read_verify_mtu_1500() {
-    need_root!("whole_export_write_read_verify_mtu_1500");
+    require_root!();
     whole_export_round_trip(1500, "2");
 }
 
 #[test]
 fn whole_export_write_read_verify_mtu_9000() {
-    need_root!("whole_export_write_read_verify_mtu_9000");
+    require_root!();
     whole_export_round_trip(9000, "17");
 }
 
 #[test]
 fn read_only_export_refuses_writes() {
-    need_root!("read_only_export_refuses_writes");
+    require_root!();
     let pair = Pair::new("readonly", 1500);
     let scratch = Scratch::new("readonly");
     let original = random_bytes(usize::try_from(4 * MIB).unwrap(), 5);
     let file = scratch.file("disk.img", &original);
-    let mut target = pair.start_target(&["-r"], 2, 0, &file);
+    let mut target = pair.start_host_sim(&["-r"], 2, 0, &file);
     pair.wait_for_target("2.0", &mut target);
 
     let other = scratch.file("other.bin", &random_bytes(64 * 1024, 6));
@@ -139,12 +140,12 @@ fn read_only_export_refuses_writes() {
 
 #[test]
 fn offset_and_length_expose_only_their_window() {
-    need_root!("offset_and_length_expose_only_their_window");
+    require_root!();
     let pair = Pair::new("window", 1500);
     let scratch = Scratch::new("window");
     let (offset, length) = (2048usize, 4096usize);
     let file = scratch.file("disk.img", &vec![0xEEu8; 8 * 1024 * 1024]);
-    let mut target = pair.start_target(
+    let mut target = pair.start_host_sim(
         &["-o", &offset.to_string(), "-l", &length.to_string()],
         3,
         3,
@@ -181,7 +182,7 @@ fn offset_and_length_expose_only_their_window() {
 
 #[test]
 fn mac_mask_and_reservations() {
-    need_root!("mac_mask_and_reservations");
+    require_root!();
     let pair = Pair::new("mask", 1500);
     let scratch = Scratch::new("mask");
     let file = scratch.sparse("disk.img", 4 * MIB);
@@ -189,7 +190,7 @@ fn mac_mask_and_reservations() {
     let friend = "02:00:00:00:00:99";
 
     // Masked to someone else: silence, even to discovery.
-    let mut target = pair.start_target(&["-m", friend], 4, 1, &file);
+    let mut target = pair.start_host_sim(&["-m", friend], 4, 1, &file);
     std::thread::sleep(Duration::from_millis(300));
     let err = pair.aoe_fails(&["identify", "-t", "4.1", "--timeout", "1"]);
     assert!(err.contains("no answer"), "{err}");
@@ -200,7 +201,7 @@ fn mac_mask_and_reservations() {
     );
     stop(&mut target);
 
-    let mut target = pair.start_target(&["-m", &format!("{us},{friend}")], 4, 1, &file);
+    let mut target = pair.start_host_sim(&["-m", &format!("{us},{friend}")], 4, 1, &file);
     pair.wait_for_target("4.1", &mut target);
     let list = pair.aoe_ok(&["mask", "list", "-t", "4.1"]);
     assert!(list.contains(&us) && list.contains(friend), "{list}");
@@ -310,26 +311,21 @@ fn junk_frames(us: [u8; 6], count: usize) -> Vec<Vec<u8>> {
 
 #[test]
 fn malformed_frames_leave_the_target_answering() {
-    need_root!("malformed_frames_leave_the_target_answering");
+    require_root!();
     let pair = Pair::new("junk", 1500);
     let scratch = Scratch::new("junk");
     let file = scratch.sparse("disk.img", 4 * MIB);
-    let mut target = pair.start_target(&[], 6, 6, &file);
+    let mut target = pair.start_host_sim(&[], 6, 6, &file);
     pair.wait_for_target("6.6", &mut target);
 
     let sent = std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                pair.enter_initiator();
+                pair.initiator.enter();
                 let mut link = net::open(&LinkSpec::packet(&pair.init_if)).expect("raw socket");
-                let frames = junk_frames(link.mac(), 2000);
-                let mut bufs = FrameBufs::new(64, 1514);
+                let frames = junk_frames(link.mac().0, 2000);
                 for chunk in frames.chunks(64) {
-                    for (slot, frame) in chunk.iter().enumerate() {
-                        bufs.slot_mut(slot)[..frame.len()].copy_from_slice(frame);
-                        bufs.set_len(slot, frame.len());
-                    }
-                    link.send(&bufs, chunk.len()).expect("send junk");
+                    aoe_testkit::link::send_all(&mut *link, chunk);
                 }
                 frames.len()
             })
@@ -348,11 +344,11 @@ fn malformed_frames_leave_the_target_answering() {
 
 #[test]
 fn target_restart_in_the_middle_of_a_workload_loses_nothing() {
-    need_root!("target_restart_in_the_middle_of_a_workload_loses_nothing");
+    require_root!();
     let pair = Pair::new("restart", 1500);
     let scratch = Scratch::new("restart");
     let file = scratch.sparse("disk.img", 16 * MIB);
-    let mut target = pair.start_target(&[], 7, 7, &file);
+    let mut target = pair.start_host_sim(&[], 7, 7, &file);
     pair.wait_for_target("7.7", &mut target);
 
     let mut command = pair.aoe_command(&["verify", "-t", "7.7", "--seed", "21", "--timeout", "20"]);
@@ -385,7 +381,7 @@ fn target_restart_in_the_middle_of_a_workload_loses_nothing() {
     target.signal(libc::SIGKILL);
     let _ = target.wait_exit(Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(300));
-    let mut target = pair.start_target(&[], 7, 7, &file);
+    let mut target = pair.start_host_sim(&[], 7, 7, &file);
     let (status, output) = workload.wait_exit(Duration::from_secs(60));
     assert!(
         status.success(),
@@ -448,12 +444,12 @@ impl Workload for AckedWrites {
 
 #[test]
 fn sigterm_with_writes_in_flight_keeps_every_acknowledged_write() {
-    need_root!("sigterm_with_writes_in_flight_keeps_every_acknowledged_write");
+    require_root!();
     let pair = Pair::new("sigterm", 1500);
     let scratch = Scratch::new("sigterm");
     let sectors = 16 * MIB / 512;
     let file = scratch.sparse("disk.img", 16 * MIB);
-    let mut target = pair.start_target(&[], 8, 8, &file);
+    let mut target = pair.start_host_sim(&[], 8, 8, &file);
     pair.wait_for_target("8.8", &mut target);
 
     let acked_frames = Arc::new(AtomicU64::new(0));
@@ -461,7 +457,7 @@ fn sigterm_with_writes_in_flight_keeps_every_acknowledged_write() {
     let (acked, result, status) = std::thread::scope(|scope| {
         let counter = acked_frames.clone();
         let writer = scope.spawn(|| {
-            pair.enter_initiator();
+            pair.initiator.enter();
             let mut port = NetPort::open(&LinkSpec::packet(&pair.init_if)).expect("port");
             let session = Session::open(&mut port, 8, 8, Retry::default()).expect("session");
             let mut config = EngineConfig::new(
@@ -518,39 +514,26 @@ fn sigterm_with_writes_in_flight_keeps_every_acknowledged_write() {
 
 #[test]
 fn aoe_over_a_tap_device_drives_host_sim_on_its_kernel_side() {
-    need_root!("aoe_over_a_tap_device_drives_host_sim_on_its_kernel_side");
+    require_root!();
     // One namespace is enough: aoe is the far end of the TAP cable, host-sim listens on the
     // kernel side of the same device.
     let pair = Pair::new("tap", 1500);
     let scratch = Scratch::new("tap");
     let file = scratch.sparse("disk.img", 4 * MIB);
     let tap = format!("tp{}", std::process::id());
-    let ip_ns = |args: &[&str]| {
-        let status = std::process::Command::new("ip")
-            .args(["-n", &pair.target_ns])
-            .args(args)
-            .status()
-            .expect("run ip");
-        assert!(status.success(), "ip {args:?}");
-    };
+    let ip_ns = |args: &[&str]| pair.target.ip_ok(args);
     ip_ns(&["tuntap", "add", &tap, "mode", "tap"]);
     ip_ns(&["link", "set", &tap, "up"]);
-    let mut command = std::process::Command::new("ip");
-    command
-        .args([
-            "netns",
-            "exec",
-            &pair.target_ns,
-            env!("CARGO_BIN_EXE_host-sim"),
-        ])
-        .args(["9", "1", &tap])
-        .arg(&file)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    let mut command = pair
+        .target
+        .command(&[env!("CARGO_BIN_EXE_host-sim"), "9", "1", &tap]);
+    command.arg(&file);
     let mut target = Proc::spawn(command, "host-sim");
+    let aoe_binary = aoe_testkit::process::workspace_binary("aoe");
     let aoe = |args: &[&str]| {
-        std::process::Command::new("ip")
-            .args(["netns", "exec", &pair.target_ns, env!("CARGO_BIN_EXE_aoe")])
+        pair.target
+            .command(&[])
+            .arg(&aoe_binary)
             .args(args)
             .args(["--tap", &tap])
             .output()

@@ -44,12 +44,24 @@ impl NetPort {
     /// # Errors
     /// When the interface is missing, down, or raw sockets are not permitted.
     pub fn open(spec: &LinkSpec) -> Result<NetPort, NetError> {
-        let mut port = match spec {
+        let port = match spec {
             LinkSpec::Packet { interface } => {
                 Port::Packet(PacketLink::open(interface, POOL_FRAMES)?)
             }
             LinkSpec::Tap { .. } => Port::Other(net::open_queued(spec)?),
         };
+        NetPort::with(port)
+    }
+
+    /// A port over a link opened elsewhere (an in-memory cable in tests, say).
+    ///
+    /// # Errors
+    /// When the link cannot tell its MTU.
+    pub fn with_link(link: Box<dyn net::Link>) -> Result<NetPort, NetError> {
+        NetPort::with(Port::Other(link))
+    }
+
+    fn with(mut port: Port) -> Result<NetPort, NetError> {
         let link = port.link();
         let mtu = link.mtu()?;
         let bytes = net::buffer_bytes_for(SOCKET_FRAMES, mtu);

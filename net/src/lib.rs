@@ -12,6 +12,7 @@
 //!   `AOE_PACKET_RINGS=0`), and what the initiator uses ([`open_queued`]).
 //! * [`TapLink`]: a TAP device (through the `tun-tap` crate); the program is the far end of the
 //!   virtual cable, with a MAC of its own.
+//! * [`MemLink`]: two ends of a cable in memory ([`mem::pair`]), for tests without root.
 //!
 //! Every back end receives only EtherType 0x88A2, never the frames this host sends, and never
 //! frames the NIC accepted only because it is promiscuous.
@@ -45,6 +46,7 @@ mod error;
 pub mod frame;
 mod ifreq;
 pub mod mac;
+pub mod mem;
 mod mmap_ring;
 mod packet;
 mod tap;
@@ -52,6 +54,7 @@ mod tap;
 pub use error::NetError;
 pub use frame::{Arena, DATA_ALIGN, DATA_OFFSET, Frame};
 pub use mac::{MacText, parse_mac};
+pub use mem::MemLink;
 pub use mmap_ring::{RING_FRAME_SIZE, RING_FRAMES, RingLink};
 pub use packet::PacketLink;
 pub use tap::TapLink;

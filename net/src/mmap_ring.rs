@@ -225,7 +225,15 @@ impl Link for RingLink {
     }
 
     fn recv(&mut self, frames: &mut Vec<Frame>, max: usize) -> Result<usize, NetError> {
-        Ok(self.take_ready(frames, max))
+        let taken = self.take_ready(frames, max);
+        if taken == 0 {
+            // Nothing in the ring: a woken caller may have been woken by a socket error (the
+            // interface went down or away), which only `SO_ERROR` shows here.
+            if let Some(error) = packet::socket_error(&self.socket.fd, &self.socket.name) {
+                return Err(error);
+            }
+        }
+        Ok(taken)
     }
 
     fn wait(&mut self, timeout: Option<Duration>) -> Result<bool, NetError> {

@@ -116,16 +116,7 @@ impl Namespace {
 
     /// Moves the calling thread into the namespace (network namespaces are per thread).
     pub fn enter(&self) {
-        let path = std::ffi::CString::new(format!("/var/run/netns/{}", self.name))
-            .expect("a namespace name has no NUL");
-        // SAFETY: a valid NUL-terminated path; the result is checked.
-        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-        assert!(fd >= 0, "open {path:?}");
-        // SAFETY: fd is a namespace file we opened; setns affects only this thread.
-        let rc = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
-        // SAFETY: fd is ours and not used after this.
-        unsafe { libc::close(fd) };
-        assert_eq!(rc, 0, "setns into {}", self.name);
+        enter(&self.name);
     }
 
     /// The MAC of `interface` in this namespace, as `ip link` prints it.
@@ -145,6 +136,20 @@ impl Drop for Namespace {
         // Deleting a namespace deletes the interfaces in it, and veth pairs with them.
         let _ = ip(&["netns", "del", &self.name]);
     }
+}
+
+/// Moves the calling thread into the network namespace named `name` (per thread).
+pub fn enter(name: &str) {
+    let path = std::ffi::CString::new(format!("/var/run/netns/{name}"))
+        .expect("a namespace name has no NUL");
+    // SAFETY: a valid NUL-terminated path; the result is checked.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    assert!(fd >= 0, "open {path:?}");
+    // SAFETY: fd is a namespace file we opened; setns affects only this thread.
+    let rc = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
+    // SAFETY: fd is ours and not used after this.
+    unsafe { libc::close(fd) };
+    assert_eq!(rc, 0, "setns into {name}");
 }
 
 /// A veth pair of MTU `mtu` inside one namespace, both ends up: `(a, b)` interface names.
@@ -215,5 +220,36 @@ impl Pair {
     /// The MAC of the initiator's interface.
     pub fn init_mac(&self) -> String {
         self.initiator.mac_of(&self.init_if)
+    }
+}
+
+/// One namespace holding a veth pair `a`/`b`, both ends up: for tests that run both ends (a
+/// target process and a raw socket) in one namespace.
+#[derive(Debug)]
+pub struct Veth {
+    /// The namespace.
+    pub ns: Namespace,
+    /// First end.
+    pub a: String,
+    /// Second end.
+    pub b: String,
+}
+
+impl Veth {
+    /// A new namespace named after `tag` with a veth pair of MTU `mtu`.
+    pub fn new(tag: &str, mtu: u32) -> Veth {
+        let ns = Namespace::new(tag);
+        let (a, b) = veth_in(&ns, mtu);
+        Veth { ns, a, b }
+    }
+
+    /// Runs a command inside the namespace and asserts it succeeded.
+    pub fn exec(&self, args: &[&str]) {
+        self.ns.exec(args);
+    }
+
+    /// Moves the calling thread into the namespace.
+    pub fn enter(&self) {
+        self.ns.enter();
     }
 }

@@ -2,8 +2,8 @@
 //! protocol's byte layout (independent of aoe-core's emitters).
 #![allow(dead_code)]
 
-use aoe_host_sim::net::{FrameBufs, Link};
-use std::time::{Duration, Instant};
+use aoe_net::Link;
+use std::time::Duration;
 
 /// Builds requests from one MAC to one shelf.slot.
 pub struct Client {
@@ -106,51 +106,20 @@ impl Reply {
 
 /// Receives replies (R set) until `want` arrived or `timeout` passed.
 pub fn collect(link: &mut dyn Link, want: usize, timeout: Duration) -> Vec<Reply> {
-    let mut bufs = FrameBufs::new(64, 9014);
-    let deadline = Instant::now() + timeout;
-    let mut replies = Vec::new();
-    while replies.len() < want {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        let n = link.recv(&mut bufs, Some(left)).unwrap();
-        for slot in 0..n {
-            let frame = bufs.frame(slot);
-            if frame.len() >= 24 && frame[14] & 0x08 != 0 {
-                replies.push(Reply(frame.to_vec()));
-            }
-        }
-    }
-    replies
+    aoe_testkit::link::collect(link, want, timeout)
+        .into_iter()
+        .map(Reply)
+        .collect()
 }
 
 /// Sends `frames` as one batch.
 pub fn send_all(link: &mut dyn Link, frames: &[Vec<u8>]) {
-    let mut bufs = FrameBufs::new(frames.len().max(1), 9014);
-    for (slot, frame) in frames.iter().enumerate() {
-        bufs.slot_mut(slot)[..frame.len()].copy_from_slice(frame);
-        bufs.set_len(slot, frame.len());
-    }
-    assert_eq!(link.send(&bufs, frames.len()).unwrap(), frames.len());
+    aoe_testkit::link::send_all(link, frames);
 }
 
 /// Sends one request and waits for the reply with the same tag.
 pub fn exchange(link: &mut dyn Link, frame: &[u8], timeout: Duration) -> Option<Reply> {
-    let tag = u32::from_be_bytes(frame[20..24].try_into().unwrap());
-    link.send_frame(frame).unwrap();
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return None;
-        }
-        for reply in collect(link, 1, left) {
-            if reply.tag() == tag {
-                return Some(reply);
-            }
-        }
-    }
+    aoe_testkit::link::exchange(link, frame, timeout).map(Reply)
 }
 
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {

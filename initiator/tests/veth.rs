@@ -1,13 +1,16 @@
 //! The `aoe` command over a real veth pair between two network namespaces, against an
 //! in-process reference target (`aoe_core::Target` over a `MemDisk` on a raw socket), so the
-//! initiator's own network path is tested independently of `host-sim` (needs root).
-
-mod netns;
+//! initiator's own network path is tested independently of `host-sim` (needs root); and
+//! against Debian's vblade.
 
 use aoe_core::disk::MemDisk;
 use aoe_core::{Config, Port, Target};
-use aoe_host_sim::net::{FrameBufs, Link, PacketLink};
-use netns::Pair;
+use aoe_net::{Frame, Link, PacketLink};
+use aoe_testkit::netns::Pair;
+use aoe_testkit::process::Proc;
+use aoe_testkit::programs::vblade_available;
+use aoe_testkit::require_root;
+use aoe_testkit::scratch::{Scratch, random_bytes};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -22,37 +25,36 @@ struct RefTarget {
 impl RefTarget {
     fn start(pair: &Pair, sectors: usize, mtu: usize) -> RefTarget {
         let stop = Arc::new(AtomicBool::new(false));
-        let (ns, iface) = (pair.target_ns.clone(), pair.target_if.clone());
+        let iface = pair.target_if.clone();
+        let ns = pair.target.name.clone();
         let flag = stop.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
-            netns::enter(&ns);
-            let mut link = PacketLink::open(&iface).expect("open the target's raw socket");
+            aoe_testkit::netns::enter(&ns);
+            let mut link = PacketLink::open(&iface, 256).expect("open the target's raw socket");
             let mut config = Config::new(3, 4);
             config.max_frame_len = mtu + 14;
             config.buffer_count = 32;
             let disk = MemDisk::new(vec![0u8; sectors * 512]);
             let mut target = Target::new(config, disk).unwrap();
-            let port = Port::new(aoe_core::wire::EthernetAddress(link.mac()), mtu);
-            let mut rx = FrameBufs::new(64, mtu + 14);
-            let mut tx = FrameBufs::new(64, mtu + 14);
+            let port = Port::new(link.mac(), mtu);
+            let mut rx: Vec<Frame> = Vec::new();
+            let mut tx: Vec<Frame> = Vec::new();
             ready_tx.send(()).unwrap();
             while !flag.load(Ordering::Relaxed) {
-                let n = link.recv(&mut rx, Some(Duration::from_millis(20))).unwrap();
-                let mut replies = 0;
-                for slot in 0..n {
-                    if rx.len(slot) == 0 {
-                        continue;
-                    }
-                    let frame = rx.frame(slot);
-                    if let Some(len) = target.handle(&port, frame, tx.slot_mut(replies)) {
-                        tx.set_len(replies, len);
-                        replies += 1;
+                if !link.wait(Some(Duration::from_millis(20))).unwrap() {
+                    continue;
+                }
+                link.recv(&mut rx, 64).unwrap();
+                for request in rx.drain(..) {
+                    let mut reply = link.alloc().expect("a free frame");
+                    if let Some(len) = target.handle(&port, request.as_slice(), reply.buffer_mut())
+                    {
+                        reply.set_len(len);
+                        tx.push(reply);
                     }
                 }
-                if replies > 0 {
-                    link.send(&tx, replies).unwrap();
-                }
+                link.send(&mut tx).unwrap();
             }
             target.into_disk().into_inner()
         });
@@ -82,7 +84,7 @@ impl Drop for RefTarget {
 
 #[test]
 fn aoe_drives_a_reference_target_over_veth() {
-    need_root!("aoe_drives_a_reference_target_over_veth");
+    require_root!();
     for mtu in [1500u32, 9000] {
         let pair = Pair::new("aoecli", mtu);
         let sectors = 8192; // 4 MiB
@@ -98,8 +100,8 @@ fn aoe_drives_a_reference_target_over_veth() {
         );
         assert!(json.contains("\"buffer_count\":32"), "{json}");
 
-        let scratch = netns::Scratch::new("aoecli");
-        let data = netns::random_bytes(sectors * 512 - 300, u64::from(mtu));
+        let scratch = Scratch::new("aoecli");
+        let data = random_bytes(sectors * 512 - 300, u64::from(mtu));
         let input = scratch.file("in.bin", &data);
         let output = scratch.dir.join("out.bin");
         pair.aoe_ok(&["write", input.to_str().unwrap(), "-t", "3.4"]);
@@ -133,7 +135,7 @@ fn aoe_drives_a_reference_target_over_veth() {
 
 #[test]
 fn aoe_reports_no_answer_and_bad_arguments() {
-    need_root!("aoe_reports_no_answer_and_bad_arguments");
+    require_root!();
     let pair = Pair::new("aoenone", 1500);
     let err = pair.aoe_fails(&["identify", "-t", "1.1", "--timeout", "0.5"]);
     assert!(err.contains("no answer"), "{err}");
@@ -151,47 +153,18 @@ fn aoe_reports_no_answer_and_bad_arguments() {
     assert!(err.contains("no-such-if0"), "{err}");
 }
 
-/// Whether Debian's `vblade` can be used here.
-fn vblade_available() -> bool {
-    std::process::Command::new("sh")
-        .args(["-c", "command -v vblade"])
-        .output()
-        .is_ok_and(|out| out.status.success())
-}
-
 #[test]
 fn aoe_works_with_debians_vblade() {
-    need_root!("aoe_works_with_debians_vblade");
-    if !vblade_available() {
-        assert!(
-            std::env::var("AOE_REQUIRE_VBLADE").as_deref() != Ok("1"),
-            "vblade is not installed and AOE_REQUIRE_VBLADE=1"
-        );
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED aoe_works_with_debians_vblade: needs vblade (apt-get install -y vblade)"
-        );
+    require_root!();
+    if !vblade_available("aoe_works_with_debians_vblade") {
         return;
     }
     let pair = Pair::new("vblade", 1500);
-    let scratch = netns::Scratch::new("vblade");
+    let scratch = Scratch::new("vblade");
     let file = scratch.sparse("disk.img", 8 << 20);
-    let mut command = std::process::Command::new("ip");
-    command
-        .args([
-            "netns",
-            "exec",
-            &pair.target_ns,
-            "vblade",
-            "1",
-            "2",
-            &pair.target_if,
-        ])
-        .arg(&file)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut vblade = netns::Proc::spawn(command, "vblade");
+    let mut command = pair.target.command(&["vblade", "1", "2", &pair.target_if]);
+    command.arg(&file);
+    let mut vblade = Proc::spawn(command, "vblade");
     pair.wait_for_target("1.2", &mut vblade);
 
     let json = pair.aoe_ok(&["discover", "--wait", "1", "--json"]);
@@ -203,7 +176,7 @@ fn aoe_works_with_debians_vblade() {
     let identify = pair.aoe_ok(&["identify", "-t", "1.2"]);
     assert!(identify.contains("FLUSH CACHE (no EXT)"), "{identify}");
 
-    let data = netns::random_bytes(1 << 20, 25);
+    let data = random_bytes(1 << 20, 25);
     let input = scratch.file("in.bin", &data);
     let output = scratch.dir.join("out.bin");
     pair.aoe_ok(&["write", input.to_str().unwrap(), "-t", "1.2"]);

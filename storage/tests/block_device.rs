@@ -1,9 +1,8 @@
 //! A block device export: size from BLKGETSIZE64, transfers, O_DIRECT (needs root for a loop
 //! device).
 
-mod common;
-
-use aoe_host_sim::disk::{DiskOptions, FileDisk};
+use aoe_storage::file::{DiskOptions, FileDisk};
+use aoe_testkit::require_root;
 use std::process::Command;
 
 #[test]
@@ -44,11 +43,12 @@ fn loop_device_is_sized_by_ioctl_and_transfers() {
             },
         );
         if let Ok(direct) = direct {
-            let mut frames = aoe_host_sim::net::FrameBufs::new(1, 1514);
+            // A pool frame puts its data (octet 36) on a page boundary, as O_DIRECT needs.
+            let mut frame = aoe_net::Arena::pool(1).take().unwrap();
             direct
-                .read_at(7, &mut frames.slot_mut(0)[36..36 + 1024])
+                .read_at(7, &mut frame.buffer_mut()[36..36 + 1024])
                 .unwrap();
-            assert!(frames.slot(0)[36..36 + 1024].iter().all(|&b| b == 0xC3));
+            assert!(frame.buffer()[36..36 + 1024].iter().all(|&b| b == 0xC3));
         }
         let window = FileDisk::open(
             device.as_ref(),
