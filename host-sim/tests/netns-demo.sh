@@ -12,15 +12,15 @@ cd "$(dirname "$0")/../.."
 script=$PWD/host-sim/tests/netns-demo.sh
 
 if [ "$(id -u)" != 0 ]; then
-    cargo build --release -p aoe-host-sim --bins
+    cargo build --release -p aoe-host-sim -p aoe-initiator --bins
     exec sudo "$script" --no-build
 fi
 if [ "${1:-}" != --no-build ]; then
-    cargo build --release -p aoe-host-sim --bins
+    cargo build --release -p aoe-host-sim -p aoe-initiator --bins
 fi
 bin=$PWD/target/release
 if [ ! -x "$bin/host-sim" ] || [ ! -x "$bin/aoe" ]; then
-    echo "netns-demo: $bin/host-sim and $bin/aoe are missing: run cargo build --release -p aoe-host-sim" >&2
+    echo "netns-demo: $bin/host-sim and $bin/aoe are missing: run cargo build --release -p aoe-host-sim -p aoe-initiator" >&2
     exit 1
 fi
 if ! command -v ip >/dev/null; then

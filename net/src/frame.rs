@@ -42,6 +42,9 @@ pub const POOL_FRAME_CAPACITY: usize = 9014;
 /// Offset of frame octet 0 within a slot of a pool or ring arena, so that octet 36 is aligned.
 pub(crate) const HEAD: usize = DATA_ALIGN - DATA_OFFSET;
 
+/// `TP_STATUS_KERNEL`: the status of a receive-ring frame the kernel may fill.
+pub(crate) const TP_STATUS_KERNEL: u32 = 0;
+
 /// What happens to a slot when its frame is dropped.
 #[derive(Debug)]
 enum Recycle {
@@ -238,7 +241,7 @@ impl Arena {
             // Release: our reads and writes of the frame happen before the kernel refills it.
             Recycle::RxRing => self
                 .ring_status(slot as usize)
-                .store(crate::mmap_ring::TP_STATUS_KERNEL, Ordering::Release),
+                .store(TP_STATUS_KERNEL, Ordering::Release),
         }
     }
 }

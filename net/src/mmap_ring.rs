@@ -17,8 +17,6 @@ const TPACKET_V2: libc::c_int = 1;
 const PACKET_RX_RING: libc::c_int = 5;
 const PACKET_VERSION: libc::c_int = 10;
 const PACKET_RESERVE: libc::c_int = 12;
-/// Receive frame status: the kernel may fill it.
-pub(crate) const TP_STATUS_KERNEL: u32 = 0;
 /// Receive frame status bit: the frame is ready for us.
 const TP_STATUS_USER: u32 = 1;
 /// Our own status for a ring frame handed out as a [`Frame`]: not 0, so the kernel does not
@@ -274,7 +272,7 @@ impl Link for RingLink {
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::frame::{DATA_ALIGN, DATA_OFFSET};
+    use crate::frame::{DATA_ALIGN, DATA_OFFSET, TP_STATUS_KERNEL};
 
     #[test]
     fn received_data_lands_on_aligned_addresses() {

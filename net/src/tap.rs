@@ -169,7 +169,8 @@ impl Link for TapLink {
                 break;
             };
             frame.set_len(len);
-            let is_aoe = frame.as_slice().get(12..14) == Some(&super::ETHERTYPE_AOE.to_be_bytes());
+            let is_aoe = aoe_core::wire::EthernetFrame::new_checked(frame.as_slice())
+                .is_ok_and(|ethernet| u16::from(ethernet.ethertype()) == super::ETHERTYPE_AOE);
             // A read that fills the buffer may have been cut short: drop it.
             if is_aoe && len < frame.capacity() {
                 frames.push(frame);

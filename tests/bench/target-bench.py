@@ -411,7 +411,7 @@ def main(argv):
 
     bins = args.bin
     if bins is None:
-        run(["cargo", "build", "--release", "-q", "-p", "aoe-host-sim", "--bins"], cwd=REPO)
+        run(["cargo", "build", "--release", "-q", "-p", "aoe-host-sim", "-p", "aoe-initiator", "--bins"], cwd=REPO)
         bins = os.path.join(REPO, "target", "release")
     bins = os.path.abspath(bins)
 

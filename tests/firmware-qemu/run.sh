@@ -30,7 +30,7 @@ echo "+ building the firmware, the QEMU test driver and the aoe CLI"
 DEFMT_LOG=${DEFMT_LOG:-info} cargo build -q -p aoe-firmware --features lm3s6965evb,semihosting \
     --target "$thumb" --profile firmware
 cargo build -q -p aoe-firmware-qemu
-cargo build -q --release -p aoe-host-sim --bin aoe
+cargo build -q --release -p aoe-initiator --bin aoe
 
 echo "+ footprint"
 "$llvm_bin/llvm-size" "$firmware"
