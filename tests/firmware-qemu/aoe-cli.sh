@@ -15,6 +15,8 @@
 #   QEMU=/path/to/qemu-system-arm overrides the emulator; BENCH_SECONDS (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=tests/lib/harness.sh
+. tests/lib/harness.sh
 
 firmware=${1:-target/thumbv7m-none-eabi/firmware/blade-lm3s6965evb}
 aoe=${2:-target/release/aoe}
@@ -44,9 +46,9 @@ ns=aoefw-$$
 tap=fwtap$$
 work=$(mktemp -d /tmp/aoe-fw-cli.XXXXXX)
 qemu_pid=
+# Stops the QEMU this script started and deletes only its own namespace (tests/lib/harness.sh).
 cleanup() {
-    if [[ -n $qemu_pid ]]; then kill -9 "$qemu_pid" 2>/dev/null || true; wait "$qemu_pid" 2>/dev/null || true; fi
-    ip netns del "$ns" 2>/dev/null || true
+    h_cleanup
     if [[ ${KEEP_WORK:-0} == 1 ]]; then echo "work directory kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -66,11 +68,8 @@ in_ns() { ip netns exec "$ns" "$@"; }
 cli() { in_ns "$aoe" "$1" "${@:2}" -i "$tap" --timeout 5; }
 json_field() { sed -n "s/.*\"$1\": *\([^,}]*\).*/\1/p" | head -1 | tr -d '"'; }
 
-ip netns add "$ns"
-ip -n "$ns" link set lo up
-ip -n "$ns" tuntap add dev "$tap" mode tap
-in_ns sysctl -qw "net.ipv6.conf.$tap.disable_ipv6=1"
-ip -n "$ns" link set "$tap" up
+h_netns_add "$ns"
+h_tap_add "$ns" "$tap"
 initiator_mac=$(in_ns cat "/sys/class/net/$tap/address")
 
 image=$work/sd.img
@@ -79,26 +78,25 @@ truncate -s 16M "$image"
 sectors=$((16 * 2048 - 8))
 
 boot() {
-    # Not through the in_ns function: `ip netns exec` execs QEMU, so $! is QEMU's own PID.
-    ip netns exec "$ns" "$qemu" -M lm3s6965evb -display none -serial none -monitor none \
+    # `ip netns exec` execs QEMU, so qemu_pid is QEMU's own PID.
+    h_spawn qemu_pid ip netns exec "$ns" "$qemu" -M lm3s6965evb -display none -serial none -monitor none \
         -audiodev none,id=snd0 -semihosting-config enable=on,target=native -no-reboot \
         -drive "if=sd,format=raw,file=$image" \
         -nic "tap,ifname=$tap,script=no,downscript=no,model=stellaris,mac=52:54:00:ae:00:01" \
-        -kernel "$firmware" >"$work/boot$1.defmt" 2>"$work/boot$1.stderr" &
-    qemu_pid=$!
+        -kernel "$firmware" >"$work/boot$1.defmt" 2>"$work/boot$1.stderr"
     started=$(date +%s%N)
     for _ in $(seq 50); do
         if cli discover --wait 0.2 --json >"$work/discover.json" 2>/dev/null && grep -q '"target": *"e5.4"' "$work/discover.json"; then
             echo "ok  boot $1: discovered after $(( ($(date +%s%N) - started) / 1000000 )) ms (includes the CLI's 0.2 s collection window)"
             return
         fi
-        kill -0 "$qemu_pid" 2>/dev/null || fail "QEMU exited during boot $1"
+        h_alive "$qemu_pid" || fail "QEMU exited during boot $1"
     done
     fail "the blade was not discovered after boot $1"
 }
 power_cut() {
-    kill -9 "$qemu_pid"
-    wait "$qemu_pid" 2>/dev/null || true
+    h_alive "$qemu_pid" || fail "QEMU was no longer running at the power cut"
+    h_kill "$qemu_pid"
     qemu_pid=
 }
 
@@ -140,6 +138,6 @@ mask=$(cli mask list -t 5.4)
 cli read "$work/after.img" -t 5.4 --lba 0 --count 4096 >/dev/null || fail "read after the reboot"
 cmp -s "$work/before.img" "$work/after.img" || fail "data changed across the power cut"
 cli mask del "$initiator_mac" 02:00:00:00:00:77 -t 5.4 >/dev/null || fail "mask del"
-kill -0 "$qemu_pid" || fail "QEMU exited"
+h_alive "$qemu_pid" || fail "QEMU exited"
 echo "ok  reboot: config string, mask and 2 MiB of data kept"
 echo "all aoe CLI checks passed"

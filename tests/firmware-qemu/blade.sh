@@ -21,9 +21,11 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=tests/lib/harness.sh
+. "$repo/tests/lib/harness.sh"
 thumb=thumbv7m-none-eabi
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
+usage() { h_usage "$0" >&2; exit 2; }
 
 case ${1:-} in
 build)

@@ -8,6 +8,8 @@
 # Usage: tests/firmware-qemu/qemu10.sh   (about 11 MB downloaded once; then as run.sh)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=tests/lib/harness.sh
+. tests/lib/harness.sh
 
 dir=${DIR:-$PWD/target/qemu10}
 qemu=$dir/root/usr/bin/qemu-system-arm
@@ -20,9 +22,10 @@ LIST
     apt_private=(-o "Dir::Etc::SourceList=$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
         -o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache")
     apt-get "${apt_private[@]}" update -qq
-    (cd "$dir/debs" && apt-get "${apt_private[@]}" download \
-        qemu-system-arm/bookworm-backports qemu-system-common/bookworm-backports)
-    for deb in "$dir"/debs/*.deb; do dpkg -x "$deb" "$dir/root"; done
+    for pkg in qemu-system-arm/bookworm-backports qemu-system-common/bookworm-backports; do
+        deb=$(h_fetch_deb "$dir/debs" "$pkg" "${apt_private[@]}")
+        dpkg -x "$deb" "$dir/root"
+    done
 fi
 export QEMU_MODULE_DIR=$dir/root/usr/lib/x86_64-linux-gnu/qemu
 "$qemu" --version | head -1

@@ -36,6 +36,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
+# shellcheck source=tests/lib/harness.sh
+. "$repo/tests/lib/harness.sh"
 helper=(python3 "$here/ipxe_test.py")
 ipxe_lkrn=${IPXE_LKRN:-/usr/lib/ipxe/ipxe.lkrn}
 
@@ -76,7 +78,7 @@ while (($#)); do
         --blade-firmware) blade_firmware=$2; shift 2 ;;
         --blade-target) blade_target=$2; shift 2 ;;
         --blade-qemu) blade_qemu=$2; shift 2 ;;
-        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) h_usage "$0"; exit 0 ;;
         mtu1500|mtu9000|shelfslot|offset|small|wrongsize|diskless|blade|blade-diskless) cases+=("$1"); shift ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
@@ -84,37 +86,17 @@ done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/vbrs-ipxe.XXXXXX")
 netns=""
-ext_tap=""
-console_pid=""
 target_pid=""
 capture_pid=""
 last_status=""
 
-# Stops a process we started (by PID): SIGTERM, then SIGKILL after 5 s.
-stop_pid() {
-    local pid=$1 i
-    kill "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 0
-}
-
+# Stops every process this run started (as its own process group; the console helper also kills
+# its QEMU on SIGTERM) and removes only the namespace and TAP devices it made
+# (tests/lib/harness.sh): an external target's namespace and bridge stay.
 cleanup() {
     local status=$?
     set +e
-    # The console helper kills its QEMU when it gets SIGTERM.
-    for pid in $console_pid $capture_pid $target_pid; do
-        stop_pid "$pid"
-    done
-    if [[ -n $ext_tap ]]; then
-        ip netns exec "$netns" ip link del "$ext_tap" 2>/dev/null
-    elif [[ -n $netns ]]; then
-        ip netns del "$netns" 2>/dev/null
-    fi
+    h_cleanup
     if ((keep)) || ((status != 0)); then
         echo "ipxe test: work directory kept: $work"
     else
@@ -164,8 +146,7 @@ if ((!external)); then
         die "target command '${target_argv[0]}' not found"
 fi
 
-# The namespace QEMU's TAP lives in: our own, or the external target's.
-in_ns() { ip netns exec "$netns" "$@"; }
+# $netns: the namespace QEMU's TAP lives in: our own, or the external target's.
 
 # One boot: $1 name, $2 shelf, $3 slot, $4 the NIC's link: a TAP name, or a QEMU -netdev
 # value (containing "id=n0"), $5 guest MiB, $6 time limit (s), then the lines the console must
@@ -191,28 +172,24 @@ sanboot --drive 0x80 || goto failed
 echo IPXE-SCRIPT-FAILED
 EOF
     if ((pcap)) && [[ -n $tap ]]; then
-        ip netns exec "$netns" tcpdump --immediate-mode -U -i "$tap" -n -w "$work/$name.pcap" ether proto 0x88a2 \
-            2>"$work/$name.tcpdump.log" &
-        capture_pid=$!
+        h_spawn capture_pid ip netns exec "$netns" tcpdump --immediate-mode -U -i "$tap" -n \
+            -w "$work/$name.pcap" ether proto 0x88a2 2>"$work/$name.tcpdump.log"
         sleep 0.5
     fi
     echo "+ qemu: iPXE sanboot aoe:e$shelf.$slot, console log $log"
     # In the background so that a signal to this script runs its cleanup at once.
-    "${helper[@]}" console --log "$log" --timeout "$limit" -- \
+    local console_pid
+    h_spawn console_pid "${helper[@]}" console --log "$log" --timeout "$limit" -- \
         ip netns exec "$netns" qemu-system-x86_64 -accel tcg -nodefaults -nographic -no-reboot \
         -serial stdio -m "$mem" -kernel "$ipxe_lkrn" -initrd "$script" \
         -netdev "$netdev" \
         -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,romfile= \
-        -device isa-debug-exit,iobase=0xf4,iosize=0x04 &
-    console_pid=$!
+        -device isa-debug-exit,iobase=0xf4,iosize=0x04
     status=0
-    wait "$console_pid" || status=$?
-    console_pid=""
+    h_wait "$console_pid" || status=$?
     last_status=$status
-    if [[ -n $capture_pid ]]; then
-        stop_pid "$capture_pid"
-        capture_pid=""
-    fi
+    h_stop "$capture_pid"
+    capture_pid=""
     if ((status != 99)); then
         echo "boot $name: QEMU exit status $status, not 99 (the guest's pass)"
         if ((status & 1)) && ((status >= 67 && status < 99)); then
@@ -234,33 +211,27 @@ start_target() {
     local name=$1
     shift
     echo "+ target: ${target_argv[*]} $*"
-    # Not through the in_ns function: $! must be the target itself (ip netns exec execs it).
-    ip netns exec "$netns" "${target_argv[@]}" "$@" >"$work/$name.target.log" 2>&1 &
-    target_pid=$!
+    # ip netns exec execs the target, so target_pid is the target's own PID.
+    h_spawn target_pid ip netns exec "$netns" "${target_argv[@]}" "$@" >"$work/$name.target.log" 2>&1
     sleep 0.3
-    if ! kill -0 "$target_pid" 2>/dev/null; then
+    if ! h_alive "$target_pid"; then
         echo "FAIL $name: the target exited at once:"; cat "$work/$name.target.log"
         return 1
     fi
 }
 
 stop_target() {
-    stop_pid "$target_pid"
+    h_stop "$target_pid"
     target_pid=""
 }
 
 # The case functions run in `|| failed=1` context, where bash ignores `set -e`: every step
 # that can fail is checked by hand.
-add_tap() { # $1 name, $2 MTU
-    in_ns ip tuntap add dev "$1" mode tap &&
-        in_ns ip link set "$1" mtu "$2" up &&
-        in_ns sysctl -qw "net.ipv6.conf.$1.disable_ipv6=1"
-}
+add_tap() { h_tap_add "$netns" "$1" "$2"; } # $1 name, $2 MTU
 
 end_case() { # $1 TAP name: stop the target, remove the TAP
     stop_target
-    in_ns ip link del "$1" 2>/dev/null
-    return 0
+    h_tap_del "$netns" "$1"
 }
 
 # One self-contained case: $1 name, $2 shelf, $3 slot, $4 exported sectors, $5 file sectors
@@ -377,21 +348,15 @@ start_blade() {
     if [[ -z $blade_elf ]]; then
         # The blade as firmware/ ships it (profile `firmware`); a no-op if CI built it already.
         echo "+ tests/firmware-qemu/blade.sh build"
-        blade_elf=$(bash "$repo/tests/firmware-qemu/blade.sh" build) ||
-            { echo "FAIL $name: cannot build the blade firmware"; return 1; }
+        blade_elf=$(h_blade_build) || { echo "FAIL $name: cannot build the blade firmware"; return 1; }
         echo "firmware ready after $(elapsed_since "$t0") s"
     fi
-    local blade_sock=$work/$name-blade.sock ipxe_sock=$work/$name-ipxe.sock i
+    local blade_sock=$work/$name-blade.sock ipxe_sock=$work/$name-ipxe.sock
     echo "+ target: tests/firmware-qemu/blade.sh run $blade_elf (card $card, $blade_qemu)"
-    # blade.sh execs QEMU, so $! is QEMU's PID.
-    QEMU=$blade_qemu bash "$repo/tests/firmware-qemu/blade.sh" run --defmt "$work/$name.defmt" \
-        "$blade_elf" "$card" "$blade_sock" "$ipxe_sock" 2>"$work/$name.target.log" &
-    target_pid=$!
-    for ((i = 0; i < 50; i++)); do
-        [[ -S $blade_sock ]] && break
-        sleep 0.1
-    done
-    if ! kill -0 "$target_pid" 2>/dev/null || [[ ! -S $blade_sock ]]; then
+    # Not in a namespace: the two QEMUs meet through unix sockets. blade.sh execs QEMU, so
+    # target_pid is QEMU's PID.
+    if ! QEMU=$blade_qemu h_blade_start target_pid "" "$work/$name.defmt" "$blade_elf" "$card" \
+        "$blade_sock" "$ipxe_sock" 50 2>"$work/$name.target.log"; then
         echo "FAIL $name: the blade did not start:"; cat "$work/$name.target.log"
         stop_target
         return 1
@@ -428,10 +393,8 @@ run_external() {
     local tap=ipxe$$ t0=$EPOCHREALTIME
     echo "==== external target e$ext_shelf.$ext_slot, $ext_sectors sectors, bridge $ext_bridge in netns $ext_netns"
     netns=$ext_netns
-    in_ns ip tuntap add dev "$tap" mode tap
-    ext_tap=$tap   # removed by cleanup
-    in_ns sysctl -qw "net.ipv6.conf.$tap.disable_ipv6=1"
-    in_ns ip link set "$tap" master "$ext_bridge" up
+    # Removed by cleanup; the namespace and the bridge are the external target's and stay.
+    h_tap_add "$netns" "$tap" "" "$ext_bridge" || die "cannot add a TAP to bridge $ext_bridge in $netns"
     boot_once external "$ext_shelf" "$ext_slot" "$tap" 128 "$timeout" \
         "$(capacity_line "$ext_sectors")" VBRS-PASS || return 1
     if [[ -n $ext_image ]]; then
@@ -447,8 +410,7 @@ if ((external)); then
 fi
 
 netns=vbrs-ipxe-$$
-ip netns add "$netns"
-ip -n "$netns" link set lo up
+h_netns_add "$netns"
 
 failed=0
 case_number=0

@@ -5,27 +5,25 @@
 #
 # Usage: build-image.sh CACHE_DIR
 # Prints the image directory (CACHE_DIR/<kernel version>) on stdout; it holds `vmlinuz` and
-# `initrd.gz`. A finished image is reused as long as guest-init.sh and this script are unchanged.
+# `initrd.gz`. A finished image is reused as long as guest-init.sh, this script and
+# tests/lib/harness.sh are unchanged.
 # Environment: AOE_VM_KERNEL_PKG overrides the kernel package (default: what linux-image-amd64
 # depends on today).
 set -euo pipefail
 
 cache=${1:?usage: build-image.sh CACHE_DIR}
 here=$(cd "$(dirname "$0")" && pwd)
+lib=$here/../lib/harness.sh
+# shellcheck source=tests/lib/harness.sh
+. "$lib"
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
 
 log() { printf 'build-image: %s\n' "$*" >&2; }
 
-for tool in busybox mke2fs e2fsck cpio gzip depmod modprobe dpkg apt-get ldd; do
-    command -v "$tool" >/dev/null || {
-        log "missing $tool (apt-get install -y busybox-static e2fsprogs cpio kmod dpkg)"
-        exit 1
-    }
-done
-# The busybox from busybox-static has no library dependencies; a dynamic one would need its libs.
-if ldd "$(command -v busybox)" >/dev/null 2>&1; then
-    log "busybox is dynamically linked; install busybox-static"
+missing=$(h_missing_tools busybox mke2fs e2fsck cpio gzip depmod modprobe dpkg apt-get ldd)
+if [[ -n $missing ]]; then
+    log "missing ${missing//$'\n'/ } (apt-get install -y busybox-static e2fsprogs cpio kmod dpkg)"
     exit 1
 fi
 
@@ -43,8 +41,8 @@ if [[ -z $pkg ]]; then
 fi
 kver=${pkg#linux-image-}
 image=$cache/$kver
-# The image depends on this script and the guest init: rebuild when either changes.
-stamp=$(cat "$0" "$here/guest-init.sh" | sha256sum | cut -c1-16)
+# The image depends on this script, the guest init and the helpers: rebuild when one changes.
+stamp=$(cat "$0" "$here/guest-init.sh" "$lib" | sha256sum | cut -c1-16)
 if [[ -f $image/stamp && $(cat "$image/stamp") == "$stamp" && -f $image/initrd.gz ]]; then
     echo "$image"
     exit 0
@@ -53,15 +51,7 @@ fi
 mkdir -p "$image"
 kroot=$image/kernel
 if [[ ! -f $kroot/boot/vmlinuz-$kver ]]; then
-    debs=("$cache/$pkg"_*.deb)
-    if [[ ! -f ${debs[0]} ]]; then
-        log "downloading $pkg"
-        # apt-get download writes into the current directory (as root it warns that _apt cannot
-        # write there; harmless).
-        (cd "$cache" && apt-get download "$pkg" >&2)
-        debs=("$cache/$pkg"_*.deb)
-    fi
-    deb=${debs[0]}
+    deb=$(h_fetch_deb "$cache" "$pkg") || { log "cannot download $pkg"; exit 1; }
     rm -rf "$kroot"
     dpkg -x "$deb" "$kroot"
     depmod -b "$kroot" "$kver"
@@ -72,10 +62,7 @@ root=$(mktemp -d "$image/root.XXXXXX")
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,mnt,run,lib/modules}
 
-cp "$(command -v busybox)" "$root/bin/busybox"
-for applet in $(busybox --list); do
-    [[ -e $root/bin/$applet ]] || ln -s busybox "$root/bin/$applet"
-done
+h_busybox_tree "$root" # static busybox-static: no libraries to copy
 
 # Copies a dynamically linked program and the libraries it loads, at their own paths.
 copy_with_libs() {

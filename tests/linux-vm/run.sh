@@ -58,6 +58,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 started=$SECONDS
+# shellcheck source=tests/lib/harness.sh
+. "$repo/tests/lib/harness.sh"
 
 target_spec="" cases="mtu1500,mtu9000" bench_targets="vblade,host-sim" bench_mtu=1500,9000
 bench_mib=64 bench_passes=3 attach="" netdev_spec="" expect="" ext_mtu=1500 ext_payload="" ext_disk="" keep=0
@@ -84,7 +86,7 @@ while (($#)); do
     --payload) ext_payload=$2; shift 2 ;;
     --disk) ext_disk=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) h_usage "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -120,9 +122,8 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y --no-install-recommends "${missing[@]}" >/dev/null ||
         die "apt-get install ${missing[*]} failed"
 fi
-for tool in ip qemu-system-x86_64 e2fsck debugfs sha256sum cpio gzip busybox; do
-    command -v "$tool" >/dev/null || die "missing $tool after installing ${packages[*]}"
-done
+missing_tools=$(h_missing_tools ip qemu-system-x86_64 e2fsck debugfs sha256sum cpio gzip busybox)
+[[ -z $missing_tools ]] || die "missing ${missing_tools//$'\n'/ } after installing ${packages[*]}"
 
 stall_s=${AOE_VM_STALL:-90}
 timeout_s=${AOE_VM_TIMEOUT:-900}
@@ -130,62 +131,30 @@ cache=${AOE_VM_CACHE:-$repo/target/linux-vm/cache}
 run_dir=$repo/target/linux-vm/run-$$
 mkdir -p "$run_dir"
 ns=aoevm$$
-ns_created=0
-pgids=()
 rw_pid="" ro_pid=""
 status=0
 
+# Every process runs as its own process group (h_spawn) and is stopped by that id; only the
+# namespace and TAP devices this run made are removed (tests/lib/harness.sh).
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
-    local pg
-    for pg in "${pgids[@]}"; do
-        kill -TERM -- "-$pg" 2>/dev/null || true
-    done
-    for pg in "${pgids[@]}"; do
-        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 -- "-$pg" 2>/dev/null || break; sleep 0.2; done
-        kill -KILL -- "-$pg" 2>/dev/null || true
-    done
-    if [[ -n $attach ]]; then
-        ip -n "${attach%%/*}" link del "avm$$" 2>/dev/null || true
-    fi
-    ((ns_created)) && ip netns del "$ns" 2>/dev/null
+    h_cleanup
     if ((status == 0 && keep == 0)); then rm -rf "$run_dir"; fi
 }
 trap cleanup EXIT
 trap 'status=130; exit 130' INT TERM
 
-# spawn VAR LOG COMMAND...: starts COMMAND in the background as the leader of its own process
-# group (so it and anything it forks can be stopped by that id) and stores its pid in VAR.
-# (bash runs background jobs of a script in the script's group, so setsid does not fork again.)
+# spawn VAR LOG COMMAND...: h_spawn with the command's output in LOG.
 spawn() {
     local var=$1 log=$2
     shift 2
-    setsid "$@" >"$log" 2>&1 </dev/null &
-    pgids+=("$!")
-    printf -v "$var" '%s' "$!"
-}
-
-# stop_group PGID: TERM, then KILL after 5 s, for a group spawn started; then forgets it, so that
-# the cleanup never signals a process group id the system may have handed to someone else.
-stop_group() {
-    local pg=$1 i
-    if kill -TERM -- "-$pg" 2>/dev/null; then
-        for _ in $(seq 50); do kill -0 -- "-$pg" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL -- "-$pg" 2>/dev/null || true
-    fi
-    wait "$pg" 2>/dev/null || true
-    forget_group "$pg"
-}
-forget_group() {
-    local i
-    for i in "${!pgids[@]}"; do [[ ${pgids[$i]} == "$1" ]] && unset 'pgids[i]'; done
-    return 0
+    h_spawn "$var" "$@" >"$log" 2>&1
 }
 
 # target_alive PID LOG: a target that exits at once (bad arguments, no such interface) fails the
 # case with its own message instead of a 60 s discovery timeout in the guest.
 target_alive() {
-    kill -0 "$1" 2>/dev/null && return 0
+    h_alive "$1" && return 0
     fail_reason="the target exited at start: $(tail -n 3 "$2" | tr '\n' ' ')"
     : >"$case_dir/console.log"
     return 1
@@ -227,19 +196,11 @@ fi
 # ---- network -----------------------------------------------------------------------------------
 # The TAP carries the VM's virtio-net; targets bind to it inside the namespace. Nothing else is
 # on this link, and it is not connected to any host interface.
-setup_netns() {
-    local mtu=$1
-    ip netns add "$ns"
-    ns_created=1
-    ip -n "$ns" link set lo up
-    ip -n "$ns" tuntap add dev aoetap0 mode tap
-    ip netns exec "$ns" sh -c 'echo 1 >/proc/sys/net/ipv6/conf/aoetap0/disable_ipv6'
-    ip -n "$ns" link set aoetap0 mtu "$mtu" up
+setup_netns() { # setup_netns MTU
+    h_netns_add "$ns"
+    h_tap_add "$ns" aoetap0 "$1"
 }
-teardown_netns() {
-    ip netns del "$ns" 2>/dev/null || true
-    ns_created=0
-}
+teardown_netns() { h_netns_del "$ns"; }
 tap_rx() { # frames the VM has sent (TAP rx, seen from the host side)
     ip netns exec "$tap_ns" cat "/sys/class/net/$tap/statistics/rx_packets" 2>/dev/null || echo 0
 }
@@ -279,7 +240,7 @@ boot() {
     local seen=0 quiet_since=$SECONDS frames_at_quiet line lines n restarted=0
     frames_at_quiet=$(tap_rx)
     boot_ok=0
-    while kill -0 "$qemu_pid" 2>/dev/null; do
+    while h_alive "$qemu_pid"; do
         sleep 0.2
         n=$(wc -l <"$console")
         if ((n > seen)); then
@@ -303,7 +264,7 @@ boot() {
             now_frames=$(tap_rx)
             if ((now_frames - frames_at_quiet < 100)); then
                 say "STALL: no console output and $((now_frames - frames_at_quiet)) VM frames in ${stall_s}s"
-                stop_group "$qemu_pid"
+                h_stop "$qemu_pid"
                 break
             fi
             quiet_since=$SECONDS
@@ -311,13 +272,12 @@ boot() {
         fi
         if ((SECONDS - t0 > timeout_s)); then
             say "TIMEOUT: the VM ran longer than ${timeout_s}s"
-            stop_group "$qemu_pid"
+            h_stop "$qemu_pid"
             break
         fi
     done
     local rc=0 kicks
-    wait "$qemu_pid" 2>/dev/null || rc=$?
-    forget_group "$qemu_pid"
+    h_wait "$qemu_pid" 2>/dev/null || rc=$?
     kicks=$(grep -c '^AOETEST KICK' "$console" || true)
     if ((kicks > 0)); then
         case_kicks[$name]=$kicks
@@ -351,11 +311,9 @@ restart_target() {
     say "host: guest write under way ($flowing frames); stopping the target (pid $pid, SIG${AOE_VM_RESTART_SIGNAL:-TERM})"
     before=$(tap_rx)
     if [[ ${AOE_VM_RESTART_SIGNAL:-TERM} == KILL ]]; then
-        kill -KILL -- "-$pid" 2>/dev/null || true # a crash: no chance to finish anything
-        wait "$pid" 2>/dev/null || true
-        forget_group "$pid"
+        h_kill "$pid" # a crash: no chance to finish anything
     else
-        stop_group "$pid"
+        h_stop "$pid"
     fi
     sleep "$restart_gap"
     restart_frames=$(($(tap_rx) - before))
@@ -459,12 +417,12 @@ case_fs() { # case_fs NAME MTU SHELF SLOT WITH_RO WITH_RESTART
     ((boot_ok)) || ok=0
     local p
     for p in $rw_pid $ro_pid; do
-        if ((ok)) && ! kill -0 "$p" 2>/dev/null; then
+        if ((ok)) && ! h_alive "$p"; then
             ok=0 fail_reason="the target (pid $p) died during the run"
         fi
     done
-    stop_group "$rw_pid"
-    [[ -n $ro_pid ]] && stop_group "$ro_pid"
+    h_stop "$rw_pid"
+    h_stop "$ro_pid"
     teardown_netns
     if ((ok && with_restart)); then
         # Proof that the outage hit in-flight I/O: the VM kept sending (retransmitting) while the
@@ -536,9 +494,9 @@ case_bench() { # one boot per MTU and target; the targets of one MTU run back to
             boot "$case_name" "$mtu" "$(payload_for "$mtu")" "1.1:$sectors:bench" \
                 "BENCH_MIB=$bench_mib"$'\n'"BENCH_PASSES=$bench_passes"
             ((boot_ok)) || ok=0
-            kill -0 "$pid" 2>/dev/null || { ok=0; fail_reason="the target died during the run"; }
+            h_alive "$pid" || { ok=0; fail_reason="the target died during the run"; }
             cpu=$(cpu_seconds "$pid")
-            stop_group "$pid"
+            h_stop "$pid"
             teardown_netns
             # MB/s = 10^6 bytes per second: mean, min and max of the per-pass rates.
             local load
@@ -555,22 +513,20 @@ case_attach() { # an external target on an existing bridge, or behind a QEMU -ne
     [[ -n $expect ]] || die "--attach/--netdev needs --expect shelf.slot:sectors:kind"
     if [[ -n $netdev_spec ]]; then
         # No TAP: QEMU's own netdev reaches the target; an empty namespace keeps it off the host's.
-        ip netns add "$ns"
-        ns_created=1
+        h_netns_add "$ns"
         tap_ns=$ns tap=none
         say "VM NIC on -netdev $netdev_spec; expecting $expect (no target started here)"
     else
         local ns_name=${attach%%/*} bridge=${attach#*/}
         ip netns list | grep -qw "$ns_name" || die "namespace $ns_name does not exist"
         tap_ns=$ns_name tap=avm$$
-        ip -n "$ns_name" tuntap add dev "$tap" mode tap
-        ip netns exec "$ns_name" sh -c "echo 1 >/proc/sys/net/ipv6/conf/$tap/disable_ipv6"
-        ip -n "$ns_name" link set "$tap" mtu "$ext_mtu" master "$bridge" up
+        h_tap_add "$ns_name" "$tap" "$ext_mtu" "$bridge" ||
+            die "cannot add a TAP to bridge $bridge in namespace $ns_name"
         say "VM TAP $tap on bridge $bridge in namespace $ns_name; expecting $expect (no target started here)"
     fi
     restart_pid_var=""
     boot attach "$ext_mtu" "${ext_payload:-$(payload_for "$ext_mtu")}" "${expect//,/ }" "BIG_MIB=80"
-    [[ -n $attach ]] && { ip -n "${attach%%/*}" link del "$tap" 2>/dev/null || true; }
+    [[ -n $attach ]] && h_tap_del "${attach%%/*}" "$tap"
     [[ -n $netdev_spec ]] && teardown_netns
     say "VM ran ${vm_s}s"
     local ok=$boot_ok
@@ -594,30 +550,22 @@ case_blade() {
     local ok=1 elf=$blade_firmware card=$case_dir/card.img reserved=8 blade_pid cpu
     local card_sectors=$((blade_card_mib * 2048))
     local sectors=$((card_sectors - reserved))
-    local blade_sock=$case_dir/blade.sock vm_sock=$case_dir/vm.sock i
+    local blade_sock=$case_dir/blade.sock vm_sock=$case_dir/vm.sock
     ((blade_card_mib >= 32 && (blade_card_mib & (blade_card_mib - 1)) == 0)) ||
         die "--blade-card-mib must be a power of two >= 32 (QEMU's SD model needs a power of two)"
     ((${#vm_sock} < 100)) || die "socket path $vm_sock is too long for a unix socket; run from a shorter path"
     if [[ -z $elf ]]; then
         say "blade firmware: tests/firmware-qemu/blade.sh build"
-        elf=$(bash "$repo/tests/firmware-qemu/blade.sh" build) || die "the blade firmware does not build"
+        elf=$(h_blade_build) || die "the blade firmware does not build"
     fi
     truncate -s $((card_sectors * 512)) "$card"
     : >"$case_dir/console.log"
-    ip netns add "$ns"
-    ns_created=1
-    ip -n "$ns" link set lo up
-    spawn blade_pid "$case_dir/target.log" ip netns exec "$ns" \
-        bash "$repo/tests/firmware-qemu/blade.sh" run --defmt "$case_dir/blade.defmt" \
-        "$elf" "$card" "$blade_sock" "$vm_sock"
-    for ((i = 0; i < 100; i++)); do
-        [[ -S $blade_sock ]] && break
-        kill -0 "$blade_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if ! target_alive "$blade_pid" "$case_dir/target.log" || ! [[ -S $blade_sock ]]; then
+    h_netns_add "$ns"
+    if ! h_blade_start blade_pid "$ns" "$case_dir/blade.defmt" "$elf" "$card" "$blade_sock" "$vm_sock" 100 \
+        >"$case_dir/target.log" 2>&1; then
+        target_alive "$blade_pid" "$case_dir/target.log" || true # says why when it exited
         fail_reason=${fail_reason:-"the blade's QEMU did not open its socket in 10 s"}
-        stop_group "$blade_pid"
+        h_stop "$blade_pid"
         teardown_netns
         case_end 0
         return 0
@@ -630,11 +578,11 @@ case_blade() {
         "BIG_MIB=2"$'\n'"MID_FILES=1"$'\n'"BENCH_MIB=$blade_bench_mib"$'\n'"BENCH_PASSES=2"
     netdev_spec="" tap_ns=$ns tap=aoetap0
     ((boot_ok)) || ok=0
-    if ! kill -0 "$blade_pid" 2>/dev/null; then
+    if ! h_alive "$blade_pid"; then
         ok=0 fail_reason="the blade's QEMU died during the run${fail_reason:+ (then: $fail_reason)}"
     fi
     cpu=$(cpu_seconds "$blade_pid")
-    stop_group "$blade_pid" # QEMU closes the card image on SIGTERM
+    h_stop "$blade_pid" # QEMU closes the card image on SIGTERM
     teardown_netns
     if ((ok)); then
         # Only the exported part may hold the filesystem: fsck and read back that part alone.

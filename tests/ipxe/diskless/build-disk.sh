@@ -20,6 +20,8 @@ aoe_root=${2:?AOE_ROOT}
 token=${3:?TOKEN}
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
+# shellcheck source=tests/lib/harness.sh
+. "$repo/tests/lib/harness.sh"
 cache=${4:-${AOE_VM_CACHE:-$repo/target/linux-vm/cache}}
 
 # Layout in 512-byte sectors; 64 MiB in all.
@@ -28,12 +30,11 @@ root_start=2048 root_sectors=32768
 boot_start=$((root_start + root_sectors)) boot_sectors=65536
 
 log() { printf 'build-disk: %s\n' "$*" >&2; }
-for tool in mformat mcopy syslinux mke2fs busybox cpio gzip python3; do
-    command -v "$tool" >/dev/null || {
-        log "missing $tool (apt-get install -y syslinux syslinux-common mtools e2fsprogs busybox-static cpio)"
-        exit 1
-    }
-done
+missing=$(h_missing_tools mformat mcopy syslinux mke2fs busybox cpio gzip python3)
+if [[ -n $missing ]]; then
+    log "missing ${missing//$'\n'/ } (apt-get install -y syslinux syslinux-common mtools e2fsprogs busybox-static cpio)"
+    exit 1
+fi
 syslinux_mbr=/usr/lib/syslinux/mbr/mbr.bin
 [[ -r $syslinux_mbr ]] || { log "missing $syslinux_mbr (apt-get install -y syslinux-common)"; exit 1; }
 
@@ -55,10 +56,7 @@ cat "$kimage/initrd.gz" "$work/overlay.gz" >"$work/initrd.gz"
 # The root filesystem.
 root=$work/root
 mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,etc}
-cp "$(command -v busybox)" "$root/bin/busybox"
-for applet in $(busybox --list); do
-    [[ -e $root/bin/$applet ]] || ln -s busybox "$root/bin/$applet"
-done
+h_busybox_tree "$root"
 install -m 0755 "$here/root-init.sh" "$root/sbin/init"
 echo "vblade-rs diskless root, written by tests/ipxe/diskless/build-disk.sh" >"$root/etc/motd"
 
