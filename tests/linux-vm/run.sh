@@ -64,30 +64,16 @@ started=$SECONDS
 target_spec="" cases="mtu1500,mtu9000" bench_targets="vblade,host-sim" bench_mtu=1500,9000
 bench_mib=64 bench_passes=3 attach="" netdev_spec="" expect="" ext_mtu=1500 ext_payload="" ext_disk="" keep=0
 blade_firmware="" blade_card_mib=64 blade_bench_mib=4
-while (($#)); do
-    if [[ $1 == --* && $1 != --keep && $1 != --help && $# -lt 2 ]]; then
-        echo "run.sh: option $1 needs a value (see --help)" >&2
-        exit 2
-    fi
-    case $1 in
-    --target) target_spec=$2; shift 2 ;;
-    --cases) cases=$2; shift 2 ;;
-    --bench-targets) bench_targets=$2; shift 2 ;;
-    --bench-mtu) bench_mtu=$2; shift 2 ;;
-    --bench-mib) bench_mib=$2; shift 2 ;;
-    --bench-passes) bench_passes=$2; shift 2 ;;
-    --blade-firmware) blade_firmware=$2; shift 2 ;;
-    --blade-card-mib) blade_card_mib=$2; shift 2 ;;
-    --blade-bench-mib) blade_bench_mib=$2; shift 2 ;;
-    --attach) attach=$2; shift 2 ;;
-    --netdev) netdev_spec=$2; shift 2 ;;
-    --expect) expect=$2; shift 2 ;;
-    --mtu) ext_mtu=$2; shift 2 ;;
-    --payload) ext_payload=$2; shift 2 ;;
-    --disk) ext_disk=$2; shift 2 ;;
-    --keep) keep=1; shift ;;
+h_parse_options --target=target_spec --cases=cases --bench-targets=bench_targets \
+    --bench-mtu=bench_mtu --bench-mib=bench_mib --bench-passes=bench_passes \
+    --blade-firmware=blade_firmware --blade-card-mib=blade_card_mib \
+    --blade-bench-mib=blade_bench_mib --attach=attach --netdev=netdev_spec --expect=expect \
+    --mtu=ext_mtu --payload=ext_payload --disk=ext_disk --keep+keep -- "$@" ||
+    { echo "run.sh: option $h_bad_option needs a value (see --help)" >&2; exit 2; }
+for arg in "${h_args[@]}"; do
+    case $arg in
     -h | --help) h_usage "$0"; exit 0 ;;
-    *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    *) echo "run.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
     esac
 done
 
