@@ -3,10 +3,11 @@
 //! The board-independent half of the firmware: a [`Blade`] owns an [`aoe_core::Target`] over
 //! the card's exported area (an [`aoe_core::disk::Window`] of its first sectors), the persisted
 //! state ([`persist`]) and the poll step that turns one received frame into at most one reply
-//! (the core's [`Target::poll_with`], with the save as its step before the reply), and the main loop every
-//! board shares ([`serve`]: boot, announce, poll, housekeeping; [`report_crash`] for the
-//! panic and HardFault handlers). A board binary (`src/bin/<board>.rs`) brings up the
-//! hardware and the card, then hands the MAC, the card and its watchdog to [`serve`].
+//! (the core's [`Target::poll_with`], with the save as its step before the reply). On a
+//! microcontroller it also holds what every board binary shares: the main loop (`serve`:
+//! boot, announce, poll, housekeeping) and the crash handlers ([`crash_handlers!`], which log
+//! through [`report_crash`] and reset). A board binary (`src/bin/<board>.rs`) brings up the
+//! hardware and the card, then hands the MAC, the card and its watchdog to `serve`.
 //!
 //! Guarantees:
 //!
@@ -28,7 +29,11 @@ mod fmt;
 pub mod persist;
 mod serve;
 
-pub use serve::{Crash, DEFAULT_SHELF, DEFAULT_SLOT, HOUSEKEEPING_EVERY, report_crash, serve};
+#[cfg(feature = "defmt")]
+pub use serve::until_ok;
+pub use serve::{Crash, DEFAULT_SHELF, DEFAULT_SLOT, HOUSEKEEPING_EVERY, report_crash};
+#[cfg(target_os = "none")]
+pub use serve::{crash, serve};
 
 use aoe_core::disk::{Disk, Error as _, ErrorKind, Window};
 use aoe_core::wire::EthernetAddress;

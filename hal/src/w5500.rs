@@ -22,8 +22,8 @@
 //! SPI frame (datasheet §2.2): 16-bit offset, control octet (block select << 3 | write << 2 |
 //! variable-length mode), then data; one chip-select period per frame.
 
+use crate::{EthernetMac, LinkState, MacCounters};
 use aoe_core::wire::EthernetAddress;
-use aoe_hal::{EthernetMac, LinkState, MacCounters};
 use embedded_hal::spi::{Operation, SpiDevice};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::time::Instant;
@@ -78,7 +78,8 @@ const SN_RX_RSR: u16 = 0x0026;
 const SN_RX_RD: u16 = 0x0028;
 
 /// Why the chip could not be started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum W5500Error {
     /// The SPI bus failed: check the wiring and the bus set-up.
     Spi,
