@@ -20,7 +20,8 @@
 //! counters (dropped, filtered, overrun frames) for the firmware's logs.
 //!
 //! A driver must yield only frames addressed to its MAC or to broadcast: the silicon filters
-//! in hardware, a driver for a model that does not (QEMU) filters in software.
+//! in hardware, a driver for a model that does not (QEMU) filters in software with
+//! [`for_station`].
 //!
 //! ## Drivers
 //!
@@ -104,6 +105,16 @@ pub trait EthernetMac: smoltcp::phy::Device {
     fn counters(&self) -> MacCounters;
 }
 
+/// True if a received `frame` is one a driver may hand to the firmware: its destination is
+/// `station` or broadcast. For MACs (or models of them, as QEMU's) that do not filter in
+/// hardware; a frame too short for an Ethernet header is refused.
+pub fn for_station(frame: &[u8], station: EthernetAddress) -> bool {
+    smoltcp::wire::EthernetFrame::new_checked(frame).is_ok_and(|frame| {
+        let destination = frame.dst_addr();
+        destination == station || destination.is_broadcast()
+    })
+}
+
 /// A locally administered unicast MAC address from a chip's unique ID, for boards without a
 /// MAC EEPROM: 02 followed by five octets that fold all the ID's octets together (rotated by
 /// their round, so every octet of the ID counts). The same chip always gets the same address.
@@ -118,6 +129,23 @@ pub fn mac_from_unique_id(id: &[u8]) -> [u8; 6] {
 #[cfg(test)]
 mod test {
     use super::mac_from_unique_id;
+
+    #[test]
+    fn for_station_passes_our_address_and_broadcast_only() {
+        use super::for_station;
+        use aoe_core::wire::EthernetAddress;
+        let ours = EthernetAddress([0x02, 0, 0, 0, 0, 1]);
+        let mut frame = [0u8; 60];
+        frame[..6].copy_from_slice(&ours.0);
+        assert!(for_station(&frame, ours));
+        frame[..6].copy_from_slice(&[0xFF; 6]);
+        assert!(for_station(&frame, ours));
+        frame[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
+        assert!(!for_station(&frame, ours));
+        frame[..6].copy_from_slice(&[0x01, 0x00, 0x5E, 0, 0, 1]);
+        assert!(!for_station(&frame, ours), "multicast");
+        assert!(!for_station(&[0xFF; 13], ours), "no Ethernet header");
+    }
 
     #[test]
     fn mac_from_unique_id_is_local_unicast_and_uses_every_octet() {

@@ -258,8 +258,7 @@ impl<S: SpiDevice> W5500<S> {
             self.counters.rx_errors = self.counters.rx_errors.wrapping_add(1);
             return Ok(None);
         }
-        let destination = &self.rx[..6];
-        if destination != self.address.0 && destination != [0xFF; 6] {
+        if !crate::for_station(&self.rx[..frame_len], self.address) {
             self.counters.rx_filtered = self.counters.rx_filtered.wrapping_add(1);
             return Ok(None);
         }
