@@ -36,7 +36,7 @@ pub use serve::{Crash, DEFAULT_SHELF, DEFAULT_SLOT, HOUSEKEEPING_EVERY, report_c
 pub use serve::{crash, serve};
 
 use aoe_core::disk::{Disk, Error as _, ErrorKind, Window};
-use aoe_core::wire::EthernetAddress;
+use aoe_core::wire::{ETHERNET_HEADER_LEN, EthernetAddress};
 use aoe_core::{Config, ConfigError, Port, Target};
 use aoe_hal::EthernetMac;
 use persist::{CopyBuffer, Identity, Store};
@@ -177,7 +177,10 @@ impl<'b, D: Disk> Blade<'b, D> {
         if loaded.is_some() {
             Store::apply(buffer, &mut target);
         }
-        let mtu = mac.capabilities().max_transmission_unit.saturating_sub(14);
+        let mtu = mac
+            .capabilities()
+            .max_transmission_unit
+            .saturating_sub(ETHERNET_HEADER_LEN);
         Ok(Blade {
             port: Port::new(address, mtu),
             persistence: Persistence {
