@@ -2,16 +2,13 @@
 //! a failed save withholds the reply, and the reserved tail of the card is out of reach.
 
 use aoe_core::disk::{Disk, ErrorKind, MemDisk, Sector};
-use aoe_core::wire::EthernetAddress;
 use aoe_firmware::persist::{COPY_LEN, Record, Store};
 use aoe_firmware::{Blade, Defaults};
-use aoe_hal::{EthernetMac, LinkState, MacCounters};
+use aoe_testkit::device::QueueDevice;
 use aoe_testkit::frame::{Initiator, SHELF, SLOT, TARGET_MAC};
 use aoe_testkit::reply::Reply;
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::rc::Rc;
 
 /// Sectors of the card: 56 exported, 8 for the state record.
@@ -46,71 +43,6 @@ impl Disk for Card {
     }
 }
 
-/// A MAC that receives from a queue and transmits into a list.
-#[derive(Default)]
-struct QueueMac {
-    address: Option<EthernetAddress>,
-    rx: VecDeque<Vec<u8>>,
-    tx: Vec<Vec<u8>>,
-}
-
-struct QueueRx(Vec<u8>);
-struct QueueTx<'a>(&'a mut Vec<Vec<u8>>);
-
-impl phy::RxToken for QueueRx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl phy::TxToken for QueueTx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = vec![0xA5u8; len];
-        let result = f(&mut frame);
-        self.0.push(frame);
-        result
-    }
-}
-
-impl phy::Device for QueueMac {
-    type RxToken<'a> = QueueRx;
-    type TxToken<'a> = QueueTx<'a>;
-
-    fn receive(&mut self, _: Instant) -> Option<(QueueRx, QueueTx<'_>)> {
-        let frame = self.rx.pop_front()?;
-        Some((QueueRx(frame), QueueTx(&mut self.tx)))
-    }
-
-    fn transmit(&mut self, _: Instant) -> Option<QueueTx<'_>> {
-        Some(QueueTx(&mut self.tx))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut capabilities = DeviceCapabilities::default();
-        capabilities.medium = Medium::Ethernet;
-        capabilities.max_transmission_unit = 1514;
-        capabilities
-    }
-}
-
-impl EthernetMac for QueueMac {
-    fn mac_address(&self) -> EthernetAddress {
-        self.address.unwrap_or(EthernetAddress([0; 6]))
-    }
-
-    fn set_mac_address(&mut self, address: EthernetAddress) {
-        self.address = Some(address);
-    }
-
-    fn link(&mut self) -> LinkState {
-        LinkState::Unknown
-    }
-
-    fn counters(&self) -> MacCounters {
-        MacCounters::default()
-    }
-}
-
 /// The config string of the newest record on the card, if any.
 fn saved_config_string(card: &RefCell<MemDisk<Vec<u8>>>) -> Option<Vec<u8>> {
     let mut card = card.borrow_mut();
@@ -141,10 +73,13 @@ fn state_is_saved_before_the_reply_and_a_failed_save_withholds_it() {
         buffer_count: 2,
         max_frame_len: 1514,
     };
-    let mut mac = QueueMac::default();
+    let mut mac = QueueDevice::default();
     let mut record_buffer = [0u8; COPY_LEN];
     let mut blade = Blade::boot(&mut mac, card, &defaults, &mut record_buffer).expect("boots");
-    assert_eq!(mac.address, Some(TARGET_MAC));
+    assert_eq!(
+        mac.address, TARGET_MAC,
+        "the MAC runs with the identity's address"
+    );
     assert_eq!(
         blade.target().sector_count(),
         56,
