@@ -217,6 +217,21 @@ impl Initiator {
         self.ata(tag, 0, ata_cmd::IDENTIFY, 1, 0xA0 << 24, &[])
     }
 
+    /// FLUSH CACHE EXT.
+    pub fn flush_ext(&self, tag: u32) -> Frame {
+        self.ata(tag, aflags::EXT, ata_cmd::FLUSH_EXT, 0, 0, &[])
+    }
+
+    /// A Query Config read (what discovery sends).
+    pub fn query_config(&self, tag: u32) -> Frame {
+        self.config(tag, 0, b"")
+    }
+
+    /// A header-only request for `command` (no argument).
+    pub fn header(&self, command: u8, tag: u32) -> Frame {
+        self.request(command, tag, &[])
+    }
+
     /// A Query Config request with sub-command `ccmd` and `string`.
     pub fn config(&self, tag: u32, ccmd: u8, string: &[u8]) -> Frame {
         let len = u16::try_from(string.len()).expect("short string");
