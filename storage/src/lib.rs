@@ -43,7 +43,7 @@
 //!
 //! Back ends: [`uring`] (files and block devices through one io_uring per queue: what the
 //! host target uses), [`threads`] (the same through a small thread pool per queue, where
-//! io_uring is unavailable), [`file`] (run synchronously at `commit`, contiguous transfers
+//! io_uring is unavailable), [`file`](mod@file) (run synchronously at `commit`, contiguous transfers
 //! merged into one `preadv`/`pwritev`: a simple reference), [`mem`] (memory, with optional
 //! reordering of completions: the reference model in tests). [`durable`] makes WRITEs stable
 //! before they complete (the default; AoE initiators never flush). [`open`] picks the engine.
@@ -94,18 +94,21 @@ impl Engine {
         }
         match uring::available() {
             Ok(()) => (Engine::IoUring, None),
-            Err(error) => {
-                let why = match error.raw_os_error() {
-                    Some(libc::ENOSYS) => "the kernel has no io_uring",
-                    Some(libc::EPERM) => {
-                        "io_uring is not permitted (kernel.io_uring_disabled or a seccomp filter)"
-                    }
-                    Some(libc::ENOMEM) => "io_uring cannot lock its memory (RLIMIT_MEMLOCK)",
-                    _ => "io_uring is unavailable",
-                };
-                (Engine::Threads, Some(format!("{why}: {error}")))
-            }
+            Err(error) => (Engine::Threads, Some(Engine::why_not_uring(&error))),
         }
+    }
+
+    /// Why io_uring cannot be used, for a person, from the error a ring setup returned.
+    pub fn why_not_uring(error: &std::io::Error) -> String {
+        let why = match error.raw_os_error() {
+            Some(libc::ENOSYS) => "the kernel has no io_uring",
+            Some(libc::EPERM) => {
+                "io_uring is not permitted (kernel.io_uring_disabled or a seccomp filter)"
+            }
+            Some(libc::ENOMEM) => "io_uring cannot lock its memory (RLIMIT_MEMLOCK)",
+            _ => "io_uring is unavailable",
+        };
+        format!("{why}: {error}")
     }
 
     /// A short name for logs.
@@ -304,5 +307,31 @@ pub trait IoQueue: Send {
             self.wait(Duration::from_millis(100));
             self.reap(completions);
         }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn the_engine_is_forced_or_detected_and_a_refusal_says_why() {
+        let (engine, why) = Engine::detect_with(Some("threads"));
+        assert_eq!(engine, Engine::Threads);
+        assert!(why.unwrap().contains("AOE_STORAGE_ENGINE=threads"));
+        let (engine, why) = Engine::detect_with(None);
+        assert_eq!(engine == Engine::IoUring, uring::available().is_ok());
+        assert_eq!(why.is_none(), engine == Engine::IoUring);
+        for (errno, text) in [
+            (libc::EPERM, "kernel.io_uring_disabled or a seccomp filter"),
+            (libc::ENOSYS, "the kernel has no io_uring"),
+            (libc::ENOMEM, "RLIMIT_MEMLOCK"),
+            (libc::EINVAL, "io_uring is unavailable"),
+        ] {
+            let why = Engine::why_not_uring(&std::io::Error::from_raw_os_error(errno));
+            assert!(why.contains(text), "{why}");
+        }
+        assert!(Engine::IoUring.describe().starts_with("io_uring"));
+        assert!(Engine::Threads.describe().contains("8 threads"));
     }
 }
