@@ -162,8 +162,6 @@ struct Slot {
     request: Request,
     /// File octet of the transfer.
     at: u64,
-    /// Pushed to the ring (the kernel may be using the frame).
-    in_kernel: bool,
 }
 
 /// One io_uring and the requests it carries; see the [module docs](self).
@@ -469,11 +467,7 @@ impl IoQueue for UringQueue {
             self.complete_now(request, Err(IoError::of(ErrorKind::Other)));
             return Ok(());
         }
-        let slot = Slot {
-            request,
-            at,
-            in_kernel: false,
-        };
+        let slot = Slot { request, at };
         let index = match self.free.pop() {
             Some(index) => {
                 self.slots[index as usize] = Some(slot);
@@ -495,6 +489,12 @@ impl IoQueue for UringQueue {
         let parked = std::mem::take(&mut self.parked);
         for &index in &parked {
             let Some(entry) = self.entry(index) else {
+                // Cannot happen (a parked slot holds a request whose length fits), but never
+                // leave a request without its completion.
+                if let Some(slot) = self.slots.get_mut(index as usize).and_then(Option::take) {
+                    self.free.push(index);
+                    self.complete_now(slot.request, Err(IoError::of(ErrorKind::Other)));
+                }
                 continue;
             };
             loop {
@@ -512,9 +512,6 @@ impl IoQueue for UringQueue {
                 if !self.enter() {
                     std::thread::yield_now();
                 }
-            }
-            if let Some(slot) = self.slots[index as usize].as_mut() {
-                slot.in_kernel = true;
             }
             self.in_kernel += 1;
             self.stats.entries += 1;
