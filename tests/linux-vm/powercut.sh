@@ -15,6 +15,7 @@
 # Modes (each: --cuts N boots and cuts):
 #   durable     host-sim's default (writes stable before they are acknowledged): must lose 0
 #   direct      host-sim -d (O_DIRECT, durable): must lose 0
+#   sync        host-sim -s (O_SYNC, vblade's safe mode): must lose 0
 #   writeback   host-sim --writeback (vblade's page-cache ACK): must lose some, over its cuts,
 #               or the test cannot tell safe from unsafe
 #
@@ -234,8 +235,9 @@ for entry in "${mode_list[@]}"; do
     case $mode in
     durable) args="" ;;
     direct) args="-d" ;;
+    sync) args="-s" ;;
     writeback) args="--writeback" ;;
-    *) die "unknown mode $mode (durable, direct, writeback)" ;;
+    *) die "unknown mode $mode (durable, direct, sync, writeback)" ;;
     esac
     [[ $count =~ ^[0-9]+$ ]] || die "bad cut count in $entry"
     mode_order+=("$mode")
