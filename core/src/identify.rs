@@ -4,6 +4,12 @@
 //! sends, plus honest feature bits: LBA48 (so Linux uses 48-bit commands and the full capacity),
 //! FLUSH CACHE and FLUSH CACHE EXT (both really flush), and SMART with RETURN STATUS (so
 //! `aoeping -S` asks). Word 255 carries the ATA integrity signature and checksum.
+//!
+//! The volatile write cache (word 82 bit 5 supported, word 85 bit 5 enabled) is reported
+//! exactly when the platform acknowledges writes before they are on stable storage
+//! ([`Config::volatile_write_cache`](crate::Config::volatile_write_cache)): then FLUSH CACHE is
+//! what makes them stable. Without it, every acknowledged write is already stable, and FLUSH
+//! CACHE (still supported, as ATA-6 requires) only orders.
 
 /// Octets of IDENTIFY DEVICE data.
 pub const IDENTIFY_LEN: usize = 512;
@@ -120,8 +126,17 @@ fn low16(value: u64) -> u16 {
     u16::try_from(value & 0xFFFF).unwrap_or(0)
 }
 
-/// Fills `data` with IDENTIFY DEVICE data for a disk of `sectors` sectors (clamped to 48 bits).
-pub fn identify_data(identity: &Identity, sectors: u64, data: &mut [u8; IDENTIFY_LEN]) {
+/// IDENTIFY word 82 and 85 bit: volatile write cache supported (82) and enabled (85).
+pub const WRITE_CACHE_BIT: u16 = 1 << 5;
+
+/// Fills `data` with IDENTIFY DEVICE data for a disk of `sectors` sectors (clamped to 48 bits)
+/// that has a volatile write cache if `write_cache` (see the [module docs](self)).
+pub fn identify_data(
+    identity: &Identity,
+    sectors: u64,
+    write_cache: bool,
+    data: &mut [u8; IDENTIFY_LEN],
+) {
     let sectors = sectors.min(crate::wire::ata::LBA48_LIMIT - 1);
     data.fill(0);
 
@@ -150,10 +165,11 @@ pub fn identify_data(identity: &Identity, sectors: u64, data: &mut [u8; IDENTIFY
     set_word(data, 60, low16(lba28));
     set_word(data, 61, low16(lba28 >> 16));
     set_word(data, 80, 0x007E); // ATA-1 through ATA/ATAPI-6
-    set_word(data, 82, 0x0001); // SMART supported
+    let cache = if write_cache { WRITE_CACHE_BIT } else { 0 };
+    set_word(data, 82, 0x0001 | cache); // SMART (and the write cache) supported
     set_word(data, 83, 0x7400); // valid, FLUSH CACHE EXT, FLUSH CACHE, 48-bit addressing
     set_word(data, 84, 0x4000);
-    set_word(data, 85, 0x0001); // SMART enabled
+    set_word(data, 85, 0x0001 | cache); // SMART (and the write cache) enabled
     set_word(data, 86, 0x3400); // FLUSH CACHE EXT, FLUSH CACHE, 48-bit addressing enabled
     set_word(data, 87, 0x4000);
     set_word(data, 93, 0x400B);
@@ -180,7 +196,7 @@ mod test {
     fn capacity_words_and_lba48() {
         let mut data = [0xFFu8; IDENTIFY_LEN];
         let sectors = 0x1_2345_6789u64;
-        identify_data(&Identity::default_for(1, 2), sectors, &mut data);
+        identify_data(&Identity::default_for(1, 2), sectors, false, &mut data);
         assert_eq!(word(&data, 60), 0xFFFF);
         assert_eq!(word(&data, 61), 0x0FFF);
         assert_eq!(word(&data, 100), 0x6789);
@@ -194,9 +210,27 @@ mod test {
     }
 
     #[test]
+    fn the_write_cache_words_follow_the_setting_and_flush_stays_supported() {
+        for write_cache in [false, true] {
+            let mut data = [0u8; IDENTIFY_LEN];
+            identify_data(&Identity::default_for(1, 2), 1000, write_cache, &mut data);
+            let expected = if write_cache { WRITE_CACHE_BIT } else { 0 };
+            assert_eq!(word(&data, 82) & WRITE_CACHE_BIT, expected, "82: supported");
+            assert_eq!(word(&data, 85) & WRITE_CACHE_BIT, expected, "85: enabled");
+            // FLUSH CACHE (bit 12) and FLUSH CACHE EXT (bit 13), supported and enabled, and
+            // SMART, whatever the cache.
+            assert_eq!(word(&data, 83) & 0x3000, 0x3000);
+            assert_eq!(word(&data, 86) & 0x3000, 0x3000);
+            assert_eq!(word(&data, 82) & 1, 1);
+            assert_eq!(word(&data, 85) & 1, 1);
+            assert_eq!(data.iter().fold(0u8, |a, &b| a.wrapping_add(b)), 0);
+        }
+    }
+
+    #[test]
     fn strings_are_byte_swapped() {
         let mut data = [0u8; IDENTIFY_LEN];
-        identify_data(&Identity::new("AB", "7.3", "V1"), 100, &mut data);
+        identify_data(&Identity::new("AB", "7.3", "V1"), 100, false, &mut data);
         assert_eq!(&data[54..58], b"BA  ");
         assert_eq!(&data[20..24], b".7 3");
         assert_eq!(&data[46..48], b"1V");

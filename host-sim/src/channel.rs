@@ -11,8 +11,8 @@
 //!
 //! * A WRITE's reply is built only from a completion whose result is `Ok`, that is, after the
 //!   storage accepted all its octets with the durability it states; a failed operation gets
-//!   the engine's ATA error (never an ACK), and is counted and logged (at most once a second
-//!   per kind, per export and worker).
+//!   the engine's ATA error (never an ACK), and is counted per export and kind (reported at
+//!   SIGUSR1 and exit) and logged (at most once a second per kind, per export and worker).
 //! * The ordering rules of [`aoe_storage::ordered`] hold between requests of this channel.
 //! * Frames lent by a kernel receive ring ([`Frame::is_transient`]) are held only by a storage
 //!   queue that completes during its commit; for other queues the request is copied into a
@@ -61,11 +61,10 @@ impl PlanSlab {
     }
 }
 
-/// Disk error counters of one channel, by kind, with the time each kind was last logged.
+/// When each kind of disk error was last logged by this channel (the counts are the
+/// export's, [`Export::disk_errors`]).
 #[derive(Debug, Default)]
-pub struct DiskErrors {
-    /// Errors by kind name (`media error`, `write protected`, ...) and errno text.
-    pub counts: HashMap<String, u64>,
+struct ErrorLog {
     logged: HashMap<String, Instant>,
 }
 
@@ -76,7 +75,7 @@ pub struct Channel {
     inline: bool,
     plans: PlanSlab,
     completions: Vec<Completion>,
-    errors: DiskErrors,
+    errors: ErrorLog,
     /// Requests dropped because no pool frame was free to copy a ring frame into.
     pub pool_drops: u64,
 }
@@ -107,7 +106,7 @@ impl Channel {
             inline,
             plans: PlanSlab::default(),
             completions: Vec::with_capacity(256),
-            errors: DiskErrors::default(),
+            errors: ErrorLog::default(),
             pool_drops: 0,
         })
     }
@@ -120,11 +119,6 @@ impl Channel {
     /// Requests submitted and not yet completed.
     pub fn in_flight(&self) -> usize {
         self.queue.in_flight()
-    }
-
-    /// The disk errors seen so far.
-    pub fn errors(&self) -> &DiskErrors {
-        &self.errors
     }
 
     /// Runs `frame` through the engine. A reply that is ready goes to `replies`; disk work goes
@@ -195,7 +189,7 @@ impl Channel {
                 Ok(()) => Ok(()),
                 Err(error) => {
                     let key = error.to_string();
-                    *self.errors.counts.entry(key.clone()).or_insert(0) += 1;
+                    let count = self.export.count_disk_error(&key);
                     let now = Instant::now();
                     let due = self
                         .errors
@@ -209,7 +203,7 @@ impl Channel {
                             completion.io.op,
                             completion.io.sectors,
                             completion.io.lba,
-                            self.errors.counts[&key]
+                            count
                         );
                         self.errors.logged.insert(key, now);
                     }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! host-sim [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] [-m mac[,mac...]]
-//!          [--tap NAME] [--log-level LEVEL] shelf slot netif filename
+//!          [--writeback] [--tap NAME] [--log-level LEVEL] shelf slot netif filename
 //! host-sim [--tap NAME] ... shelf slot filename        (TAP only)
 //! host-sim --config FILE [--log-level LEVEL]
 //! host-sim --help | --version
@@ -55,7 +55,7 @@ pub struct Settings {
 /// The usage text for `--help`.
 pub const USAGE: &str = "\
 usage: host-sim [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] [-m mac[,mac...]]
-                [--tap NAME] [--log-level LEVEL] shelf slot netif filename
+                [--writeback] [--tap NAME] [--log-level LEVEL] shelf slot netif filename
        host-sim [options] --tap NAME shelf slot filename
        host-sim --config FILE [--log-level LEVEL]
        host-sim --help | --version
@@ -69,6 +69,9 @@ Export filename (a file or block device) as AoE target e<shelf>.<slot> on interf
   -s          open with O_SYNC (every write durable before it is acknowledged)
   -r          read-only export (writes fail with ATA ABRT)
   -m macs     answer only these initiator MACs (comma-separated, with or without colons)
+  --writeback acknowledge writes from the page cache, as vblade does: faster, but a power cut
+              or crash of this host loses acknowledged writes (default: every write is on
+              stable storage before it is acknowledged; the Linux initiator never flushes)
   --tap NAME  also (or, without netif, only) export over TAP device NAME
   --config FILE      serve the exports listed in a TOML file; SIGHUP reloads it
   --log-level LEVEL  off, error, warn, info (default), debug or trace
@@ -200,6 +203,7 @@ fn scan(args: &[String]) -> Result<Raw, SpecError> {
             };
             match (name, value) {
                 ("help", _) => raw.help = true,
+                ("writeback", _) => raw.disk.writeback = true,
                 ("version", _) => raw.version = true,
                 ("tap", value) => raw.tap = value,
                 ("config", value) => raw.config = value,
@@ -355,6 +359,7 @@ mod test {
             DiskOptions {
                 direct: true,
                 sync: true,
+                writeback: false,
                 read_only: true,
                 offset: 8,
                 length: Some(100)
@@ -399,6 +404,12 @@ mod test {
     #[test]
     fn long_options() {
         assert_eq!(parse(["--help"]), Ok(Command::Help));
+        let spec = run(&["--writeback", "-s", "1", "2", "eth1", "f"]);
+        assert!(spec.disk.writeback && spec.disk.sync);
+        assert!(
+            !run(&["1", "2", "eth1", "f"]).disk.writeback,
+            "durable by default"
+        );
         assert_eq!(parse(["1", "--version"]), Ok(Command::Version));
         let spec = run(&["--tap", "tap0", "1", "2", "f"]);
         assert_eq!(spec.links, vec![LinkSpec::tap("tap0")]);
@@ -472,6 +483,14 @@ mod test {
             (
                 &["--config", "c.toml", "-r"],
                 "--config takes the exports from the file",
+            ),
+            (
+                &["--config", "c.toml", "--writeback"],
+                "--config takes the exports from the file",
+            ),
+            (
+                &["--writeback=yes", "1", "2", "e", "f"],
+                "takes no argument",
             ),
         ];
         for (args, expected) in cases {

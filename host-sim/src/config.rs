@@ -14,6 +14,7 @@
 //! length = 2097152                   # -l, sectors (default: the rest of the file)
 //! direct = false                     # -d
 //! sync = false                       # -s
+//! writeback = false                  # --writeback (acknowledge from the page cache)
 //! read_only = false                  # -r
 //! mac_mask = ["00:11:22:33:44:55"]   # -m
 //! ```
@@ -66,6 +67,8 @@ struct RawExport {
     direct: bool,
     #[serde(default)]
     sync: bool,
+    #[serde(default)]
+    writeback: bool,
     #[serde(default)]
     read_only: bool,
     #[serde(default)]
@@ -123,6 +126,7 @@ pub fn parse(text: &str, base: &Path) -> Result<ConfigFile, SpecError> {
             disk: DiskOptions {
                 direct: export.direct,
                 sync: export.sync,
+                writeback: export.writeback,
                 read_only: export.read_only,
                 offset: export.offset,
                 length: export.length,
@@ -175,6 +179,7 @@ shelf = 1
 slot = 1
 taps = ["tap0"]
 file = "disk1.img"
+writeback = true
 "#;
 
     #[test]
@@ -194,6 +199,7 @@ file = "disk1.img"
             DiskOptions {
                 direct: true,
                 sync: true,
+                writeback: false,
                 read_only: true,
                 offset: 8,
                 length: Some(2048)
@@ -207,7 +213,13 @@ file = "disk1.img"
         assert_eq!(second.links, vec![LinkSpec::tap("tap0")]);
         assert_eq!(second.file, PathBuf::from("/etc/aoe/disk1.img"));
         assert_eq!(second.buffer_count, DEFAULT_BUFFER_COUNT);
-        assert_eq!(second.disk, DiskOptions::default());
+        assert_eq!(
+            second.disk,
+            DiskOptions {
+                writeback: true,
+                ..DiskOptions::default()
+            }
+        );
     }
 
     #[test]

@@ -79,14 +79,17 @@ struct LinkHandle {
 /// The running exports and link workers.
 pub struct Supervisor {
     level: LevelFilter,
+    /// The storage engine every export's file is opened on.
+    engine: aoe_storage::Engine,
     exports: Vec<Arc<Export>>,
     links: HashMap<LinkSpec, LinkHandle>,
 }
 
 impl Supervisor {
-    fn new(level: LevelFilter) -> Supervisor {
+    fn new(level: LevelFilter, engine: aoe_storage::Engine) -> Supervisor {
         Supervisor {
             level,
+            engine,
             exports: Vec::new(),
             links: HashMap::new(),
         }
@@ -112,7 +115,8 @@ impl Supervisor {
                 Some(running) => next.push(Arc::clone(running)),
                 None => {
                     let name = spec.name();
-                    let export = Export::open(spec).map_err(|error| format!("{name}: {error}"))?;
+                    let export = Export::open(spec, self.engine)
+                        .map_err(|error| format!("{name}: {error}"))?;
                     let export = Arc::new(export);
                     opened.push(Arc::clone(&export));
                     next.push(export);
@@ -134,8 +138,8 @@ impl Supervisor {
         for export in &opened {
             // vblade's line on stdout; a closed or broken stdout must not stop the daemon.
             let _ = writeln!(std::io::stdout(), "{}", export.startup_line());
-            log::info!(
-                "{}: serving {} ({} sectors{}{}{}{})",
+            let line = format!(
+                "{}: serving {} ({} sectors{}{}{}): {}",
                 export.spec().name(),
                 export.spec().file.display(),
                 export.sectors(),
@@ -149,17 +153,20 @@ impl Supervisor {
                 } else {
                     ""
                 },
-                if export.spec().disk.sync {
-                    ", O_SYNC"
-                } else {
-                    ""
-                },
                 if export.is_block_device() {
                     ", block device"
                 } else {
                     ""
                 },
+                export.storage_line()
             );
+            if export.storage().capabilities().durability == aoe_storage::Durability::Volatile
+                && !export.spec().disk.read_only
+            {
+                log::warn!("{line}");
+            } else {
+                log::info!("{line}");
+            }
         }
         for (spec, link) in new_links {
             let routes = Arc::new(Routes::default());
@@ -265,6 +272,18 @@ impl Supervisor {
                 stats.sectors_written,
                 stats.flushes
             );
+            let errors = export.disk_errors();
+            if !errors.is_empty() {
+                let text: Vec<String> = errors
+                    .iter()
+                    .map(|(kind, count)| format!("{count} x {kind}"))
+                    .collect();
+                log::warn!(
+                    "{}: disk errors by kind: {}",
+                    export.spec().name(),
+                    text.join(", ")
+                );
+            }
         }
     }
 
@@ -301,8 +320,17 @@ pub fn run(settings: Settings) -> Result<(), String> {
     logger::init(level);
     install_signal_handlers()
         .map_err(|error| format!("cannot install signal handlers: {error}"))?;
-    let mut supervisor = Supervisor::new(level);
+    let (engine, why_not_uring) = aoe_storage::Engine::detect();
+    let mut supervisor = Supervisor::new(level, engine);
+    // Said after the exports opened, so that a refusal stays the only line of a failed start.
     supervisor.apply(specs)?;
+    match why_not_uring {
+        None => log::info!("storage engine: {}", engine.describe()),
+        Some(why) => log::warn!(
+            "storage engine: {} instead of io_uring: {why}",
+            engine.describe()
+        ),
+    }
     log::info!(
         "host-sim {} running, pid {}",
         env!("CARGO_PKG_VERSION"),

@@ -8,13 +8,19 @@
 //!   (the workers run each `DiskIo` through their storage queue), see [`Capacity`].
 //! * When the last holder drops an export (shutdown, or a reload that removed or changed it),
 //!   its storage is flushed, so every acknowledged write is durable before the process exits.
+//! * IDENTIFY tells the initiator the truth about durability: a volatile write cache exactly
+//!   when the storage acknowledges writes before they are stable (`--writeback`).
+//! * Disk errors are counted per export and kind, whichever worker met them
+//!   ([`Export::disk_errors`]).
 
 use crate::spec::{ExportSpec, SpecError};
 use aoe_core::disk::{Disk, ErrorKind, Sector};
 use aoe_core::identify::Identity;
 use aoe_core::{Config, Target};
-use aoe_storage::Storage;
-use aoe_storage::file::{FileStorage, OpenError};
+use aoe_storage::durable::Commit;
+use aoe_storage::file::OpenError;
+use aoe_storage::{Durability, Engine, Storage};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Largest frame the host target handles: MTU 9000 plus the Ethernet header. The engine
@@ -87,6 +93,10 @@ pub struct Export {
     spec: ExportSpec,
     /// The file is a block device (for the start-up log).
     block_device: bool,
+    /// The engine and durability policy the storage runs (for the start-up log).
+    engine: Option<(Engine, Commit)>,
+    /// Disk errors by kind (`media error (Input/output error ...)`).
+    disk_errors: Mutex<BTreeMap<String, u64>>,
     /// The engine's configuration (a copy, to match addresses without taking the lock).
     config: Config,
     storage: Arc<dyn Storage>,
@@ -94,16 +104,16 @@ pub struct Export {
 }
 
 impl Export {
-    /// Opens the file and builds the engine for `spec`.
+    /// Opens the file on `engine` and builds the engine for `spec`.
     ///
     /// # Errors
     /// When the spec, the file or the engine configuration is refused.
-    pub fn open(spec: ExportSpec) -> Result<Export, ExportError> {
+    pub fn open(spec: ExportSpec, engine: Engine) -> Result<Export, ExportError> {
         spec.validate().map_err(ExportError::Spec)?;
-        let storage = FileStorage::open(&spec.file, spec.disk).map_err(ExportError::Disk)?;
-        let block_device = storage.disk().is_block_device();
-        let mut export = Export::with_storage(spec, Arc::new(storage))?;
-        export.block_device = block_device;
+        let opened = aoe_storage::open(&spec.file, spec.disk, engine).map_err(ExportError::Disk)?;
+        let mut export = Export::with_storage(spec, opened.storage)?;
+        export.block_device = opened.block_device;
+        export.engine = Some((engine, opened.commit));
         Ok(export)
     }
 
@@ -124,6 +134,10 @@ impl Export {
             &serial_for(spec.shelf, spec.slot),
             Identity::DEFAULT_FIRMWARE,
         );
+        // IDENTIFY reports a volatile write cache exactly when acknowledged writes are not yet
+        // stable.
+        config.volatile_write_cache = storage.capabilities().durability == Durability::Volatile
+            && !storage.capabilities().read_only;
         let sectors = storage.capabilities().sectors;
         let mut target = Target::new(config, Capacity(sectors)).map_err(ExportError::Config)?;
         for mac in &spec.mac_mask {
@@ -133,6 +147,8 @@ impl Export {
         Ok(Export {
             spec,
             block_device: false,
+            engine: None,
+            disk_errors: Mutex::new(BTreeMap::new()),
             config,
             storage,
             target: Mutex::new(target),
@@ -180,6 +196,49 @@ impl Export {
                 "O_RDWR"
             }
         )
+    }
+
+    /// What the start-up log says about the storage: `io_uring, 256 in flight per queue;
+    /// writes durable before acknowledged (per-write RWF_DSYNC)`, or the `--writeback` warning.
+    pub fn storage_line(&self) -> String {
+        let engine = self
+            .engine
+            .map(|(engine, _)| engine.describe())
+            .unwrap_or_else(|| self.storage.describe());
+        let durability = if self.spec.disk.read_only {
+            "read-only".to_string()
+        } else if self.storage.capabilities().durability == Durability::Volatile {
+            "WRITEBACK: writes are acknowledged from the page cache and an acknowledged write \
+             is lost if this host loses power or crashes (the Linux aoe initiator never \
+             flushes)"
+                .to_string()
+        } else if self.spec.disk.sync {
+            "writes durable before acknowledged (O_SYNC)".to_string()
+        } else {
+            let commit = self.engine.map_or(Commit::Group, |(_, commit)| commit);
+            format!("writes durable before acknowledged ({})", commit.describe())
+        };
+        format!("{engine}; {durability}")
+    }
+
+    /// Counts one disk error of `kind` (a [`aoe_storage::IoError`]'s text); returns the count
+    /// so far.
+    pub fn count_disk_error(&self, kind: &str) -> u64 {
+        let mut errors = self
+            .disk_errors
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = errors.entry(kind.to_owned()).or_insert(0);
+        *count += 1;
+        *count
+    }
+
+    /// The disk errors met so far, by kind.
+    pub fn disk_errors(&self) -> BTreeMap<String, u64> {
+        self.disk_errors
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// True if this export answers requests to `major.minor` (wildcards included).

@@ -29,8 +29,14 @@ impl Daemon {
     /// Starts host-sim in the calling thread's network namespace and waits for its start-up
     /// line(s) on stdout.
     fn start(args: &[&str], lines: usize) -> Daemon {
+        Daemon::start_with(args, lines, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment variables.
+    fn start_with(args: &[&str], lines: usize, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_host-sim"))
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -533,6 +539,108 @@ fn exports_over_a_tap_device() {
         );
         let reply = exchange(&mut link, &client.read48(3, 6, 2).bytes, SECOND).unwrap();
         assert_eq!(reply.ata_data()[..1024], data[..]);
+        std::fs::remove_file(&file).unwrap();
+    });
+}
+
+/// The storage engine and the durability mode are stated at start-up, and IDENTIFY's write
+/// cache words agree with the mode: the durable default on io_uring reports no volatile cache;
+/// the forced thread-pool fallback with `--writeback` warns and reports one, enabled. Both
+/// serve a batch of writes and reads.
+#[test]
+fn engine_and_durability_are_stated_and_identify_agrees() {
+    require_root!();
+    in_netns("de", 1500, |veth| {
+        for (env, extra, engine_line, mode_line, cache) in [
+            (
+                vec![],
+                vec![],
+                "storage engine: io_uring",
+                "writes durable before acknowledged",
+                false,
+            ),
+            (
+                vec![("AOE_STORAGE_ENGINE", "threads")],
+                vec!["--writeback"],
+                "instead of io_uring: AOE_STORAGE_ENGINE=threads",
+                "WRITEBACK: writes are acknowledged from the page cache",
+                true,
+            ),
+        ] {
+            let file = scratch("engine", 4 << 20);
+            let mut link = PacketLink::open(&veth.b, 256).unwrap();
+            let mut args = extra.clone();
+            args.extend(["1", "6", &veth.a, file.to_str().unwrap()]);
+            let mut daemon = Daemon::start_with(&args, 1, &env);
+            let ad = collect(&mut link, 1, 3 * SECOND);
+            let client = client_for(&link, ad[0].src(), 1, 6);
+            let identify = exchange(&mut link, &client.identify(1), SECOND).unwrap();
+            let word =
+                |w: usize| u16::from_le_bytes([identify.data()[2 * w], identify.data()[2 * w + 1]]);
+            assert_eq!(word(82) & (1 << 5) != 0, cache, "{extra:?}: word 82");
+            assert_eq!(word(85) & (1 << 5) != 0, cache, "{extra:?}: word 85");
+            let frames: Vec<Vec<u8>> = (0..32u32)
+                .map(|i| client.write(10 + i, u64::from(i) * 2, &pattern(u64::from(i), 1024)))
+                .collect();
+            send_all(&mut link, &frames);
+            let replies = collect(&mut link, 32, 5 * SECOND);
+            assert_eq!(replies.len(), 32);
+            assert!(replies.iter().all(|r| r.ata_status() == 0x40));
+            let reply = exchange(&mut link, &client.read(99, 2 * 7, 2), SECOND).unwrap();
+            assert_eq!(reply.data()[..1024], pattern(7, 1024)[..]);
+            daemon.signal(libc::SIGTERM);
+            assert!(daemon.wait(5 * SECOND).success());
+            assert_eq!(daemon.log_lines(engine_line).len(), 1, "{engine_line}");
+            let serving = daemon.log_lines("serving");
+            assert!(serving[0].contains(mode_line), "{serving:?}");
+            if cache {
+                assert!(serving[0].contains(" WARN "), "a warning: {serving:?}");
+            }
+            std::fs::remove_file(&file).unwrap();
+        }
+    });
+}
+
+/// A disk error gets an ATA error (never data or an ACK), and is counted per export and kind
+/// in the SIGUSR1 report: here a read past the end of a backing file that shrank while served.
+#[test]
+fn disk_errors_are_ata_errors_and_counted_per_export() {
+    require_root!();
+    in_netns("dx", 1500, |veth| {
+        let file = scratch("shrink", 4 << 20);
+        let mut link = PacketLink::open(&veth.b, 256).unwrap();
+        let daemon = Daemon::start(&["1", "7", &veth.a, file.to_str().unwrap()], 1);
+        let ad = collect(&mut link, 1, 3 * SECOND);
+        let client = client_for(&link, ad[0].src(), 1, 7);
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
+        for tag in 1..=3 {
+            let reply = exchange(&mut link, &client.read(tag, 6000, 2), SECOND).unwrap();
+            assert_eq!(reply.ata_status(), 0x41, "DRDY|ERR, not data");
+            assert_eq!(reply.ata_error(), 0x04, "ABRT");
+        }
+        let reply = exchange(&mut link, &client.read(9, 10, 2), SECOND).unwrap();
+        assert_eq!(reply.ata_status(), 0x40, "the rest still serves");
+        daemon.signal(libc::SIGUSR1);
+        let deadline = Instant::now() + 3 * SECOND;
+        while daemon.log_lines("disk errors by kind").is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "no SIGUSR1 report of disk errors"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let report = daemon.log_lines("disk errors by kind");
+        assert!(
+            report[0].contains("e1.7: disk errors by kind: 3 x media error"),
+            "{report:?}"
+        );
+        // Logged once (rate limit), counted three times.
+        assert_eq!(daemon.log_lines("failed: media error").len(), 1);
         std::fs::remove_file(&file).unwrap();
     });
 }

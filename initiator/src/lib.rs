@@ -14,6 +14,8 @@
 //! * [`engine`]: the I/O engine: a window of outstanding ATA frames bounded by the target's
 //!   buffer count, tag allocation, retransmission with a new tag and an adaptive timeout.
 //! * [`work`]: workloads the engine runs: sector ranges to or from memory, and the benchmark.
+//! * [`writelog`]: the power-cut workload (random writes with unique content, one log line
+//!   per acknowledged write) and its checker.
 //! * [`port`]: the [`Transport`] over a real interface (an `aoe_net::Link`).
 //! * [`cli`]: the `aoe` command.
 //!
@@ -31,6 +33,7 @@ pub mod frame;
 pub mod port;
 pub mod sim;
 pub mod work;
+pub mod writelog;
 
 use aoe_core::wire::EthernetAddress;
 use aoe_core::wire::aoe::{Command, ErrorCode};

@@ -14,7 +14,9 @@
 //! * I/O is positional (`pread`/`pwrite` and their vectored forms), so one `FileDisk` serves
 //!   any number of threads without a lock.
 //! * A write returns `Ok` only when the kernel accepted all of it (with `-s`, when it is on
-//!   stable storage); [`FileDisk::flush`] is `fdatasync(2)`.
+//!   stable storage); [`FileDisk::flush`] is `fdatasync(2)`. Through [`FileStorage`], writes
+//!   are durable before they complete unless the export is `--writeback`: one `fdatasync`
+//!   after each batch ([`crate::durable::GroupCommit`]).
 //! * Failures map to [`ErrorKind`]s, which decide the ATA error the engine answers: `EIO` and
 //!   short transfers are [`ErrorKind::Media`], a read-only export or file system
 //!   [`ErrorKind::WriteProtected`], a vanished device [`ErrorKind::NotReady`].
@@ -24,7 +26,8 @@
 //! With `O_DIRECT`, buffers must be aligned: frames put their data (octet 36) on a page
 //! boundary (see `aoe_net::frame`), so requests need no bounce buffer.
 
-use crate::{Capabilities, Completion, Durability, IoError, IoOp, IoQueue, Request, Storage};
+use crate::durable::{Commit, GroupCommit};
+use crate::{Capabilities, Completion, IoError, IoOp, IoQueue, Request, Storage};
 use aoe_core::disk::{ErrorKind, SECTOR_SIZE, WindowError, range_fits};
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -49,6 +52,10 @@ pub struct DiskOptions {
     pub direct: bool,
     /// `-s`: `O_SYNC`, every write durable before it is acknowledged.
     pub sync: bool,
+    /// `--writeback`: acknowledge writes once the page cache holds them (vblade's behaviour;
+    /// lost in a power cut). Without it (and without `sync`), writes are made durable before
+    /// they complete, see [`crate::durable`].
+    pub writeback: bool,
     /// `-r`: open read-only; writes fail with ATA ABRT.
     pub read_only: bool,
     /// `-o`: sectors skipped at the start of the file.
@@ -253,8 +260,23 @@ impl FileDisk {
         self.block_device
     }
 
+    /// What backs the export, for the durability policy ([`crate::durable::Commit::choose`]).
+    pub fn backing(&self) -> crate::durable::Backing {
+        use crate::durable::Backing;
+        match (self.block_device, self.options.direct) {
+            (true, _) => Backing::BlockDevice,
+            (false, true) => Backing::DirectFile,
+            (false, false) => Backing::CachedFile,
+        }
+    }
+
+    /// The open descriptor (for back ends that hand it to the kernel themselves).
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
+
     /// File octet of sector `lba`, after checking `lba .. lba + bytes/512` is in the window.
-    fn position(&self, lba: u64, bytes: usize) -> Result<u64, ErrorKind> {
+    pub(crate) fn position(&self, lba: u64, bytes: usize) -> Result<u64, ErrorKind> {
         if !bytes.is_multiple_of(SECTOR_SIZE) || !range_fits(lba, bytes / SECTOR_SIZE, self.sectors)
         {
             return Err(ErrorKind::OutOfRange);
@@ -294,6 +316,25 @@ impl FileDisk {
                 io::ErrorKind::WriteZero => IoError::of(ErrorKind::Media),
                 _ => IoError::from_io(&error),
             })
+    }
+
+    /// Writes `buf` (whole sectors) at sector `lba` with `pwritev2(2)` and `RWF_DSYNC`: the
+    /// data is on stable storage when it returns `Ok`.
+    ///
+    /// # Errors
+    /// As [`write_at`](Self::write_at).
+    pub fn write_at_dsync(&self, lba: u64, buf: &[u8]) -> Result<(), IoError> {
+        if self.options.read_only {
+            return Err(IoError::of(ErrorKind::WriteProtected));
+        }
+        let iov = libc::iovec {
+            iov_base: buf.as_ptr().cast_mut().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: one iovec describing `buf`, borrowed for the call; the kernel only reads it.
+        self.transfer_vectored(lba, buf.len(), 1, |fd, count, at| unsafe {
+            libc::pwritev2(fd, &iov, count, at, libc::RWF_DSYNC)
+        })
     }
 
     /// `preadv(2)` of consecutive sectors from `lba` into `bufs`, all of them or an error (a
@@ -388,6 +429,7 @@ const QUEUE_DEPTH: usize = 1024;
 pub struct FileStorage {
     disk: Arc<FileDisk>,
     capabilities: Capabilities,
+    commit: Commit,
 }
 
 impl FileStorage {
@@ -397,20 +439,23 @@ impl FileStorage {
     /// As [`FileDisk::open`].
     pub fn open(path: &Path, options: DiskOptions) -> Result<FileStorage, OpenError> {
         let disk = FileDisk::open(path, options)?;
+        // A batch runs at once, so one fdatasync after it covers all its writes.
+        let commit = if options.writeback || options.sync {
+            Commit::None
+        } else {
+            Commit::Group
+        };
         let capabilities = Capabilities {
             sectors: disk.sectors(),
             read_only: options.read_only,
-            durability: if options.sync {
-                Durability::Stable
-            } else {
-                Durability::Volatile
-            },
+            durability: crate::uring::durability_of(options, commit),
             queue_depth: QUEUE_DEPTH,
             completes_inline: true,
         };
         Ok(FileStorage {
             disk: Arc::new(disk),
             capabilities,
+            commit,
         })
     }
 
@@ -441,7 +486,12 @@ impl Storage for FileStorage {
     }
 
     fn queue(&self, _waker: &crate::Waker) -> Result<Box<dyn IoQueue>, String> {
-        Ok(Box::new(self.sync_queue()))
+        Ok(match self.commit {
+            Commit::None => Box::new(self.sync_queue()),
+            Commit::Group | Commit::PerWrite => {
+                Box::new(GroupCommit::new(Box::new(self.sync_queue())))
+            }
+        })
     }
 
     fn flush(&self) -> Result<(), IoError> {
@@ -614,7 +664,7 @@ impl AlignedBuf {
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::DiskIo;
+    use crate::{DiskIo, Durability};
     use std::os::unix::fs::MetadataExt;
 
     /// A scratch file beside the test binary (under `target/`, a real file system where

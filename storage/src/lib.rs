@@ -41,13 +41,19 @@
 //!   dropped with requests in flight waits for them (or keeps their frames, never freeing memory
 //!   the kernel may still write).
 //!
-//! Back ends: [`file`] (files and block devices, run synchronously at `commit`, contiguous
-//! transfers merged into one `preadv`/`pwritev`), [`mem`] (memory, with optional reordering of
-//! completions: the reference model in tests).
+//! Back ends: [`uring`] (files and block devices through one io_uring per queue: what the
+//! host target uses), [`threads`] (the same through a small thread pool per queue, where
+//! io_uring is unavailable), [`file`](mod@file) (run synchronously at `commit`, contiguous transfers
+//! merged into one `preadv`/`pwritev`: a simple reference), [`mem`] (memory, with optional
+//! reordering of completions: the reference model in tests). [`durable`] makes WRITEs stable
+//! before they complete (the default; AoE initiators never flush). [`open`] picks the engine.
 
+pub mod durable;
 pub mod file;
 pub mod mem;
 pub mod ordered;
+pub mod threads;
+pub mod uring;
 mod waker;
 
 pub use aoe_core::disk::ErrorKind;
@@ -57,7 +63,103 @@ pub use ordered::Ordered;
 pub use waker::Waker;
 
 use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The engine that runs a file's I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// One io_uring per queue ([`uring`]).
+    IoUring,
+    /// A thread pool per queue ([`threads`]): the fallback.
+    Threads,
+}
+
+impl Engine {
+    /// The engine this process can use: io_uring unless `AOE_STORAGE_ENGINE=threads` is set
+    /// or the kernel refuses a ring; with the reason when it is not io_uring (for the start-up
+    /// log).
+    pub fn detect() -> (Engine, Option<String>) {
+        Engine::detect_with(std::env::var("AOE_STORAGE_ENGINE").ok().as_deref())
+    }
+
+    /// As [`detect`](Self::detect), with the variable's value given.
+    pub fn detect_with(forced: Option<&str>) -> (Engine, Option<String>) {
+        if forced == Some("threads") {
+            return (
+                Engine::Threads,
+                Some("AOE_STORAGE_ENGINE=threads asks for the thread pool".into()),
+            );
+        }
+        match uring::available() {
+            Ok(()) => (Engine::IoUring, None),
+            Err(error) => (Engine::Threads, Some(Engine::why_not_uring(&error))),
+        }
+    }
+
+    /// Why io_uring cannot be used, for a person, from the error a ring setup returned.
+    pub fn why_not_uring(error: &std::io::Error) -> String {
+        let why = match error.raw_os_error() {
+            Some(libc::ENOSYS) => "the kernel has no io_uring",
+            Some(libc::EPERM) => {
+                "io_uring is not permitted (kernel.io_uring_disabled or a seccomp filter)"
+            }
+            Some(libc::ENOMEM) => "io_uring cannot lock its memory (RLIMIT_MEMLOCK)",
+            _ => "io_uring is unavailable",
+        };
+        format!("{why}: {error}")
+    }
+
+    /// A short name for logs.
+    pub fn describe(self) -> String {
+        match self {
+            Engine::IoUring => format!("io_uring, {} in flight per queue", uring::QUEUE_DEPTH),
+            Engine::Threads => format!("thread pool, {} threads per queue", threads::THREADS),
+        }
+    }
+}
+
+/// A file opened by [`open`], with what the start-up log says about it.
+#[derive(Debug)]
+pub struct Opened {
+    /// The back end.
+    pub storage: Arc<dyn Storage>,
+    /// How its writes are made durable.
+    pub commit: durable::Commit,
+    /// The file is a block device.
+    pub block_device: bool,
+}
+
+/// Opens `path` with `options` on `engine`. The storage's durability follows the options
+/// ([`durable::Commit::from_env`]).
+///
+/// # Errors
+/// As [`file::FileDisk::open`].
+pub fn open(
+    path: &Path,
+    options: file::DiskOptions,
+    engine: Engine,
+) -> Result<Opened, file::OpenError> {
+    Ok(match engine {
+        Engine::IoUring => {
+            let storage = uring::UringStorage::open(path, options)?;
+            Opened {
+                commit: storage.commit_policy(),
+                block_device: storage.disk().is_block_device(),
+                storage: Arc::new(storage),
+            }
+        }
+        Engine::Threads => {
+            let storage = threads::ThreadStorage::open(path, options)?;
+            Opened {
+                commit: storage.commit_policy(),
+                block_device: storage.disk().is_block_device(),
+                storage: Arc::new(storage),
+            }
+        }
+    })
+}
 
 /// One unit of disk work: what to do, and the frame whose data range it reads into or writes
 /// from.
@@ -205,5 +307,31 @@ pub trait IoQueue: Send {
             self.wait(Duration::from_millis(100));
             self.reap(completions);
         }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn the_engine_is_forced_or_detected_and_a_refusal_says_why() {
+        let (engine, why) = Engine::detect_with(Some("threads"));
+        assert_eq!(engine, Engine::Threads);
+        assert!(why.unwrap().contains("AOE_STORAGE_ENGINE=threads"));
+        let (engine, why) = Engine::detect_with(None);
+        assert_eq!(engine == Engine::IoUring, uring::available().is_ok());
+        assert_eq!(why.is_none(), engine == Engine::IoUring);
+        for (errno, text) in [
+            (libc::EPERM, "kernel.io_uring_disabled or a seccomp filter"),
+            (libc::ENOSYS, "the kernel has no io_uring"),
+            (libc::ENOMEM, "RLIMIT_MEMLOCK"),
+            (libc::EINVAL, "io_uring is unavailable"),
+        ] {
+            let why = Engine::why_not_uring(&std::io::Error::from_raw_os_error(errno));
+            assert!(why.contains(text), "{why}");
+        }
+        assert!(Engine::IoUring.describe().starts_with("io_uring"));
+        assert!(Engine::Threads.describe().contains("8 threads"));
     }
 }

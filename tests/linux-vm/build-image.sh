@@ -86,7 +86,8 @@ copy_with_libs /usr/bin/cmp /bin/gcmp
 cp /etc/mke2fs.conf "$root/etc/mke2fs.conf"
 
 # Modules in load order: modprobe resolves the dependencies of each wanted module.
-wanted=(virtio_pci virtio_net crc32c_generic ext4 aoe)
+# virtio_blk: the power-cut test's target (powercut.sh) exports the guest's virtual disks.
+wanted=(virtio_pci virtio_net virtio_blk crc32c_generic ext4 aoe)
 order=$root/lib/modules/order
 : >"$order"
 for mod in "${wanted[@]}"; do

@@ -19,6 +19,11 @@
 #             flow and starts it again a few seconds later
 #   BENCH_MIB, BENCH_PASSES: sequential O_DIRECT write/read size and repetitions (kind bench)
 #   AOE_KICK  0: the watchdog never kicks a stalled initiator (see watchdog)
+#   MODE      target: be the AoE target instead (tests/linux-vm/powercut.sh): run the host-sim
+#             the host packed into the initramfs as /bin/host-sim with TARGET_ARGS, exporting
+#             e1.0 = /dev/vda (the raw virtual disk) and e1.1 = a sparse file of FILE_MIB MiB on
+#             the ext4 filesystem of /dev/vdb, print `AOETEST TARGET_READY` and wait to be
+#             killed (the host cuts the power: SIGKILL to QEMU)
 # busybox sh runs its own applets before searching PATH: call e2fsprogs by full path.
 export PATH=/sbin:/bin
 umask 022
@@ -33,6 +38,7 @@ exec 3>&1
 echo "AOETEST INIT $(cat /proc/uptime)"
 
 MTU=1500 PAYLOAD=1024 DEVICES="" RO_SHA="" BIG_MIB=80 MID_FILES=4 RESTART=0 BENCH_MIB=128 BENCH_PASSES=3
+MODE="" TARGET_ARGS="" FILE_MIB=64
 # shellcheck disable=SC1091 # written by run.sh
 [ -f /test.conf ] && . /test.conf
 
@@ -337,6 +343,43 @@ bench() {
     rm -f /tmp/pattern
     echo "$BENCH_PASSES passes, content verified"
 }
+
+# ---- the target inside the guest (MODE=target, tests/linux-vm/powercut.sh) ----------------------
+# Everything the initiator will see acknowledged is written by host-sim here; the only volatile
+# layer between it and the host's image files is this kernel's page cache (the virtual disks are
+# write-through), which dies with QEMU.
+prepare_target() {
+    [ -x /bin/host-sim ] || { echo "no /bin/host-sim in the initramfs"; return 1; }
+    mkdir -p /mnt && mount -t ext4 /dev/vdb /mnt || return 1
+    truncate -s "${FILE_MIB}M" /mnt/export.img && sync || return 1
+    echo "e1.0 = /dev/vda ($(cat /sys/block/vda/size) sectors), e1.1 = /mnt/export.img (${FILE_MIB} MiB sparse)"
+}
+
+# Not a step: the targets keep running, with their logs on the console.
+start_target() {
+    # shellcheck disable=SC2086 # TARGET_ARGS is a list of options
+    /bin/host-sim $TARGET_ARGS 1 0 eth0 /dev/vda >&3 2>&3 &
+    # shellcheck disable=SC2086
+    /bin/host-sim $TARGET_ARGS 1 1 eth0 /mnt/export.img >&3 2>&3 &
+    sleep 1
+    n=$(pidof host-sim | wc -w)
+    if [ "$n" = 2 ]; then
+        echo "STEP start_target PASS host-sim $TARGET_ARGS"
+    else
+        echo "STEP start_target FAIL $n of 2 host-sim processes running"
+        FAILED=start_target
+    fi
+}
+
+if [ "${MODE:-}" = target ]; then
+    echo "AOETEST CONFIG mode=target mtu=$MTU target_args='$TARGET_ARGS' file_mib=$FILE_MIB"
+    step modules load_modules
+    step prepare_target prepare_target
+    [ -z "$FAILED" ] && start_target
+    [ -n "$FAILED" ] && finish
+    echo "AOETEST TARGET_READY"
+    while sleep 3600; do :; done
+fi
 
 echo "AOETEST CONFIG mtu=$MTU payload=$PAYLOAD devices='$DEVICES' big_mib=$BIG_MIB mid_files=$MID_FILES restart=$RESTART"
 step modules load_modules

@@ -37,10 +37,16 @@ pub struct Config {
     pub max_frame_len: usize,
     /// Strings reported by IDENTIFY DEVICE.
     pub identity: Identity,
+    /// The platform acknowledges WRITEs before they are on stable storage (a page cache), so
+    /// IDENTIFY reports a volatile write cache, enabled (words 82 and 85, bit 5), and FLUSH
+    /// CACHE is what makes acknowledged writes stable. False (the default) when every
+    /// acknowledged WRITE is already stable; FLUSH CACHE is still accepted.
+    pub volatile_write_cache: bool,
 }
 
 impl Config {
-    /// The defaults for export `shelf.slot`: Buffer Count 16, standard 1514-octet frames.
+    /// The defaults for export `shelf.slot`: Buffer Count 16, standard 1514-octet frames, no
+    /// volatile write cache.
     ///
     /// The frame limit suits a microcontroller's standard Ethernet buffers. A platform with
     /// bigger buffers must raise [`max_frame_len`](Self::max_frame_len) (to 9014 for jumbo
@@ -53,6 +59,7 @@ impl Config {
             firmware_version: DEFAULT_FIRMWARE_VERSION,
             max_frame_len: STANDARD_FRAME_LEN,
             identity: Identity::default_for(shelf, slot),
+            volatile_write_cache: false,
         }
     }
 }

@@ -140,7 +140,12 @@ impl<D: Disk> Target<D> {
                 self.emit_ata(frame, plan, &header, AtaOutcome::DONE);
                 let data = frame.get_mut(ATA_DATA_OFFSET..ATA_DATA_OFFSET + IDENTIFY_LEN)?;
                 let data: &mut [u8; IDENTIFY_LEN] = data.try_into().ok()?;
-                identify_data(&self.config.identity, self.sectors, data);
+                identify_data(
+                    &self.config.identity,
+                    self.sectors,
+                    self.config.volatile_write_cache,
+                    data,
+                );
                 Some(ATA_DATA_OFFSET + IDENTIFY_LEN)
             }
             Action::AtaIo(disk_io) => {

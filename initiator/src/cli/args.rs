@@ -32,6 +32,12 @@ commands:
   verify                      write a pattern over [--lba, --count], flush, read it back and
                               compare; with --file FILE, only compare the target with FILE
   bench                       measure MB/s, IOPS, p50/p99 latency and retransmits
+  write-log                   random non-overlapping writes of unique content over [--lba,
+                              --count], one line 'ACK seq lba sectors' per acknowledged write
+                              to --log FILE (or stdout), unbuffered; runs --seconds or until
+                              the region is used up (the power-cut test's initiator)
+  check-log IMAGE             check that every write --log FILE acknowledged is in IMAGE (the
+                              export's sectors from 0); exit 1 if one is lost (no -i, -t)
 
 options:
   -i, --interface IFACE       network interface (AF_PACKET; needs CAP_NET_RAW)
@@ -53,6 +59,8 @@ options:
       --window N              frames in flight [the target's buffer count]
       --seconds S             duration [5]
       --requests N            stop after N requests
+  write-log: --bs (one frame), --qd (window), --seconds, --requests, --seed, and
+      --log FILE              where the log goes [stdout]
   -h, --help                  this text
   -V, --version               the version
 
@@ -130,6 +138,10 @@ pub enum Command {
     Verify,
     /// `bench`.
     Bench,
+    /// `write-log`.
+    WriteLog,
+    /// `check-log IMAGE`.
+    CheckLog(PathBuf),
     /// `--help`.
     Help,
     /// `--version`.
@@ -173,6 +185,8 @@ pub struct Cli {
     pub seconds: Duration,
     /// `--requests`.
     pub requests: Option<u64>,
+    /// `--log`.
+    pub log: Option<PathBuf>,
 }
 
 /// Parses `SHELF.SLOT` (an `e` in front is allowed).
@@ -257,6 +271,7 @@ impl Cli {
             window: None,
             seconds: Duration::from_secs(5),
             requests: None,
+            log: None,
         };
         let mut args = args.into_iter();
         let mut help = false;
@@ -296,6 +311,7 @@ impl Cli {
                 "--json" => cli.json = true,
                 "--seed" => cli.seed = Some(parse_number(&flag, &value(&flag)?)?),
                 "--file" => cli.file = Some(PathBuf::from(value(&flag)?)),
+                "--log" => cli.log = Some(PathBuf::from(value(&flag)?)),
                 "--mode" => {
                     let text = value(&flag)?;
                     cli.mode = match text.as_str() {
@@ -347,6 +363,14 @@ impl Cli {
             return Ok(cli);
         }
         cli.command = Self::command(&positional)?;
+        if let Command::CheckLog(_) = cli.command {
+            if cli.log.is_none() {
+                return Err(Usage(
+                    "check-log needs the write log: --log FILE".to_string(),
+                ));
+            }
+            return Ok(cli);
+        }
         if cli.link.is_none() {
             return Err(Usage(
                 "which interface? give -i IFACE (or --tap NAME)".to_string(),
@@ -420,6 +444,11 @@ impl Cli {
             (Some("write"), _) => Ok(Command::Write(file("write")?)),
             (Some("verify"), _) => exactly(1, Command::Verify),
             (Some("bench"), _) => exactly(1, Command::Bench),
+            (Some("write-log"), _) => exactly(1, Command::WriteLog),
+            (Some("check-log"), _) => match words.len() {
+                2 => Ok(Command::CheckLog(PathBuf::from(&words[1]))),
+                _ => Err(Usage("usage: aoe check-log IMAGE --log FILE".to_string())),
+            },
             (Some(other), _) => Err(Usage(format!("unknown command {other:?} (see aoe --help)"))),
             (None, _) => Err(Usage("no command (see aoe --help)".to_string())),
         }

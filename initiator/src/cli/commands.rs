@@ -6,6 +6,7 @@ use crate::control::{self, Retry, Session};
 use crate::engine::{Engine, EngineConfig, MAX_WINDOW, Op};
 use crate::frame::Address;
 use crate::work::{self, Access, BenchResult, BenchSpec, PatternCheck, Transfer};
+use crate::writelog::{self, WriteLog, WriteLogSpec};
 use crate::{Error, Transport};
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
@@ -406,4 +407,74 @@ fn bench_text(cli: &Cli, mtu: usize, spf: u8, window: usize, bs: u64, r: &BenchR
         r.frames,
         r.retransmits
     )
+}
+
+pub(super) fn write_log<L: Transport + ?Sized>(
+    cli: &Cli,
+    link: &mut L,
+    session: &Session,
+) -> Result<String, Error> {
+    let advertised = usize::from(session.info.buffer_count).clamp(1, MAX_WINDOW);
+    let window = cli.window.unwrap_or(advertised).min(cli.qd);
+    let mut config = EngineConfig::new(window, session.sectors_per_frame);
+    config.give_up = cli.timeout;
+    let mut engine = Engine::new(link.mac(), link.mtu(), session.address(), config)?;
+    let frame = u64::from(session.sectors_per_frame) * 512;
+    let bs = cli.bs.unwrap_or(frame);
+    if bs > frame {
+        return Err(Error::Invalid(format!(
+            "--bs {bs}: a write-log write is at most one frame ({frame} bytes here)"
+        )));
+    }
+    let (lba, count) = range(cli, session, None)?;
+    let spec = WriteLogSpec {
+        seed: cli.seed.unwrap_or(1),
+        lba,
+        count,
+        sectors: u8::try_from(bs / 512).unwrap_or(1),
+        duration: Some(cli.seconds),
+        max_writes: cli.requests,
+    };
+    let mut file;
+    let mut stdout;
+    let log: &mut dyn std::io::Write = match &cli.log {
+        Some(path) => {
+            file = std::fs::File::create(path).map_err(|e| file_error(path, "create", &e))?;
+            &mut file
+        }
+        None => {
+            stdout = std::io::stdout().lock();
+            &mut stdout
+        }
+    };
+    let start = Instant::now();
+    let mut work = WriteLog::new(spec, log)?;
+    let result = engine.run(link, &mut work);
+    let (issued, acked) = (work.issued(), work.acked());
+    eprintln!(
+        "aoe write-log: {issued} writes issued, {acked} acknowledged in {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    result?;
+    Ok(String::new())
+}
+
+pub(super) fn check_log(cli: &Cli, image: &std::path::Path) -> Result<String, Error> {
+    let Some(log_path) = &cli.log else {
+        return Err(Error::Invalid("check-log needs --log FILE".to_string()));
+    };
+    let log = std::fs::read_to_string(log_path).map_err(|e| file_error(log_path, "read", &e))?;
+    let data = std::fs::read(image).map_err(|e| file_error(image, "read", &e))?;
+    let report = writelog::check(&log, &data)?;
+    let text = format!("check-log {}: {}\n", image.display(), report.summary());
+    if report.lost.is_empty() {
+        Ok(text)
+    } else {
+        print!("{text}");
+        Err(Error::Invalid(format!(
+            "{} acknowledged writes are not in {}",
+            report.lost.len(),
+            image.display()
+        )))
+    }
 }

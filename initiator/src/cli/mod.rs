@@ -1,5 +1,5 @@
-//! The `aoe` command line: parsing ([`args`], pure and unit-tested), the commands
-//! ([`commands`]) and what they print ([`output`]).
+//! The `aoe` command line: parsing (`args`, pure and unit-tested), the commands
+//! (`commands`) and what they print (`output`).
 //!
 //! Exit status: 0 on success, 1 when the operation failed (no answer, an error from the target,
 //! a data mismatch, a file error), 2 for a bad command line.
@@ -17,7 +17,7 @@ use crate::control::{self, Retry, Session};
 use crate::port::NetPort;
 use crate::{Error, Transport};
 use aoe_core::wire::cfg::ConfigCommand;
-use commands::{bench, discover, read, verify, write};
+use commands::{bench, discover, read, verify, write, write_log};
 use output::{show_config, show_identify, show_macs};
 use std::time::Duration;
 
@@ -38,6 +38,18 @@ pub fn main() -> i32 {
         Command::Version => {
             println!("aoe {}", env!("CARGO_PKG_VERSION"));
             return 0;
+        }
+        Command::CheckLog(ref image) => {
+            return match commands::check_log(&cli, image) {
+                Ok(text) => {
+                    print!("{text}");
+                    0
+                }
+                Err(err) => {
+                    eprintln!("aoe: {err}");
+                    1
+                }
+            };
         }
         _ => {}
     }
@@ -115,7 +127,10 @@ pub fn run_on<L: Transport + ?Sized>(
         Command::Write(path) => write(cli, link, &session, path)?,
         Command::Verify => verify(cli, link, &session)?,
         Command::Bench => bench(cli, link, &session)?,
-        Command::Discover | Command::Help | Command::Version => String::new(),
+        Command::WriteLog => write_log(cli, link, &session)?,
+        Command::Discover | Command::Help | Command::Version | Command::CheckLog(_) => {
+            String::new()
+        }
     };
     out.write_all(text.as_bytes())?;
     Ok(())

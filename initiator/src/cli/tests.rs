@@ -111,3 +111,58 @@ fn commands_run_against_a_simulated_target() {
     let err = run_sim(&mut link, "identify -t 7.2 --timeout 1").unwrap_err();
     assert!(matches!(err, Error::NoAnswer { .. }), "{err}");
 }
+
+#[test]
+fn write_log_and_check_log_round_trip_through_the_command_line() {
+    let cli = parse("check-log disk.img --log w.log").unwrap();
+    assert_eq!(cli.command, Command::CheckLog("disk.img".into()));
+    assert!(parse("check-log disk.img").unwrap_err().0.contains("--log"));
+    assert!(parse("check-log").is_err());
+    let cli = parse("write-log -i x -t 1.2 --seed 9 --qd 8 --log out.log").unwrap();
+    assert_eq!(cli.command, Command::WriteLog);
+    assert_eq!((cli.seed, cli.qd), (Some(9), 8));
+
+    let dir = std::env::temp_dir().join(format!("aoe-writelog-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("w.log");
+    let image = dir.join("disk.img");
+    let mut link = SimTransport::new(7, 1, 4096, 16, 1500);
+    let args = format!(
+        "write-log -t 7.1 --lba 64 --count 1024 --requests 300 --seed 3 --log {}",
+        log.display()
+    );
+    run_sim(&mut link, &args).unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().count(), 301, "header and 300 ACK lines");
+    let err = run_sim(
+        &mut link,
+        &format!("write-log -t 7.1 --bs 4k --log {}", log.display()),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("at most one frame"), "{err}");
+    // The run above was refused before it wrote: the log of 300 is intact.
+    std::fs::write(&log, &text).unwrap();
+    std::fs::write(&image, link.target.disk().as_bytes()).unwrap();
+    let check = parse(&format!(
+        "check-log {} --log {}",
+        image.display(),
+        log.display()
+    ))
+    .unwrap();
+    let Command::CheckLog(path) = &check.command else {
+        panic!()
+    };
+    let report = commands::check_log(&check, path).unwrap();
+    assert!(
+        report.ends_with("acked 300, present 300, lost 0\n"),
+        "{report}"
+    );
+    std::fs::write(&image, vec![0u8; 4096 * 512]).unwrap();
+    let err = commands::check_log(&check, path).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("300 acknowledged writes are not in"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
