@@ -1,5 +1,5 @@
-//! The `aoe` command line: parsing ([`args`], pure and unit-tested), the commands
-//! ([`commands`]) and what they print ([`output`]).
+//! The `aoe` command line: parsing (`args`, pure and unit-tested), the commands
+//! (`commands`) and what they print (`output`).
 //!
 //! Exit status: 0 on success, 1 when the operation failed (no answer, an error from the target,
 //! a data mismatch, a file error), 2 for a bad command line.
