@@ -91,14 +91,48 @@ pub fn parse_level(text: &str) -> Result<LevelFilter, SpecError> {
     })
 }
 
+/// A decimal number as vblade's `atoi` reads shelf, slot and `-b` (leading zeros are still
+/// decimal), refusing what `atoi` would silently turn into something else: signs, hex, trailing
+/// letters. A number too large for the field is reported as out of range, not as "not a
+/// number".
 fn parse_number<T: std::str::FromStr>(what: &str, text: &str, range: &str) -> Result<T, SpecError> {
     let digits_only = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-    match text.parse() {
-        Ok(value) if digits_only => Ok(value),
-        _ => Err(SpecError(format!(
+    if !digits_only {
+        return Err(SpecError(format!(
             "{what} {text:?} is not a decimal number in {range}"
-        ))),
+        )));
     }
+    text.parse().map_err(|_| {
+        SpecError(format!(
+            "{what} {text:?} is out of range (overflow): use {range}"
+        ))
+    })
+}
+
+/// A sector count as vblade's `strtoll(text, NULL, 0)` reads `-o` and `-l`: decimal, `0x`
+/// hexadecimal or leading-`0` octal. Unlike `strtoll`, trailing characters (`16k`, `1e2`) and
+/// signs are refused rather than ignored, and a value beyond 2^64 − 1 is reported as an overflow.
+fn parse_sectors(what: &str, text: &str) -> Result<u64, SpecError> {
+    let (digits, radix, kind) =
+        if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+            (hex, 16, "hexadecimal")
+        } else if text.len() > 1 && text.starts_with('0') {
+            (&text[1..], 8, "octal")
+        } else {
+            (text, 10, "decimal")
+        };
+    let valid = !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix));
+    if !valid {
+        return Err(SpecError(format!(
+            "{what} {text:?} is not a number of sectors (decimal, 0x hexadecimal or 0 octal)"
+        )));
+    }
+    u64::from_str_radix(digits, radix).map_err(|_| {
+        SpecError(format!(
+            "{what} {text:?} is out of range ({kind} overflow): at most {} sectors",
+            u64::MAX
+        ))
+    })
 }
 
 /// What the getopt-style scan collected before operands are interpreted.
@@ -270,10 +304,10 @@ fn single_export(raw: Raw) -> Result<ExportSpec, SpecError> {
     };
     let mut disk = raw.disk;
     if let Some(text) = &raw.offset {
-        disk.offset = parse_number("offset (-o)", text, "sectors")?;
+        disk.offset = parse_sectors("offset (-o)", text)?;
     }
     if let Some(text) = &raw.length {
-        disk.length = Some(parse_number("length (-l)", text, "sectors")?);
+        disk.length = Some(parse_sectors("length (-l)", text)?);
     }
     let mut mac_mask = Vec::new();
     for list in &raw.macs {
@@ -397,6 +431,20 @@ mod test {
     }
 
     #[test]
+    fn offsets_and_lengths_read_hex_and_octal_as_vblade_does() {
+        // vblade reads -o and -l with strtoll(.., 0): 0x10 is 16, 010 is 8.
+        let spec = run(&["-o", "0x10", "-l", "010", "1", "2", "e", "f"]);
+        assert_eq!((spec.disk.offset, spec.disk.length), (16, Some(8)));
+        let spec = run(&["-o0X1f", "-l", "0", "1", "2", "e", "f"]);
+        assert_eq!((spec.disk.offset, spec.disk.length), (31, Some(0)));
+        let spec = run(&["-o", "18446744073709551615", "1", "2", "e", "f"]);
+        assert_eq!(spec.disk.offset, u64::MAX);
+        // Shelf, slot and -b are atoi's: decimal, also with a leading zero (vblade: 010 is 10).
+        let spec = run(&["-b", "010", "010", "02", "e", "f"]);
+        assert_eq!((spec.buffer_count, spec.shelf, spec.slot), (10, 10, 2));
+    }
+
+    #[test]
     fn long_options() {
         assert_eq!(parse(["--help"]), Ok(Command::Help));
         assert_eq!(parse(["1", "--version"]), Ok(Command::Version));
@@ -426,11 +474,15 @@ mod test {
             (&["4095", "0", "e", "f"], "refused by the Linux initiator"),
             (
                 &["65536", "0", "e", "f"],
-                "shelf \"65536\" is not a decimal number",
+                "shelf \"65536\" is out of range (overflow)",
+            ),
+            (
+                &["0x3", "0", "e", "f"],
+                "shelf \"0x3\" is not a decimal number",
             ),
             (&["-1", "0", "e", "f"], "invalid option -1"),
             (&["1", "255", "e", "f"], "broadcast slot"),
-            (&["1", "256", "e", "f"], "slot \"256\""),
+            (&["1", "256", "e", "f"], "slot \"256\" is out of range"),
             (&["1", "x", "e", "f"], "slot \"x\""),
             (&["1", "+2", "e", "f"], "slot \"+2\""),
             (&["-b", "1", "1", "2", "e", "f"], "below 2"),
@@ -441,6 +493,30 @@ mod test {
             ),
             (&["-o", "-3", "1", "2", "e", "f"], "offset (-o) \"-3\""),
             (&["-l", "1k", "1", "2", "e", "f"], "length (-l) \"1k\""),
+            (
+                &["-o", "16k", "1", "2", "e", "f"],
+                "offset (-o) \"16k\" is not a number",
+            ),
+            (
+                &["-o", "0x", "1", "2", "e", "f"],
+                "offset (-o) \"0x\" is not a number",
+            ),
+            (
+                &["-o", "09", "1", "2", "e", "f"],
+                "offset (-o) \"09\" is not a number",
+            ),
+            (
+                &["-l", "99999999999999999999", "1", "2", "e", "f"],
+                "length (-l) \"99999999999999999999\" is out of range (decimal overflow)",
+            ),
+            (
+                &["-o", "0x10000000000000000", "1", "2", "e", "f"],
+                "hexadecimal overflow",
+            ),
+            (
+                &["-b", "70000", "1", "2", "e", "f"],
+                "is out of range (overflow)",
+            ),
             (&["-m", "00:11:22", "1", "2", "e", "f"], "not a MAC address"),
             (
                 &["-m", "01:00:5e:00:00:01", "1", "2", "e", "f"],
