@@ -306,6 +306,9 @@ impl Supervisor {
                 !next.iter().any(|kept| Arc::ptr_eq(kept, old))
                     && old.identity() == export.identity()
             });
+            if let (Some(state), None) = (export.restored(), replaced) {
+                log::info!("{}: state restored: {}", spec.name(), state.describe());
+            }
             if let Some(old) = replaced {
                 let state = export.handover_from(old);
                 log::info!(

@@ -160,6 +160,8 @@ pub struct Export {
     retired: AtomicBool,
     _lock: Option<Arc<FileLock>>,
     metrics: ExportMetrics,
+    /// The state restored from a saved record at open, if any.
+    restored: Option<TargetState>,
 }
 
 impl Export {
@@ -238,9 +240,7 @@ impl Export {
         state.apply_to(&mut target).map_err(|error| {
             ExportError::State(format!("the saved state does not fit: {error}"))
         })?;
-        if saved.is_some() {
-            log::info!("{}: state restored: {}", spec.name(), state.describe());
-        }
+        let restored = saved.map(|_| state.clone());
         let generation = target.generation();
         Ok(Export {
             spec,
@@ -256,7 +256,13 @@ impl Export {
             retired: AtomicBool::new(false),
             _lock: None,
             metrics: ExportMetrics::default(),
+            restored,
         })
+    }
+
+    /// The state this export started from, if it came from a saved record.
+    pub fn restored(&self) -> Option<&TargetState> {
+        self.restored.as_ref()
     }
 
     /// Whose state this export keeps: shelf, slot and the canonical file.
