@@ -314,6 +314,43 @@ file = "disk1.img"
     }
 
     #[test]
+    fn the_packaged_example_parses_once_uncommented() {
+        // packaging/exports.toml ships with every key commented out; uncommented (the lines
+        // `# key = ...` and `# [[export]]`), it must be a valid config.
+        let shipped = include_str!("../../packaging/exports.toml");
+        assert!(
+            parse(shipped, Path::new("/"))
+                .unwrap_err()
+                .0
+                .contains("no [[export]]")
+        );
+        let uncommented: String = shipped
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with("[[export]]")
+                        || rest.split_once(" = ").is_some_and(|(key, _)| {
+                            key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        }) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = parse(&uncommented, Path::new("/etc/vblade-rs")).unwrap();
+        assert_eq!(config.exports.len(), 2);
+        assert_eq!(
+            config.daemon.metrics,
+            Some("127.0.0.1:9188".parse().unwrap())
+        );
+        assert_eq!(config.exports[0].state.config_string, b"rack 4");
+        assert!(config.exports[0].state.pinned.mask);
+        assert!(config.exports[1].disk.read_only);
+    }
+
+    #[test]
     fn bad_configs_are_refused_with_a_reason() {
         let export = |body: &str| {
             format!(
@@ -354,6 +391,22 @@ file = "disk1.img"
                 "no interface or TAP",
             ),
             (export("") + &export(""), "e1.0 is exported twice on eth1"),
+            (
+                export("pin = [\"everything\"]"),
+                "pin \"everything\" is not one of",
+            ),
+            (
+                export("reserve = [\"nope\"]"),
+                "export #1 (e1.0): \"nope\" is not a MAC",
+            ),
+            (
+                export(&format!("config_string = \"{}\"", "x".repeat(1025))),
+                "a config string of 1025 bytes",
+            ),
+            (
+                "metrics = \"here\"\n".to_owned() + &export(""),
+                "metrics address \"here\" is not IP:PORT",
+            ),
             ("[[export]\nshelf = 1".to_owned(), "line 1"),
         ];
         for (text, expected) in cases {
