@@ -13,6 +13,9 @@ use crate::Error;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+/// How long `kernel flush` waits for the driver to let the devices go.
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Where the driver's files are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelPaths {
@@ -212,7 +215,23 @@ pub fn run(
                     command(paths, "flush", name)?;
                 }
             }
-            let left = devices(paths)?;
+            // The driver may take a moment to let a device go: wait (at most 2 s) until the
+            // ones asked for are gone.
+            let done = |left: &[Device]| {
+                if *all {
+                    left.is_empty()
+                } else if names.is_empty() {
+                    !left.iter().any(|d| d.state.starts_with("down"))
+                } else {
+                    !left.iter().any(|d| names.contains(&d.name))
+                }
+            };
+            let deadline = std::time::Instant::now() + FLUSH_WAIT;
+            let mut left = devices(paths)?;
+            while !done(&left) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                left = devices(paths)?;
+            }
             let gone: Vec<&str> = known
                 .iter()
                 .filter(|d| !left.iter().any(|l| l.name == d.name))
