@@ -1,4 +1,4 @@
-//! The `aoe` command line: parsing ([`args`], pure and unit-tested), the help text and man
+//! The `aoe` command line: parsing (`args`, pure and unit-tested), the help text and man
 //! page (`help`, one source for both), the commands (`commands`), the Linux driver's views
 //! (`kernel`) and what they print (`output`).
 //!
