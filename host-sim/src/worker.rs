@@ -446,11 +446,16 @@ impl LinkWorker {
     /// one, else the announcement at once.
     fn start(&mut self, index: usize) {
         let export = Arc::clone(self.channels[index].export());
-        if !self.shared.probe {
+        let spec = export.spec();
+        // An export a reload reopened takes over an address already served on this link (a
+        // link that failed marks its exports waiting, so they are probed when it is back).
+        let replacing = self.shared.metrics.states().get(&spec.name())
+            == Some(&ExportOnLink::Serving)
+            && matches!(self.channels[index].on_link, OnLink::New);
+        if !self.shared.probe || replacing {
             self.serve(index);
             return;
         }
-        let spec = export.spec();
         let probe = Probe::new(spec.shelf, spec.slot);
         self.send_probe(&probe);
         self.channels[index].on_link = OnLink::Probing {
