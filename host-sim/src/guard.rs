@@ -257,7 +257,7 @@ impl FileLock {
             fd: OwnedFd::from(file),
             exclusive,
         };
-        lock.take(id)?;
+        lock.take()?;
         if exclusive {
             let writers = writers_of(id);
             if let Some(&pid) = writers.first() {
@@ -273,7 +273,7 @@ impl FileLock {
     }
 
     /// Takes (or converts to) this lock's kind, without waiting.
-    fn take(&self, id: StorageId) -> Result<(), String> {
+    fn take(&self) -> Result<(), String> {
         let operation = if self.exclusive {
             libc::LOCK_EX
         } else {
@@ -296,7 +296,6 @@ impl FileLock {
             Some(&pid) => format!(" by {}", describe_process(pid)),
             None => String::new(),
         };
-        let _ = id;
         Err(format!(
             "{} is already exported{holder}; {}",
             self.path.display(),
@@ -340,7 +339,7 @@ impl FileLocks {
                         .map_err(|error| format!("cannot lock {}: {error}", path.display()))?,
                     exclusive: true,
                 });
-                upgraded.take(id)?;
+                upgraded.take()?;
                 held.insert(id, Arc::downgrade(&upgraded));
                 return Ok(upgraded);
             }
