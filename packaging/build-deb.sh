@@ -34,6 +34,7 @@ version=$("$bin/host-sim" --version | awk '{ print $2 }')
 revision=1
 arch=$(dpkg --print-architecture)
 stage=$(mktemp -d)
+chmod 755 "$stage"
 trap 'rm -rf "$stage"' EXIT
 
 install -D -m 755 "$bin/host-sim" "$stage/usr/sbin/host-sim"

@@ -11,6 +11,13 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 step() { printf '\n== %s\n' "$*"; }
 fail() { echo "check-deb: FAIL: $*" >&2; exit 1; }
 
+step "ownership and modes in the archive"
+# Every entry root's, and the archive's root directory 0755 (dpkg must not see / as 0700).
+listing=$(dpkg-deb -c "$deb")
+if grep -v ' root/root ' <<<"$listing"; then fail "entries not owned by root/root (above)"; fi
+[[ $(head -n 1 <<<"$listing") == 'drwxr-xr-x root/root'* ]] || fail "./ is not drwxr-xr-x: $(head -n 1 <<<"$listing")"
+echo "all entries root/root; ./ is drwxr-xr-x"
+
 step "install $deb"
 dpkg -i "$deb"
 dpkg -s vblade-rs | grep -E '^(Version|Depends|Installed-Size):'
