@@ -17,11 +17,17 @@
 //! * Frames lent by a kernel receive ring ([`Frame::is_transient`]) are held only by a storage
 //!   queue that completes during its commit; for other queues the request is copied into a
 //!   pool frame first, so a slow disk never stops the ring.
-//! * Nothing is allocated per frame: the plan slab and the completion list keep their
-//!   capacity.
+//! * A control command that changed the export's target state is saved (with a state
+//!   directory) before its reply is written; if the save fails the reply is withheld (the
+//!   initiator retries) and the failure is logged and counted. A retired export (a reload
+//!   replaced it) answers nothing new.
+//! * Nothing is allocated per frame: the plan slab, the completion list and the list of
+//!   replies waiting to be sent keep their capacity. Counters are relaxed atomics
+//!   ([`crate::metrics`]); a reply's latency is measured from the start of the turn that
+//!   received its request to the send of the turn's replies ([`Channel::replies_sent`]).
 
 use crate::export::Export;
-use aoe_core::{Plan, Port};
+use aoe_core::{IoOp, Plan, Port};
 use aoe_net::{Frame, Link};
 use aoe_storage::{Completion, IoQueue, Ordered, Request, Waker};
 use std::collections::HashMap;
@@ -31,29 +37,31 @@ use std::time::{Duration, Instant};
 /// How often one kind of disk error is logged per channel.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Plans waiting for their storage completion, indexed by tag.
+/// Plans waiting for their storage completion, with the time their request arrived, indexed
+/// by tag.
 #[derive(Debug, Default)]
 struct PlanSlab {
-    plans: Vec<Option<Plan>>,
+    plans: Vec<Option<(Plan, Instant)>>,
     free: Vec<usize>,
 }
 
 impl PlanSlab {
-    fn insert(&mut self, plan: Plan) -> u64 {
+    fn insert(&mut self, plan: Plan, received: Instant) -> u64 {
+        let entry = Some((plan, received));
         let index = match self.free.pop() {
             Some(index) => {
-                self.plans[index] = Some(plan);
+                self.plans[index] = entry;
                 index
             }
             None => {
-                self.plans.push(Some(plan));
+                self.plans.push(entry);
                 self.plans.len() - 1
             }
         };
         index as u64
     }
 
-    fn take(&mut self, tag: u64) -> Option<Plan> {
+    fn take(&mut self, tag: u64) -> Option<(Plan, Instant)> {
         let index = usize::try_from(tag).ok()?;
         let plan = self.plans.get_mut(index)?.take()?;
         self.free.push(index);
@@ -68,13 +76,40 @@ struct ErrorLog {
     logged: HashMap<String, Instant>,
 }
 
+/// Where an export stands on one link (the worker decides; see `worker`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnLink {
+    /// Not yet started (just opened).
+    New,
+    /// Probing for another target with its shelf.slot; answers nothing yet.
+    Probing {
+        /// The probe.
+        probe: crate::guard::Probe,
+        /// When its first query went out.
+        started: Instant,
+        /// Whether the second query went out.
+        resent: bool,
+    },
+    /// Announced and answering.
+    Serving,
+    /// Another target answered the probe: held back since then.
+    Conflict {
+        /// When the conflict was found.
+        since: Instant,
+    },
+}
+
 /// One worker's queue to one export; see the [module docs](self).
 pub struct Channel {
+    /// Where the export stands on this worker's link.
+    pub on_link: OnLink,
     export: Arc<Export>,
     queue: Ordered,
     inline: bool,
     plans: PlanSlab,
     completions: Vec<Completion>,
+    /// When the requests of the replies built but not yet sent arrived.
+    unsent: Vec<Instant>,
     errors: ErrorLog,
     /// Requests dropped because no pool frame was free to copy a ring frame into.
     pub pool_drops: u64,
@@ -101,11 +136,13 @@ impl Channel {
             .map_err(|error| format!("{}: {error}", export.spec().name()))?;
         let inline = export.storage().capabilities().completes_inline;
         Ok(Channel {
+            on_link: OnLink::New,
             export,
             queue: Ordered::new(queue),
             inline,
             plans: PlanSlab::default(),
             completions: Vec::with_capacity(256),
+            unsent: Vec::with_capacity(256),
             errors: ErrorLog::default(),
             pool_drops: 0,
         })
@@ -121,24 +158,35 @@ impl Channel {
         self.queue.in_flight()
     }
 
-    /// Runs `frame` through the engine. A reply that is ready goes to `replies`; disk work goes
-    /// to the storage queue (committed by [`commit`](Self::commit)). `link` lends a pool frame
-    /// when a ring frame must not be held.
+    /// Runs `frame`, received at `received` (the start of the worker's turn), through the
+    /// engine. A reply that is ready goes to `replies`; disk work goes to the storage queue
+    /// (committed by [`commit`](Self::commit)). `link` lends a pool frame when a ring frame must
+    /// not be held.
     pub fn accept(
         &mut self,
         port: &Port,
         mut frame: Frame,
         link: &mut dyn Link,
         replies: &mut Vec<Frame>,
+        received: Instant,
     ) {
+        if self.export.is_retired() {
+            self.export.metrics().handover_drops.add(1);
+            return;
+        }
         let mut target = self.export.target();
         let Some(plan) = target.accept(port, frame.as_slice()) else {
             return;
         };
         let Some(io) = plan.io() else {
+            // A control command may have changed the target state: saved before the reply.
+            if !self.export.persist(&target) {
+                return;
+            }
             if let Some(len) = target.complete(&plan, Ok(()), frame.buffer_mut()) {
                 frame.set_len(len);
                 replies.push(frame);
+                self.unsent.push(received);
             }
             return;
         };
@@ -147,14 +195,24 @@ impl Channel {
             // Keep the kernel's ring moving: the request waits for its I/O in a pool frame.
             let Some(mut copy) = link.alloc() else {
                 self.pool_drops += 1;
+                self.export.metrics().pool_drops.add(1);
                 return;
             };
             copy.fill(frame.as_slice());
             frame = copy;
         }
-        let tag = self.plans.insert(plan);
+        let tag = self.plans.insert(plan, received);
+        self.export.metrics().in_flight.add(1);
         // `Ordered` takes every request (it holds back what cannot go yet).
         let _ = self.queue.submit(Request { tag, io, frame });
+    }
+
+    /// Records the latency of every reply built since the last call, now that they were sent.
+    pub fn replies_sent(&mut self, now: Instant) {
+        let latency = &self.export.metrics().latency;
+        for received in self.unsent.drain(..) {
+            latency.record(now.saturating_duration_since(received));
+        }
     }
 
     /// Hands the submitted requests to the storage.
@@ -181,14 +239,31 @@ impl Channel {
             return;
         }
         let mut target = self.export.target();
+        let metrics = self.export.metrics();
         for completion in self.completions.drain(..) {
-            let Some(plan) = self.plans.take(completion.tag) else {
+            let Some((plan, received)) = self.plans.take(completion.tag) else {
                 continue;
             };
+            metrics.in_flight.add(-1);
             let result = match completion.result {
-                Ok(()) => Ok(()),
+                Ok(()) => {
+                    let bytes = u64::from(completion.io.sectors) * 512;
+                    match completion.io.op {
+                        IoOp::Read => {
+                            metrics.reads.add(1);
+                            metrics.read_bytes.add(bytes);
+                        }
+                        IoOp::Write => {
+                            metrics.writes.add(1);
+                            metrics.written_bytes.add(bytes);
+                        }
+                        IoOp::Flush => metrics.flushes.add(1),
+                    }
+                    Ok(())
+                }
                 Err(error) => {
                     let key = error.to_string();
+                    metrics.io_error(&key);
                     let count = self.export.count_disk_error(&key);
                     let now = Instant::now();
                     let due = self
@@ -214,6 +289,7 @@ impl Channel {
             if let Some(len) = target.complete(&plan, result, frame.buffer_mut()) {
                 frame.set_len(len);
                 replies.push(frame);
+                self.unsent.push(received);
             }
         }
     }

@@ -3,10 +3,12 @@
 //!
 //! ```text
 //! host-sim [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] [-m mac[,mac...]]
-//!          [--writeback] [--tap NAME] [--log-level LEVEL] shelf slot netif filename
+//!          [--writeback] [--tap NAME] [daemon options] shelf slot netif filename
 //! host-sim [--tap NAME] ... shelf slot filename        (TAP only)
-//! host-sim --config FILE [--log-level LEVEL]
-//! host-sim --help | --version
+//! host-sim --config FILE [daemon options]
+//! host-sim --check-config FILE
+//! host-sim stats [--control PATH] [--prometheus]
+//! host-sim --help | --help-man | --version
 //! ```
 //!
 //! As with glibc, options may follow operands, short options cluster (`-dsr`, `-b16`,
@@ -17,21 +19,53 @@
 //! vblade would misread: numbers that are not numbers, shelf 65535/4095, slot 255, a buffer
 //! count below 2, bad MACs.
 
-use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, SpecError};
+use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, SpecError, StatePresets};
 use aoe_net::LinkSpec;
 use aoe_storage::file::DiskOptions;
 use log::LevelFilter;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where `host-sim stats` asks, and where the packaged service listens.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/vblade-rs/control.sock";
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Serve exports.
-    Run(Settings),
+    Run(Box<Settings>),
+    /// Check a config file and exit.
+    CheckConfig(PathBuf),
+    /// Print a running host-sim's counters.
+    Stats {
+        /// Its control socket.
+        control: PathBuf,
+        /// As Prometheus text instead of a table.
+        prometheus: bool,
+    },
     /// Print the usage text.
     Help,
+    /// Print the man page (made from the usage text).
+    ManPage,
     /// Print the version.
     Version,
+}
+
+/// How the daemon runs, from the command line (each also a config file key; the command line
+/// wins).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DaemonOptions {
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+    /// `--metrics`.
+    pub metrics: Option<SocketAddr>,
+    /// `--control`.
+    pub control: Option<PathBuf>,
+    /// `--allow-duplicate`.
+    pub allow_duplicate: bool,
+    /// `--wait-link`.
+    pub wait_link: Option<Duration>,
 }
 
 /// Where the exports come from.
@@ -50,20 +84,26 @@ pub struct Settings {
     pub exports: Exports,
     /// `--log-level`, if given (else the config file's, else `info`).
     pub log_level: Option<LevelFilter>,
+    /// The daemon's options.
+    pub daemon: DaemonOptions,
 }
 
-/// The usage text for `--help`.
+/// The usage text for `--help` (and, through `aoe-manpage`, the man page).
 pub const USAGE: &str = "\
 usage: host-sim [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] [-m mac[,mac...]]
-                [--writeback] [--tap NAME] [--log-level LEVEL] shelf slot netif filename
+                [--writeback] [--tap NAME] [daemon options] shelf slot netif filename
        host-sim [options] --tap NAME shelf slot filename
-       host-sim --config FILE [--log-level LEVEL]
-       host-sim --help | --version
+       host-sim --config FILE [daemon options]
+       host-sim --check-config FILE
+       host-sim stats [--control PATH] [--prometheus]
+       host-sim --help | --help-man | --version
 
-Export filename (a file or block device) as AoE target e<shelf>.<slot> on interface netif.
+Export filename (a file or block device) as ATA over Ethernet target e<shelf>.<slot> on
+interface netif, as vblade does; or serve every export of a TOML config file.
 
+export options (vblade's):
   -b bufcnt   Buffer Count to advertise (frames queued without loss; default 64, at least 2)
-  -o offset   skip offset 512-byte sectors at the start of the file
+  -o offset   skip offset 512-byte sectors at the start of the file (decimal, 0x hex, 0 octal)
   -l length   export only length sectors (after the offset)
   -d          open with O_DIRECT (bypass the page cache)
   -s          open with O_SYNC (every write durable before it is acknowledged)
@@ -73,14 +113,63 @@ Export filename (a file or block device) as AoE target e<shelf>.<slot> on interf
               or crash of this host loses acknowledged writes (default: every write is on
               stable storage before it is acknowledged; the Linux initiator never flushes)
   --tap NAME  also (or, without netif, only) export over TAP device NAME
-  --config FILE      serve the exports listed in a TOML file; SIGHUP reloads it
-  --log-level LEVEL  off, error, warn, info (default), debug or trace
+
+daemon options:
+  --config FILE        serve the exports listed in a TOML file; SIGHUP reloads it
+  --state-dir DIR      keep each export's config string, MAC mask and reserve list in DIR:
+                       saved before the reply that acknowledges a change, restored at start
+  --metrics ADDRESS    serve Prometheus metrics on http://ADDRESS/metrics (e.g. 127.0.0.1:9188)
+  --control PATH       listen on unix socket PATH for host-sim stats
+  --wait-link SECONDS  wait at most this long at start for a missing or down interface, then
+                       refuse (0: refuse at once); without it, wait as long as it takes
+  --allow-duplicate    serve even when another target answers the same shelf.slot
+  --log-level LEVEL    off, error, warn, info (default), debug or trace
+
+other commands:
+  --check-config FILE  check a config file (syntax, exports, files, overlaps, state) and exit
+  stats                print the counters of a running host-sim, from its --control socket
+                       (default /run/vblade-rs/control.sock); --prometheus: as metrics text
+  --help-man           print this text as a man page
   --help, --version
 
 Shelf 65535 and 4095 and slot 255 are refused (the Linux initiator cannot use them).
-Signals: SIGINT/SIGTERM finish in-flight requests, flush and exit 0; SIGHUP reloads --config;
-SIGUSR1 logs the counters of every export.
+Guards: a file exported writable is locked (and a block device opened O_EXCL) for as long as
+it is served, and refused if another program exports it or has it open for writing; one
+config may export a file twice only read-only or in disjoint windows; a shelf.slot answered by
+another target on the LAN (a probe at start and whenever a link comes up) or served by another
+host-sim on this host and interface is refused unless --allow-duplicate.
+Signals: SIGINT/SIGTERM finish in-flight requests, flush and exit 0; SIGHUP reloads --config,
+keeping each export's target state unless its shelf.slot or file changed; SIGUSR1 logs the
+counters of every export.
 ";
+
+/// The man page `--help-man` prints: [`USAGE`] in roff (`aoe-manpage`), so the two cannot
+/// drift.
+pub fn man_page() -> String {
+    let source = format!("vblade-rs {}", env!("CARGO_PKG_VERSION"));
+    aoe_manpage::render(
+        &aoe_manpage::Page {
+            name: "host-sim",
+            section: "8",
+            summary: "vblade-compatible ATA over Ethernet target",
+            source: &source,
+            manual: "System Administration",
+        },
+        USAGE,
+    )
+}
+
+/// Reads a metrics address: `IP:PORT`.
+///
+/// # Errors
+/// When it is not one.
+pub fn parse_address(text: &str) -> Result<SocketAddr, SpecError> {
+    text.parse().map_err(|_| {
+        SpecError(format!(
+            "metrics address {text:?} is not IP:PORT (e.g. 127.0.0.1:9188)"
+        ))
+    })
+}
 
 /// Parses a log level name.
 ///
@@ -94,14 +183,48 @@ pub fn parse_level(text: &str) -> Result<LevelFilter, SpecError> {
     })
 }
 
+/// A decimal number as vblade's `atoi` reads shelf, slot and `-b` (leading zeros are still
+/// decimal), refusing what `atoi` would silently turn into something else: signs, hex, trailing
+/// letters. A number too large for the field is reported as out of range, not as "not a
+/// number".
 fn parse_number<T: std::str::FromStr>(what: &str, text: &str, range: &str) -> Result<T, SpecError> {
     let digits_only = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-    match text.parse() {
-        Ok(value) if digits_only => Ok(value),
-        _ => Err(SpecError(format!(
+    if !digits_only {
+        return Err(SpecError(format!(
             "{what} {text:?} is not a decimal number in {range}"
-        ))),
+        )));
     }
+    text.parse().map_err(|_| {
+        SpecError(format!(
+            "{what} {text:?} is out of range (overflow): use {range}"
+        ))
+    })
+}
+
+/// A sector count as vblade's `strtoll(text, NULL, 0)` reads `-o` and `-l`: decimal, `0x`
+/// hexadecimal or leading-`0` octal. Unlike `strtoll`, trailing characters (`16k`, `1e2`) and
+/// signs are refused rather than ignored, and a value beyond 2^64 − 1 is reported as an overflow.
+fn parse_sectors(what: &str, text: &str) -> Result<u64, SpecError> {
+    let (digits, radix, kind) =
+        if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+            (hex, 16, "hexadecimal")
+        } else if text.len() > 1 && text.starts_with('0') {
+            (&text[1..], 8, "octal")
+        } else {
+            (text, 10, "decimal")
+        };
+    let valid = !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix));
+    if !valid {
+        return Err(SpecError(format!(
+            "{what} {text:?} is not a number of sectors (decimal, 0x hexadecimal or 0 octal)"
+        )));
+    }
+    u64::from_str_radix(digits, radix).map_err(|_| {
+        SpecError(format!(
+            "{what} {text:?} is out of range ({kind} overflow): at most {} sectors",
+            u64::MAX
+        ))
+    })
 }
 
 /// What the getopt-style scan collected before operands are interpreted.
@@ -115,12 +238,29 @@ struct Raw {
     tap: Option<String>,
     config: Option<String>,
     log_level: Option<String>,
+    check_config: Option<String>,
+    state_dir: Option<String>,
+    metrics: Option<String>,
+    control: Option<String>,
+    wait_link: Option<String>,
+    allow_duplicate: bool,
+    prometheus: bool,
     operands: Vec<String>,
     help: bool,
+    help_man: bool,
     version: bool,
 }
 
-const LONG_WITH_VALUE: [&str; 3] = ["tap", "config", "log-level"];
+const LONG_WITH_VALUE: [&str; 8] = [
+    "tap",
+    "config",
+    "log-level",
+    "check-config",
+    "state-dir",
+    "metrics",
+    "control",
+    "wait-link",
+];
 
 /// Parses `args` (without the program name).
 ///
@@ -136,10 +276,52 @@ where
     if raw.help {
         return Ok(Command::Help);
     }
+    if raw.help_man {
+        return Ok(Command::ManPage);
+    }
     if raw.version {
         return Ok(Command::Version);
     }
+    if raw.operands.first().is_some_and(|word| word == "stats") {
+        if raw.operands.len() > 1 {
+            return Err(SpecError(format!(
+                "unexpected argument {:?} after stats (see --help)",
+                raw.operands[1]
+            )));
+        }
+        return Ok(Command::Stats {
+            control: PathBuf::from(raw.control.as_deref().unwrap_or(DEFAULT_CONTROL_SOCKET)),
+            prometheus: raw.prometheus,
+        });
+    }
+    if raw.prometheus {
+        return Err(SpecError(
+            "--prometheus goes with stats (see --help)".into(),
+        ));
+    }
+    if let Some(file) = &raw.check_config {
+        if !raw.operands.is_empty() || raw.config.is_some() {
+            return Err(SpecError(
+                "--check-config takes only the file to check (see --help)".into(),
+            ));
+        }
+        return Ok(Command::CheckConfig(PathBuf::from(file)));
+    }
     let log_level = raw.log_level.as_deref().map(parse_level).transpose()?;
+    let daemon = DaemonOptions {
+        state_dir: raw.state_dir.as_deref().map(PathBuf::from),
+        metrics: raw.metrics.as_deref().map(parse_address).transpose()?,
+        control: raw.control.as_deref().map(PathBuf::from),
+        allow_duplicate: raw.allow_duplicate,
+        wait_link: match raw.wait_link.as_deref() {
+            Some(text) => Some(Duration::from_secs(parse_number(
+                "--wait-link",
+                text,
+                "0..4294967295 seconds",
+            )?)),
+            None => None,
+        },
+    };
     if let Some(config) = &raw.config {
         let vblade_flags = raw.buffer_count.is_some()
             || raw.offset.is_some()
@@ -153,16 +335,18 @@ where
                     .into(),
             ));
         }
-        return Ok(Command::Run(Settings {
+        return Ok(Command::Run(Box::new(Settings {
             exports: Exports::ConfigFile(PathBuf::from(config)),
             log_level,
-        }));
+            daemon,
+        })));
     }
     let export = single_export(raw)?;
-    Ok(Command::Run(Settings {
+    Ok(Command::Run(Box::new(Settings {
         exports: Exports::Single(export),
         log_level,
-    }))
+        daemon,
+    })))
 }
 
 fn scan(args: &[String]) -> Result<Raw, SpecError> {
@@ -204,10 +388,18 @@ fn scan(args: &[String]) -> Result<Raw, SpecError> {
             match (name, value) {
                 ("help", _) => raw.help = true,
                 ("writeback", _) => raw.disk.writeback = true,
+                ("help-man", _) => raw.help_man = true,
                 ("version", _) => raw.version = true,
+                ("allow-duplicate", _) => raw.allow_duplicate = true,
+                ("prometheus", _) => raw.prometheus = true,
                 ("tap", value) => raw.tap = value,
                 ("config", value) => raw.config = value,
                 ("log-level", value) => raw.log_level = value,
+                ("check-config", value) => raw.check_config = value,
+                ("state-dir", value) => raw.state_dir = value,
+                ("metrics", value) => raw.metrics = value,
+                ("control", value) => raw.control = value,
+                ("wait-link", value) => raw.wait_link = value,
                 _ => {
                     return Err(SpecError(format!(
                         "unrecognized option --{name} (see --help)"
@@ -274,10 +466,10 @@ fn single_export(raw: Raw) -> Result<ExportSpec, SpecError> {
     };
     let mut disk = raw.disk;
     if let Some(text) = &raw.offset {
-        disk.offset = parse_number("offset (-o)", text, "sectors")?;
+        disk.offset = parse_sectors("offset (-o)", text)?;
     }
     if let Some(text) = &raw.length {
-        disk.length = Some(parse_number("length (-l)", text, "sectors")?);
+        disk.length = Some(parse_sectors("length (-l)", text)?);
     }
     let mut mac_mask = Vec::new();
     for list in &raw.macs {
@@ -300,6 +492,7 @@ fn single_export(raw: Raw) -> Result<ExportSpec, SpecError> {
         buffer_count,
         disk,
         mac_mask,
+        state: StatePresets::default(),
     };
     export.validate()?;
     Ok(export)
@@ -312,10 +505,10 @@ mod test {
 
     fn run(args: &[&str]) -> ExportSpec {
         match parse(args.iter().copied()) {
-            Ok(Command::Run(Settings {
-                exports: Exports::Single(spec),
-                ..
-            })) => spec,
+            Ok(Command::Run(settings)) => match settings.exports {
+                Exports::Single(spec) => spec,
+                other => panic!("{args:?}: {other:?}"),
+            },
             other => panic!("{args:?}: {other:?}"),
         }
     }
@@ -402,6 +595,20 @@ mod test {
     }
 
     #[test]
+    fn offsets_and_lengths_read_hex_and_octal_as_vblade_does() {
+        // vblade reads -o and -l with strtoll(.., 0): 0x10 is 16, 010 is 8.
+        let spec = run(&["-o", "0x10", "-l", "010", "1", "2", "e", "f"]);
+        assert_eq!((spec.disk.offset, spec.disk.length), (16, Some(8)));
+        let spec = run(&["-o0X1f", "-l", "0", "1", "2", "e", "f"]);
+        assert_eq!((spec.disk.offset, spec.disk.length), (31, Some(0)));
+        let spec = run(&["-o", "18446744073709551615", "1", "2", "e", "f"]);
+        assert_eq!(spec.disk.offset, u64::MAX);
+        // Shelf, slot and -b are atoi's: decimal, also with a leading zero (vblade: 010 is 10).
+        let spec = run(&["-b", "010", "010", "02", "e", "f"]);
+        assert_eq!((spec.buffer_count, spec.shelf, spec.slot), (10, 10, 2));
+    }
+
+    #[test]
     fn long_options() {
         assert_eq!(parse(["--help"]), Ok(Command::Help));
         let spec = run(&["--writeback", "-s", "1", "2", "eth1", "f"]);
@@ -425,9 +632,79 @@ mod test {
                     Exports::ConfigFile("/etc/host-sim.toml".into())
                 );
                 assert_eq!(settings.log_level, Some(LevelFilter::Debug));
+                assert_eq!(settings.daemon, DaemonOptions::default());
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn daemon_options_and_other_commands() {
+        match parse([
+            "--config",
+            "c.toml",
+            "--state-dir",
+            "/var/lib/vblade-rs",
+            "--metrics=127.0.0.1:9188",
+            "--control",
+            "/run/x.sock",
+            "--allow-duplicate",
+            "--wait-link=30",
+        ]) {
+            Ok(Command::Run(settings)) => assert_eq!(
+                settings.daemon,
+                DaemonOptions {
+                    state_dir: Some("/var/lib/vblade-rs".into()),
+                    metrics: Some("127.0.0.1:9188".parse().unwrap()),
+                    control: Some("/run/x.sock".into()),
+                    allow_duplicate: true,
+                    wait_link: Some(Duration::from_secs(30)),
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+        // With a vblade command line too (the vblade@ template adds them).
+        match parse([
+            "--state-dir",
+            "/s",
+            "--wait-link",
+            "0",
+            "1",
+            "2",
+            "eth1",
+            "f",
+        ]) {
+            Ok(Command::Run(settings)) => {
+                assert_eq!(settings.daemon.state_dir, Some("/s".into()));
+                assert_eq!(settings.daemon.wait_link, Some(Duration::ZERO));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parse(["--check-config", "/etc/vblade-rs/exports.toml"]),
+            Ok(Command::CheckConfig("/etc/vblade-rs/exports.toml".into()))
+        );
+        assert_eq!(
+            parse(["stats"]),
+            Ok(Command::Stats {
+                control: DEFAULT_CONTROL_SOCKET.into(),
+                prometheus: false
+            })
+        );
+        assert_eq!(
+            parse(["stats", "--control=/tmp/c.sock", "--prometheus"]),
+            Ok(Command::Stats {
+                control: "/tmp/c.sock".into(),
+                prometheus: true
+            })
+        );
+        assert_eq!(parse(["--help-man"]), Ok(Command::ManPage));
+    }
+
+    #[test]
+    fn the_man_page_says_what_the_help_says() {
+        aoe_manpage::check_page(USAGE, &man_page()).unwrap();
+        assert!(man_page().contains(".B \\-\\-state\\-dir DIR\n"));
     }
 
     #[test]
@@ -437,11 +714,15 @@ mod test {
             (&["4095", "0", "e", "f"], "refused by the Linux initiator"),
             (
                 &["65536", "0", "e", "f"],
-                "shelf \"65536\" is not a decimal number",
+                "shelf \"65536\" is out of range (overflow)",
+            ),
+            (
+                &["0x3", "0", "e", "f"],
+                "shelf \"0x3\" is not a decimal number",
             ),
             (&["-1", "0", "e", "f"], "invalid option -1"),
             (&["1", "255", "e", "f"], "broadcast slot"),
-            (&["1", "256", "e", "f"], "slot \"256\""),
+            (&["1", "256", "e", "f"], "slot \"256\" is out of range"),
             (&["1", "x", "e", "f"], "slot \"x\""),
             (&["1", "+2", "e", "f"], "slot \"+2\""),
             (&["-b", "1", "1", "2", "e", "f"], "below 2"),
@@ -452,6 +733,30 @@ mod test {
             ),
             (&["-o", "-3", "1", "2", "e", "f"], "offset (-o) \"-3\""),
             (&["-l", "1k", "1", "2", "e", "f"], "length (-l) \"1k\""),
+            (
+                &["-o", "16k", "1", "2", "e", "f"],
+                "offset (-o) \"16k\" is not a number",
+            ),
+            (
+                &["-o", "0x", "1", "2", "e", "f"],
+                "offset (-o) \"0x\" is not a number",
+            ),
+            (
+                &["-o", "09", "1", "2", "e", "f"],
+                "offset (-o) \"09\" is not a number",
+            ),
+            (
+                &["-l", "99999999999999999999", "1", "2", "e", "f"],
+                "length (-l) \"99999999999999999999\" is out of range (decimal overflow)",
+            ),
+            (
+                &["-o", "0x10000000000000000", "1", "2", "e", "f"],
+                "hexadecimal overflow",
+            ),
+            (
+                &["-b", "70000", "1", "2", "e", "f"],
+                "is out of range (overflow)",
+            ),
             (&["-m", "00:11:22", "1", "2", "e", "f"], "not a MAC address"),
             (
                 &["-m", "01:00:5e:00:00:01", "1", "2", "e", "f"],
@@ -491,6 +796,23 @@ mod test {
             (
                 &["--writeback=yes", "1", "2", "e", "f"],
                 "takes no argument",
+            ),
+            (
+                &["--metrics", "localhost", "--config", "c"],
+                "metrics address \"localhost\" is not IP:PORT",
+            ),
+            (
+                &["--wait-link", "-1", "--config", "c"],
+                "--wait-link \"-1\" is not a decimal number",
+            ),
+            (&["stats", "now"], "unexpected argument \"now\" after stats"),
+            (
+                &["--prometheus", "1", "2", "e", "f"],
+                "--prometheus goes with stats",
+            ),
+            (
+                &["--check-config", "c", "1", "2", "e", "f"],
+                "--check-config takes only the file",
             ),
         ];
         for (args, expected) in cases {

@@ -2,6 +2,12 @@
 //!
 //! ```toml
 //! log_level = "info"                 # optional; --log-level wins
+//! state_dir = "/var/lib/vblade-rs"   # keep config strings, masks, reservations (--state-dir)
+//! metrics = "127.0.0.1:9188"         # Prometheus text on http://ADDRESS/metrics (--metrics)
+//! control_socket = "/run/vblade-rs/control.sock"   # for `host-sim stats` (--control)
+//! allow_duplicate = false            # serve even when another target answers our shelf.slot
+//! wait_link = 30                     # seconds to wait for a missing or down interface at
+//!                                    # start before refusing (--wait-link; default: forever)
 //!
 //! [[export]]
 //! shelf = 1
@@ -16,16 +22,25 @@
 //! sync = false                       # -s
 //! writeback = false                  # --writeback (acknowledge from the page cache)
 //! read_only = false                  # -r
-//! mac_mask = ["00:11:22:33:44:55"]   # -m
+//! mac_mask = ["00:11:22:33:44:55"]   # -m; a preset of the mask list
+//! config_string = "rack 4"           # preset of the config string
+//! reserve = []                       # preset of the reserve list
+//! pin = ["mac_mask"]                 # initiators may not change these (of config_string,
+//!                                    # mac_mask, reserve)
 //! ```
+//!
+//! Presets are the target state an export starts with when nothing is saved for it in the
+//! state directory, or when the preset changed since (see `state`).
 //!
 //! Guarantees: [`parse`] never panics; it refuses unknown keys (a typo must not silently
 //! change an export), values out of range, the reserved shelves and slot, a config without
 //! exports, and two exports with the same shelf.slot on one interface, each with a message that
-//! names the export or the line.
+//! names the export or the line. [`load`] also refuses one file exported twice where a
+//! writable export's sectors overlap another's (see `guard::check_shared_files`).
 
 use crate::cli::parse_level;
-use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, SpecError};
+use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, SpecError, StatePresets};
+use aoe_core::target::Pinned;
 use aoe_net::LinkSpec;
 use aoe_storage::file::DiskOptions;
 use log::LevelFilter;
@@ -37,14 +52,37 @@ use std::path::{Path, PathBuf};
 pub struct ConfigFile {
     /// `log_level`, if set.
     pub log_level: Option<LevelFilter>,
+    /// The daemon's settings the file gives (the command line's win).
+    pub daemon: DaemonKeys,
     /// The exports, in file order.
     pub exports: Vec<ExportSpec>,
+}
+
+/// The top-level keys that set up the daemon rather than an export; each is also a command
+/// line option, which wins.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DaemonKeys {
+    /// `state_dir` (`--state-dir`).
+    pub state_dir: Option<PathBuf>,
+    /// `metrics` (`--metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
+    /// `control_socket` (`--control`).
+    pub control_socket: Option<PathBuf>,
+    /// `allow_duplicate` (`--allow-duplicate`).
+    pub allow_duplicate: Option<bool>,
+    /// `wait_link`, in seconds (`--wait-link`).
+    pub wait_link: Option<std::time::Duration>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
     log_level: Option<String>,
+    state_dir: Option<PathBuf>,
+    metrics: Option<String>,
+    control_socket: Option<PathBuf>,
+    allow_duplicate: Option<bool>,
+    wait_link: Option<u32>,
     #[serde(default)]
     export: Vec<RawExport>,
 }
@@ -73,6 +111,11 @@ struct RawExport {
     read_only: bool,
     #[serde(default)]
     mac_mask: Vec<String>,
+    config_string: Option<String>,
+    #[serde(default)]
+    reserve: Vec<String>,
+    #[serde(default)]
+    pin: Vec<String>,
 }
 
 /// Reads and parses `path`; relative `file` paths are taken relative to the config file's
@@ -84,7 +127,11 @@ pub fn load(path: &Path) -> Result<ConfigFile, SpecError> {
     let text = std::fs::read_to_string(path)
         .map_err(|error| SpecError(format!("cannot read {}: {error}", path.display())))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    parse(&text, base).map_err(|error| SpecError(format!("{}: {error}", path.display())))
+    let config =
+        parse(&text, base).map_err(|error| SpecError(format!("{}: {error}", path.display())))?;
+    crate::guard::check_shared_files(&config.exports)
+        .map_err(|error| SpecError(format!("{}: {error}", path.display())))?;
+    Ok(config)
 }
 
 /// Parses config text; relative file paths are joined to `base`.
@@ -99,6 +146,19 @@ pub fn parse(text: &str, base: &Path) -> Result<ConfigFile, SpecError> {
         SpecError(line)
     })?;
     let log_level = raw.log_level.as_deref().map(parse_level).transpose()?;
+    let metrics = match &raw.metrics {
+        Some(text) => Some(crate::cli::parse_address(text)?),
+        None => None,
+    };
+    let daemon = DaemonKeys {
+        state_dir: raw.state_dir.as_ref().map(|dir| base.join(dir)),
+        metrics,
+        control_socket: raw.control_socket.clone(),
+        allow_duplicate: raw.allow_duplicate,
+        wait_link: raw
+            .wait_link
+            .map(|seconds| std::time::Duration::from_secs(u64::from(seconds))),
+    };
     if raw.export.is_empty() {
         return Err(SpecError("no [[export]] tables: nothing to serve".into()));
     }
@@ -110,6 +170,25 @@ pub fn parse(text: &str, base: &Path) -> Result<ConfigFile, SpecError> {
             mac_mask.push(
                 spec::parse_initiator_mac(text).map_err(|e| SpecError(format!("{name}: {e}")))?,
             );
+        }
+        let mut reserve = Vec::with_capacity(export.reserve.len());
+        for text in &export.reserve {
+            reserve.push(
+                spec::parse_initiator_mac(text).map_err(|e| SpecError(format!("{name}: {e}")))?,
+            );
+        }
+        let mut pinned = Pinned::default();
+        for part in &export.pin {
+            match part.as_str() {
+                "config_string" => pinned.config_string = true,
+                "mac_mask" => pinned.mask = true,
+                "reserve" => pinned.reservations = true,
+                other => {
+                    return Err(SpecError(format!(
+                        "{name}: pin {other:?} is not one of config_string, mac_mask, reserve"
+                    )));
+                }
+            }
         }
         let links = export
             .interfaces
@@ -132,6 +211,11 @@ pub fn parse(text: &str, base: &Path) -> Result<ConfigFile, SpecError> {
                 length: export.length,
             },
             mac_mask,
+            state: StatePresets {
+                config_string: export.config_string.unwrap_or_default().into_bytes(),
+                reserve,
+                pinned,
+            },
         };
         spec.validate()
             .map_err(|e| SpecError(format!("{name}: {e}")))?;
@@ -151,7 +235,11 @@ pub fn parse(text: &str, base: &Path) -> Result<ConfigFile, SpecError> {
             }
         }
     }
-    Ok(ConfigFile { log_level, exports })
+    Ok(ConfigFile {
+        log_level,
+        daemon,
+        exports,
+    })
 }
 
 #[cfg(test)]
@@ -238,6 +326,43 @@ writeback = true
     }
 
     #[test]
+    fn the_packaged_example_parses_once_uncommented() {
+        // packaging/exports.toml ships with every key commented out; uncommented (the lines
+        // `# key = ...` and `# [[export]]`), it must be a valid config.
+        let shipped = include_str!("../../packaging/exports.toml");
+        assert!(
+            parse(shipped, Path::new("/"))
+                .unwrap_err()
+                .0
+                .contains("no [[export]]")
+        );
+        let uncommented: String = shipped
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with("[[export]]")
+                        || rest.split_once(" = ").is_some_and(|(key, _)| {
+                            key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        }) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = parse(&uncommented, Path::new("/etc/vblade-rs")).unwrap();
+        assert_eq!(config.exports.len(), 2);
+        assert_eq!(
+            config.daemon.metrics,
+            Some("127.0.0.1:9188".parse().unwrap())
+        );
+        assert_eq!(config.exports[0].state.config_string, b"rack 4");
+        assert!(config.exports[0].state.pinned.mask);
+        assert!(config.exports[1].disk.read_only);
+    }
+
+    #[test]
     fn bad_configs_are_refused_with_a_reason() {
         let export = |body: &str| {
             format!(
@@ -278,6 +403,22 @@ writeback = true
                 "no interface or TAP",
             ),
             (export("") + &export(""), "e1.0 is exported twice on eth1"),
+            (
+                export("pin = [\"everything\"]"),
+                "pin \"everything\" is not one of",
+            ),
+            (
+                export("reserve = [\"nope\"]"),
+                "export #1 (e1.0): \"nope\" is not a MAC",
+            ),
+            (
+                export(&format!("config_string = \"{}\"", "x".repeat(1025))),
+                "a config string of 1025 bytes",
+            ),
+            (
+                "metrics = \"here\"\n".to_owned() + &export(""),
+                "metrics address \"here\" is not IP:PORT",
+            ),
             ("[[export]\nshelf = 1".to_owned(), "line 1"),
         ];
         for (text, expected) in cases {

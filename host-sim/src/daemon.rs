@@ -3,30 +3,47 @@
 //!
 //! Guarantees:
 //!
-//! * **Start-up refuses, it does not limp**: every export's file and every link are opened
-//!   before any frame is answered; the first failure is returned as one line and nothing runs.
+//! * **Start-up refuses, it does not limp**: every export's file is locked and opened, its
+//!   saved state read, its address claimed on each interface, and each interface that exists
+//!   and is up opened, before any frame is answered; then every export is probed for on the
+//!   LAN. The first failure (a refused file, a damaged state file, a lock held elsewhere,
+//!   another target answering the same shelf.slot) is returned as one line and nothing runs.
+//! * **Interfaces may come late**: an interface that is missing or down at start is waited
+//!   for, by the worker that will serve it (logged; its exports are announced when it comes
+//!   up), unless `--wait-link` bounds the wait, after which start-up refuses.
 //! * **Reload keeps what did not change**: on SIGHUP the config file is read again; exports
-//!   whose settings are identical keep their engine (config string, mask, reservations) and
-//!   their open file; new files and links are opened before anything is swapped, so a bad
-//!   file, a missing disk or interface leaves the running config untouched (and is logged).
+//!   whose settings are identical keep running untouched; an export whose settings changed but
+//!   whose shelf.slot and file did not is reopened and takes over the old one's target state
+//!   (config string, mask, reservations: `Export::handover_from`); new files and links are
+//!   opened before anything is swapped, so a bad file, a missing disk, a held lock leaves the
+//!   running config untouched (and is logged).
+//! * **systemd**: with `NOTIFY_SOCKET` set (`Type=notify`), READY=1 is sent once start-up
+//!   passed, RELOADING=1 and READY=1 around a reload, STOPPING=1 at shutdown, and STATUS= says
+//!   what runs.
 //! * **SIGUSR1** logs every export's counters (frames, replies, errors, sectors moved).
 //! * **Shutdown loses no acknowledged write**: SIGINT/SIGTERM stop intake; each worker answers
 //!   the batch it holds and stops; then every file is flushed (`fdatasync`) before exit 0.
 
-use crate::cli::{Exports, Settings};
-use crate::config;
-use crate::export::Export;
+use crate::cli::{DaemonOptions, Exports, Settings};
+use crate::config::{self, DaemonKeys};
+use crate::control::{self, Registry};
+use crate::export::{Export, ExportError};
+use crate::guard::{AddressClaim, AddressClaims, PROBE_WAIT};
 use crate::logger;
+use crate::metrics::{ExportOnLink, LinkMetrics};
+use crate::notify;
 use crate::spec::ExportSpec;
-use crate::worker::{LinkWorker, Routes, WorkerStats};
-use aoe_net::{self as net, LinkSpec};
+use crate::state::StateStore;
+use crate::worker::{LinkShared, LinkWorker, Routes, WorkerStats};
+use aoe_net::{self as net, LinkSpec, NetError};
 use log::LevelFilter;
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Set by SIGINT/SIGTERM: stop intake and exit.
 pub static SHUTDOWN: AtomicBool = AtomicBool::new(false);
@@ -34,6 +51,9 @@ pub static SHUTDOWN: AtomicBool = AtomicBool::new(false);
 static RELOAD: AtomicBool = AtomicBool::new(false);
 /// Set by SIGUSR1: log every export's counters.
 static REPORT: AtomicBool = AtomicBool::new(false);
+
+/// The claims of this process's addresses on its interfaces.
+static CLAIMS: LazyLock<AddressClaims> = LazyLock::new(AddressClaims::default);
 
 extern "C" fn on_terminate(_signal: libc::c_int) {
     SHUTDOWN.store(true, Ordering::SeqCst);
@@ -70,10 +90,46 @@ fn install_signal_handlers() -> std::io::Result<()> {
     Ok(())
 }
 
+/// The daemon's settings once the command line and the config file are merged (the command
+/// line wins).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Options {
+    /// Where target state is kept.
+    pub state_dir: Option<PathBuf>,
+    /// Where metrics are served.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// The control socket for `host-sim stats`.
+    pub control: Option<PathBuf>,
+    /// Serve despite another target with the same address.
+    pub allow_duplicate: bool,
+    /// How long start-up waits for a missing or down interface (`None`: as long as it takes).
+    pub wait_link: Option<Duration>,
+}
+
+impl Options {
+    fn merge(cli: &DaemonOptions, file: &DaemonKeys) -> Options {
+        Options {
+            state_dir: cli.state_dir.clone().or_else(|| file.state_dir.clone()),
+            metrics: cli.metrics.or(file.metrics),
+            control: cli.control.clone().or_else(|| file.control_socket.clone()),
+            allow_duplicate: cli.allow_duplicate || file.allow_duplicate.unwrap_or(false),
+            wait_link: cli.wait_link.or(file.wait_link),
+        }
+    }
+}
+
 struct LinkHandle {
     routes: Arc<Routes>,
     stop: Arc<AtomicBool>,
+    metrics: Arc<LinkMetrics>,
     thread: JoinHandle<WorkerStats>,
+}
+
+/// Whether `apply` runs at start-up (where `--wait-link` applies) or for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Start,
+    Reload,
 }
 
 /// The running exports and link workers.
@@ -81,17 +137,60 @@ pub struct Supervisor {
     level: LevelFilter,
     /// The storage engine every export's file is opened on.
     engine: aoe_storage::Engine,
+    options: Options,
+    store: Option<StateStore>,
+    registry: Arc<Registry>,
     exports: Vec<Arc<Export>>,
     links: HashMap<LinkSpec, LinkHandle>,
+    claims: HashMap<(String, u16, u8), Arc<AddressClaim>>,
+}
+
+/// What changed between two specs of one export, for the log.
+fn changes(old: &ExportSpec, new: &ExportSpec) -> String {
+    let mut what = Vec::new();
+    if old.links != new.links {
+        what.push("interfaces");
+    }
+    if old.buffer_count != new.buffer_count {
+        what.push("buffer count");
+    }
+    if old.disk != new.disk {
+        what.push("disk options");
+    }
+    if old.mac_mask != new.mac_mask {
+        what.push("mac_mask preset");
+    }
+    if old.state != new.state {
+        what.push("state presets or pins");
+    }
+    what.join(", ")
+}
+
+/// True when a link failure is one start-up waits for: the interface is missing or down.
+fn waitable(error: &NetError) -> bool {
+    matches!(
+        error,
+        NetError::NoSuchInterface(_) | NetError::InterfaceDown(_)
+    )
 }
 
 impl Supervisor {
-    fn new(level: LevelFilter, engine: aoe_storage::Engine) -> Supervisor {
+    fn new(
+        level: LevelFilter,
+        engine: aoe_storage::Engine,
+        options: Options,
+        store: Option<StateStore>,
+        registry: Arc<Registry>,
+    ) -> Supervisor {
         Supervisor {
             level,
             engine,
+            options,
+            store,
+            registry,
             exports: Vec::new(),
             links: HashMap::new(),
+            claims: HashMap::new(),
         }
     }
 
@@ -100,26 +199,94 @@ impl Supervisor {
     ///
     /// Files are opened before links (as vblade does). The log stays at `warn` while they are
     /// opened, so that a refusal is the only line a failed start prints.
-    fn apply(&mut self, specs: Vec<ExportSpec>) -> Result<(), String> {
+    fn apply(&mut self, specs: Vec<ExportSpec>, phase: Phase) -> Result<(), String> {
         logger::set_level(self.level.min(LevelFilter::Warn));
-        let result = self.open_and_commit(specs);
+        let result = self.open_and_commit(specs, phase);
         logger::set_level(self.level);
         result
     }
 
-    fn open_and_commit(&mut self, specs: Vec<ExportSpec>) -> Result<(), String> {
+    fn open_export(&self, spec: ExportSpec) -> Result<Arc<Export>, String> {
+        let name = spec.name();
+        match Export::open(spec, self.engine, self.store.as_ref()) {
+            Ok(export) => Ok(Arc::new(export)),
+            Err(error) => {
+                if let ExportError::Guard(_) = error {
+                    self.registry.guards.refused("file_lock");
+                }
+                Err(format!("{name}: {error}"))
+            }
+        }
+    }
+
+    /// Opens `spec`, waiting for it at start-up as `--wait-link` says. `Ok(None)`: it is
+    /// missing or down; a worker waits for it.
+    fn open_link(
+        &self,
+        spec: &LinkSpec,
+        phase: Phase,
+    ) -> Result<Option<Box<dyn net::Link>>, String> {
+        let started = Instant::now();
+        loop {
+            match net::open_target(spec) {
+                Ok(link) => return Ok(Some(link)),
+                Err(error) if waitable(&error) => {
+                    let limit = match (phase, self.options.wait_link) {
+                        (Phase::Start, Some(limit)) => limit,
+                        _ => {
+                            log::warn!(
+                                "{error}: waiting for it; its exports are served when it comes up"
+                            );
+                            return Ok(None);
+                        }
+                    };
+                    if started.elapsed() >= limit || SHUTDOWN.load(Ordering::SeqCst) {
+                        return Err(if limit.is_zero() {
+                            error.to_string()
+                        } else {
+                            format!("{error}, still after {} s (--wait-link)", limit.as_secs())
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+    }
+
+    fn open_and_commit(&mut self, specs: Vec<ExportSpec>, phase: Phase) -> Result<(), String> {
         let mut next = Vec::with_capacity(specs.len());
         let mut opened = Vec::new();
         for spec in specs {
             match self.exports.iter().find(|export| *export.spec() == spec) {
                 Some(running) => next.push(Arc::clone(running)),
                 None => {
-                    let name = spec.name();
-                    let export = Export::open(spec, self.engine)
-                        .map_err(|error| format!("{name}: {error}"))?;
-                    let export = Arc::new(export);
+                    let export = self.open_export(spec)?;
                     opened.push(Arc::clone(&export));
                     next.push(export);
+                }
+            }
+        }
+        // Claim every address on every interface of this host (see `guard`).
+        let mut claims = HashMap::new();
+        for export in &next {
+            let spec = export.spec();
+            for link in &spec.links {
+                let key = (link.interface().to_owned(), spec.shelf, spec.slot);
+                if claims.contains_key(&key) {
+                    continue;
+                }
+                match CLAIMS.claim(link.interface(), spec.shelf, spec.slot) {
+                    Ok(claim) => {
+                        claims.insert(key, claim);
+                    }
+                    Err(error) if self.options.allow_duplicate => {
+                        log::warn!("{error}; serving anyway (--allow-duplicate)");
+                    }
+                    Err(error) => {
+                        self.registry.guards.refused("address_claim");
+                        return Err(format!("{}: {error}", spec.name()));
+                    }
                 }
             }
         }
@@ -129,7 +296,7 @@ impl Supervisor {
             .flat_map(|export: &Arc<Export>| &export.spec().links)
         {
             if !self.links.contains_key(spec) && !new_links.iter().any(|(s, _)| s == spec) {
-                let link = net::open_target(spec).map_err(|error| error.to_string())?;
+                let link = self.open_link(spec, phase)?;
                 new_links.push((spec.clone(), link));
             }
         }
@@ -138,21 +305,34 @@ impl Supervisor {
         for export in &opened {
             // vblade's line on stdout; a closed or broken stdout must not stop the daemon.
             let _ = writeln!(std::io::stdout(), "{}", export.startup_line());
+            let spec = export.spec();
+            let replaced = self.exports.iter().find(|old| {
+                !next.iter().any(|kept| Arc::ptr_eq(kept, old))
+                    && old.identity() == export.identity()
+            });
+            if let (Some(state), None) = (export.restored(), replaced) {
+                log::info!("{}: state restored: {}", spec.name(), state.describe());
+            }
+            if let Some(old) = replaced {
+                let state = export.handover_from(old);
+                log::info!(
+                    "{}: settings changed ({}); reopened, keeping its state: {}",
+                    spec.name(),
+                    changes(old.spec(), spec),
+                    state.describe()
+                );
+            }
             let line = format!(
                 "{}: serving {} ({} sectors{}{}{}): {}",
-                export.spec().name(),
-                export.spec().file.display(),
+                spec.name(),
+                spec.file.display(),
                 export.sectors(),
-                if export.spec().disk.read_only {
+                if spec.disk.read_only {
                     ", read-only"
                 } else {
                     ""
                 },
-                if export.spec().disk.direct {
-                    ", O_DIRECT"
-                } else {
-                    ""
-                },
+                if spec.disk.direct { ", O_DIRECT" } else { "" },
                 if export.is_block_device() {
                     ", block device"
                 } else {
@@ -161,7 +341,7 @@ impl Supervisor {
                 export.storage_line()
             );
             if export.storage().capabilities().durability == aoe_storage::Durability::Volatile
-                && !export.spec().disk.read_only
+                && !spec.disk.read_only
             {
                 log::warn!("{line}");
             } else {
@@ -171,14 +351,29 @@ impl Supervisor {
         for (spec, link) in new_links {
             let routes = Arc::new(Routes::default());
             let stop = Arc::new(AtomicBool::new(false));
-            let worker = LinkWorker::new(
-                spec.clone(),
-                link,
-                Arc::clone(&routes),
-                Arc::clone(&stop),
-                &SHUTDOWN,
-            )
-            .map_err(|error| format!("cannot make a wake-up descriptor: {error}"))?;
+            let metrics = Arc::new(LinkMetrics::new(spec.interface()));
+            let shared = LinkShared {
+                metrics: Arc::clone(&metrics),
+                probe: true,
+                allow_duplicate: self.options.allow_duplicate,
+            };
+            let worker = match link {
+                Some(link) => LinkWorker::new(
+                    spec.clone(),
+                    link,
+                    Arc::clone(&routes),
+                    Arc::clone(&stop),
+                    &SHUTDOWN,
+                ),
+                None => LinkWorker::waiting(
+                    spec.clone(),
+                    Arc::clone(&routes),
+                    Arc::clone(&stop),
+                    &SHUTDOWN,
+                ),
+            }
+            .map_err(|error| format!("cannot make a wake-up descriptor: {error}"))?
+            .with_shared(shared);
             let thread = std::thread::Builder::new()
                 .name(format!("link {}", spec.interface()))
                 .spawn(move || worker.run())
@@ -188,6 +383,7 @@ impl Supervisor {
                 LinkHandle {
                     routes,
                     stop,
+                    metrics,
                     thread,
                 },
             );
@@ -201,7 +397,11 @@ impl Supervisor {
             handle.routes.set(serving);
         }
         for export in &self.exports {
-            if !next.iter().any(|kept| Arc::ptr_eq(kept, export)) {
+            let kept = next.iter().any(|other| Arc::ptr_eq(other, export));
+            let replaced = next
+                .iter()
+                .any(|other| !Arc::ptr_eq(other, export) && other.identity() == export.identity());
+            if !kept && !replaced {
                 log::info!("{}: no longer served", export.spec().name());
             }
         }
@@ -219,7 +419,51 @@ impl Supervisor {
             }
         }
         self.exports = next;
+        self.claims = claims;
+        self.registry.set(
+            self.exports.clone(),
+            self.links
+                .values()
+                .map(|handle| Arc::clone(&handle.metrics))
+                .collect(),
+        );
         Ok(())
+    }
+
+    /// At start-up: waits until every export on every link that is up has finished its probe,
+    /// and refuses (one line) if another target answered one (unless duplicates are allowed).
+    fn await_probes(&self) -> Result<(), String> {
+        let deadline = Instant::now() + PROBE_WAIT + Duration::from_secs(3);
+        loop {
+            let mut pending = false;
+            let mut conflict = None;
+            for (spec, handle) in &self.links {
+                let states = handle.metrics.states();
+                for export in handle.routes.get().iter() {
+                    let name = export.spec().name();
+                    match states.get(&name) {
+                        None | Some(ExportOnLink::Probing) => pending = true,
+                        Some(ExportOnLink::Conflict(others)) => {
+                            conflict = Some(format!(
+                                "{name} on {}: another target answers {name} from {others}; two \
+                                 targets with one address corrupt initiators' data (give one \
+                                 another shelf.slot, or --allow-duplicate)",
+                                spec.interface()
+                            ));
+                        }
+                        Some(ExportOnLink::Serving | ExportOnLink::Waiting) => {}
+                    }
+                }
+            }
+            if let Some(conflict) = conflict {
+                self.registry.guards.refused("duplicate");
+                return Err(conflict);
+            }
+            if !pending || Instant::now() >= deadline || SHUTDOWN.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stops every worker after its current batch, then flushes every file.
@@ -294,14 +538,45 @@ impl Supervisor {
                 .values()
                 .all(|handle| handle.thread.is_finished())
     }
+
+    /// One line for systemd's STATUS=.
+    fn status(&self) -> String {
+        let mut waiting = Vec::new();
+        for handle in self.links.values() {
+            if !handle.metrics.up.load(Ordering::Relaxed) {
+                waiting.push(handle.metrics.name.clone());
+            }
+        }
+        waiting.sort();
+        let mut line = format!("serving {} export(s)", self.exports.len());
+        if !waiting.is_empty() {
+            line.push_str(&format!("; waiting for {}", waiting.join(", ")));
+        }
+        line
+    }
 }
 
-fn load_specs(exports: &Exports) -> Result<(Vec<ExportSpec>, Option<LevelFilter>), String> {
+/// What a config source says: the exports, the log level and the daemon keys.
+struct Loaded {
+    specs: Vec<ExportSpec>,
+    level: Option<LevelFilter>,
+    daemon: DaemonKeys,
+}
+
+fn load(exports: &Exports) -> Result<Loaded, String> {
     match exports {
-        Exports::Single(spec) => Ok((vec![spec.clone()], None)),
+        Exports::Single(spec) => Ok(Loaded {
+            specs: vec![spec.clone()],
+            level: None,
+            daemon: DaemonKeys::default(),
+        }),
         Exports::ConfigFile(path) => {
             let config = config::load(path).map_err(|error| error.to_string())?;
-            Ok((config.exports, config.log_level))
+            Ok(Loaded {
+                specs: config.exports,
+                level: config.log_level,
+                daemon: config.daemon,
+            })
         }
     }
 }
@@ -312,18 +587,31 @@ fn load_specs(exports: &Exports) -> Result<(Vec<ExportSpec>, Option<LevelFilter>
 /// # Errors
 /// See above.
 pub fn run(settings: Settings) -> Result<(), String> {
-    let (specs, file_level) = load_specs(&settings.exports)?;
+    let loaded = load(&settings.exports)?;
     let level = settings
         .log_level
-        .or(file_level)
+        .or(loaded.level)
         .unwrap_or(LevelFilter::Info);
     logger::init(level);
     install_signal_handlers()
         .map_err(|error| format!("cannot install signal handlers: {error}"))?;
+    let options = Options::merge(&settings.daemon, &loaded.daemon);
+    let store = options
+        .state_dir
+        .as_deref()
+        .map(StateStore::open)
+        .transpose()?;
+    let registry = Arc::new(Registry::new());
     let (engine, why_not_uring) = aoe_storage::Engine::detect();
-    let mut supervisor = Supervisor::new(level, engine);
+    let mut supervisor = Supervisor::new(
+        level,
+        engine,
+        options.clone(),
+        store,
+        Arc::clone(&registry),
+    );
+    supervisor.apply(loaded.specs, Phase::Start)?;
     // Said after the exports opened, so that a refusal stays the only line of a failed start.
-    supervisor.apply(specs)?;
     match why_not_uring {
         None => log::info!("storage engine: {}", engine.describe()),
         Some(why) => log::warn!(
@@ -331,26 +619,61 @@ pub fn run(settings: Settings) -> Result<(), String> {
             engine.describe()
         ),
     }
+    if let Err(error) = supervisor.await_probes() {
+        let _ = supervisor.shut_down();
+        return Err(error);
+    }
+    let servers = match control::start(&options, &registry) {
+        Ok(servers) => servers,
+        Err(error) => {
+            let _ = supervisor.shut_down();
+            return Err(error);
+        }
+    };
+    match &supervisor.store {
+        Some(store) => log::info!("target state kept in {}", store.dir().display()),
+        None => log::info!(
+            "no --state-dir: config strings, masks and reservations last until the process ends"
+        ),
+    }
     log::info!(
         "host-sim {} running, pid {}",
         env!("CARGO_PKG_VERSION"),
         std::process::id()
     );
+    notify::notify(&format!("READY=1\nSTATUS={}", supervisor.status()));
+    let mut sampled = Instant::now();
+    let mut status = supervisor.status();
     while !SHUTDOWN.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
         if RELOAD.swap(false, Ordering::SeqCst) {
+            notify::notify("RELOADING=1");
             reload(&mut supervisor, &settings);
+            notify::notify(&format!("READY=1\nSTATUS={}", supervisor.status()));
         }
         if REPORT.swap(false, Ordering::SeqCst) {
             supervisor.report();
+        }
+        if sampled.elapsed() >= Duration::from_secs(1) {
+            for export in &supervisor.exports {
+                export.metrics().sample(sampled.elapsed());
+            }
+            sampled = Instant::now();
+            let now = supervisor.status();
+            if now != status {
+                notify::notify(&format!("STATUS={now}"));
+                status = now;
+            }
         }
         if supervisor.all_workers_died() && !SHUTDOWN.load(Ordering::SeqCst) {
             let _ = supervisor.shut_down();
             return Err("every link worker stopped unexpectedly".into());
         }
     }
+    notify::notify("STOPPING=1");
     log::info!("signal received: finishing in-flight requests");
     supervisor.report();
+    drop(servers);
     supervisor.shut_down()
 }
 
@@ -360,17 +683,100 @@ fn reload(supervisor: &mut Supervisor, settings: &Settings) {
         return;
     };
     log::info!("SIGHUP: reloading {}", path.display());
-    match load_specs(&settings.exports) {
-        Ok((specs, file_level)) => {
+    match load(&settings.exports) {
+        Ok(loaded) => {
             if settings.log_level.is_none() {
-                supervisor.level = file_level.unwrap_or(LevelFilter::Info);
+                supervisor.level = loaded.level.unwrap_or(LevelFilter::Info);
                 logger::set_level(supervisor.level);
             }
-            match supervisor.apply(specs) {
+            let options = Options::merge(&settings.daemon, &loaded.daemon);
+            if options != supervisor.options {
+                log::warn!(
+                    "SIGHUP: state_dir, metrics, control_socket, allow_duplicate and wait_link \
+                     take effect on restart; the running values are kept"
+                );
+            }
+            match supervisor.apply(loaded.specs, Phase::Reload) {
                 Ok(()) => log::info!("reloaded: {} exports", supervisor.exports.len()),
                 Err(error) => log::error!("reload refused, old config kept: {error}"),
             }
         }
         Err(error) => log::error!("reload refused, old config kept: {error}"),
     }
+}
+
+/// `host-sim --check-config FILE`: everything start-up checks that needs no network and no
+/// lock: the file's syntax and values, the exports' files (size, window, `O_DIRECT`),
+/// overlapping exports of one file, the state directory and each export's saved state.
+/// Returns the report for a person.
+///
+/// # Errors
+/// The first problem, in one line.
+pub fn check_config(path: &std::path::Path) -> Result<String, String> {
+    use aoe_storage::Storage as _;
+    let config = config::load(path).map_err(|error| error.to_string())?;
+    let mut report = format!("{}: {} export(s)\n", path.display(), config.exports.len());
+    let store = match &config.daemon.state_dir {
+        Some(dir) if dir.is_dir() => {
+            let probe = dir.join(format!(".check-{}", std::process::id()));
+            std::fs::write(&probe, b"")
+                .and_then(|()| std::fs::remove_file(&probe))
+                .map_err(|error| {
+                    format!("cannot write to state directory {}: {error}", dir.display())
+                })?;
+            Some(StateStore::open(dir)?)
+        }
+        Some(dir) => {
+            report.push_str(&format!(
+                "state directory {} does not exist yet; host-sim makes it at start\n",
+                dir.display()
+            ));
+            None
+        }
+        None => None,
+    };
+    for spec in &config.exports {
+        let name = spec.name();
+        let mut options = spec.disk;
+        options.read_only = true;
+        let storage = aoe_storage::file::FileStorage::open(&spec.file, options)
+            .map_err(|error| format!("{name}: {error}"))?;
+        let identity = crate::state::Identity::of(spec.shelf, spec.slot, &spec.file);
+        let saved = match &store {
+            Some(store) => match store
+                .load(&identity)
+                .map_err(|error| format!("{name}: {error}"))?
+            {
+                Some(record) => format!("saved state: {}", record.state.describe()),
+                None => "no saved state".to_owned(),
+            },
+            None => "no state directory".to_owned(),
+        };
+        let interfaces: Vec<String> = spec
+            .links
+            .iter()
+            .map(|link| {
+                let name = link.interface();
+                let present = std::path::Path::new("/sys/class/net").join(name).exists();
+                match link {
+                    LinkSpec::Tap { .. } => format!("{name} (TAP)"),
+                    LinkSpec::Packet { .. } if present => name.to_owned(),
+                    LinkSpec::Packet { .. } => format!("{name} (missing: waited for)"),
+                }
+            })
+            .collect();
+        report.push_str(&format!(
+            "{name} on {}: {}, {} sectors, {}; {saved}\n",
+            interfaces.join(", "),
+            spec.file.display(),
+            storage.capabilities().sectors,
+            if spec.disk.read_only {
+                "read-only"
+            } else {
+                "read-write"
+            },
+        ));
+    }
+    report.push_str("OK\n");
+    Ok(report)
 }

@@ -1,4 +1,4 @@
-//! One export: shelf.slot, its engine and its storage.
+//! One export: shelf.slot, its engine, its storage, its target state and its lock.
 //!
 //! An [`Export`] is shared by every link worker that serves it: the engine
 //! ([`aoe_core::Target`], with the config string, mask and reservations) sits behind a mutex,
@@ -8,20 +8,40 @@
 //!   (the workers run each `DiskIo` through their storage queue), see [`Capacity`].
 //! * When the last holder drops an export (shutdown, or a reload that removed or changed it),
 //!   its storage is flushed, so every acknowledged write is durable before the process exits.
+//! * **Target state survives**: with a state directory, a change of the config string, mask or
+//!   reserve list is saved ([`Export::persist`]) before the reply that acknowledges it; an
+//!   export starts from its saved state, and a reload that changes an export's settings but not
+//!   its shelf.slot and file hands the live state over ([`Export::handover_from`]). Presets of
+//!   the configuration apply when nothing was saved, or when the preset changed since; pinned
+//!   parts always start from their preset ([`initial_state`]).
+//! * **One exporter per file**: an export holds a lock on its file while it lives (see
+//!   `guard`), shared with the other exports of this process that serve the same file.
 //! * IDENTIFY tells the initiator the truth about durability: a volatile write cache exactly
 //!   when the storage acknowledges writes before they are stable (`--writeback`).
 //! * Disk errors are counted per export and kind, whichever worker met them
 //!   ([`Export::disk_errors`]).
 
+use crate::guard::{FileLock, FileLocks};
+use crate::metrics::ExportMetrics;
 use crate::spec::{ExportSpec, SpecError};
+use crate::state::{Identity, Record, StateStore, TargetState};
 use aoe_core::disk::{Disk, ErrorKind, Sector};
-use aoe_core::identify::Identity;
+use aoe_core::identify;
+use aoe_core::target::Pinned;
 use aoe_core::{Config, Target};
 use aoe_storage::durable::Commit;
 use aoe_storage::file::OpenError;
 use aoe_storage::{Durability, Engine, Storage};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The locks of this process's exported files (one lock per file, shared by its exports).
+pub static FILE_LOCKS: LazyLock<FileLocks> = LazyLock::new(FileLocks::default);
+
+/// How often a failing state save is logged per export.
+const SAVE_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Largest frame the host target handles: MTU 9000 plus the Ethernet header. The engine
 /// advertises at most `(9014 − 36) / 512 = 17` sectors per frame, also on interfaces with a
@@ -73,6 +93,10 @@ pub enum ExportError {
     Config(aoe_core::ConfigError),
     /// The spec was refused.
     Spec(SpecError),
+    /// The file is exported elsewhere (the lock is held), or in use.
+    Guard(String),
+    /// The saved state cannot be read or does not fit.
+    State(String),
 }
 
 impl std::fmt::Display for ExportError {
@@ -81,11 +105,45 @@ impl std::fmt::Display for ExportError {
             ExportError::Disk(error) => error.fmt(f),
             ExportError::Config(error) => error.fmt(f),
             ExportError::Spec(error) => error.fmt(f),
+            ExportError::Guard(error) | ExportError::State(error) => f.write_str(error),
         }
     }
 }
 
 impl std::error::Error for ExportError {}
+
+/// The state an export starts from (see the [module docs](self)): per part, the preset if it
+/// is pinned; else the earlier state (saved, or the live one of the export it replaces) unless
+/// the preset changed since that state was saved; else the preset.
+pub fn initial_state(
+    presets: &TargetState,
+    pinned: &Pinned,
+    earlier: Option<(&TargetState, &TargetState)>,
+) -> TargetState {
+    fn pick<T: Clone + PartialEq>(pinned: bool, preset: &T, earlier: Option<(&T, &T)>) -> T {
+        match earlier {
+            Some((state, its_preset)) if !pinned && its_preset == preset => state.clone(),
+            _ => preset.clone(),
+        }
+    }
+    TargetState {
+        config_string: pick(
+            pinned.config_string,
+            &presets.config_string,
+            earlier.map(|(s, p)| (&s.config_string, &p.config_string)),
+        ),
+        mask: pick(
+            pinned.mask,
+            &presets.mask,
+            earlier.map(|(s, p)| (&s.mask, &p.mask)),
+        ),
+        reserve: pick(
+            pinned.reservations,
+            &presets.reserve,
+            earlier.map(|(s, p)| (&s.reserve, &p.reserve)),
+        ),
+    }
+}
 
 /// One export; see the [module docs](self).
 #[derive(Debug)]
@@ -101,23 +159,58 @@ pub struct Export {
     config: Config,
     storage: Arc<dyn Storage>,
     target: Mutex<Target<Capacity>>,
+    identity: Identity,
+    store: Option<StateStore>,
+    /// The presets of the spec, as the state records keep them.
+    presets: TargetState,
+    /// The engine's generation when the state was last saved (or restored).
+    saved_generation: AtomicU32,
+    save_error_logged: Mutex<Option<Instant>>,
+    /// Set when a reload replaced this export: it answers no more frames.
+    retired: AtomicBool,
+    _lock: Option<Arc<FileLock>>,
+    metrics: ExportMetrics,
+    /// The state restored from a saved record at open, if any.
+    restored: Option<TargetState>,
 }
 
 impl Export {
-    /// Opens the file on `engine` and builds the engine for `spec`.
+    /// Locks and opens the file on `engine` and builds the engine for `spec`, starting from
+    /// the state saved in `store` (if any; see [`initial_state`]).
     ///
     /// # Errors
-    /// When the spec, the file or the engine configuration is refused.
-    pub fn open(spec: ExportSpec, engine: Engine) -> Result<Export, ExportError> {
+    /// When the spec, the lock, the file, the saved state or the engine configuration is
+    /// refused.
+    pub fn open(
+        spec: ExportSpec,
+        engine: Engine,
+        store: Option<&StateStore>,
+    ) -> Result<Export, ExportError> {
         spec.validate().map_err(ExportError::Spec)?;
+        let lock = FILE_LOCKS
+            .lock(&spec.file, !spec.disk.read_only)
+            .map_err(ExportError::Guard)?;
         let opened = aoe_storage::open(&spec.file, spec.disk, engine).map_err(ExportError::Disk)?;
-        let mut export = Export::with_storage(spec, opened.storage)?;
+        let identity = Identity::of(spec.shelf, spec.slot, &spec.file);
+        let saved = match store {
+            Some(store) => store.load(&identity).map_err(ExportError::State)?,
+            None => None,
+        };
+        let mut export = Export::build(
+            spec,
+            opened.storage,
+            identity,
+            store.cloned(),
+            saved.as_ref(),
+        )?;
         export.block_device = opened.block_device;
         export.engine = Some((engine, opened.commit));
+        export._lock = Some(lock);
         Ok(export)
     }
 
-    /// Builds the engine for `spec` over an opened `storage` (the spec's file is only named).
+    /// Builds the engine for `spec` over an opened `storage` (the spec's file is only named; no
+    /// lock, no saved state).
     ///
     /// # Errors
     /// When the spec or the engine configuration is refused.
@@ -126,24 +219,47 @@ impl Export {
         storage: Arc<dyn Storage>,
     ) -> Result<Export, ExportError> {
         spec.validate().map_err(ExportError::Spec)?;
+        let identity = Identity::of(spec.shelf, spec.slot, &spec.file);
+        Export::build(spec, storage, identity, None, None)
+    }
+
+    fn build(
+        spec: ExportSpec,
+        storage: Arc<dyn Storage>,
+        identity: Identity,
+        store: Option<StateStore>,
+        saved: Option<&Record>,
+    ) -> Result<Export, ExportError> {
         let mut config = Config::new(spec.shelf, spec.slot);
         config.buffer_count = spec.buffer_count;
         config.max_frame_len = FRAME_CAPACITY;
-        config.identity = Identity::new(
-            Identity::DEFAULT_MODEL,
+        config.identity = identify::Identity::new(
+            identify::Identity::DEFAULT_MODEL,
             &serial_for(spec.shelf, spec.slot),
-            Identity::DEFAULT_FIRMWARE,
+            identify::Identity::DEFAULT_FIRMWARE,
         );
+        config.pinned = spec.state.pinned;
         // IDENTIFY reports a volatile write cache exactly when acknowledged writes are not yet
         // stable.
         config.volatile_write_cache = storage.capabilities().durability == Durability::Volatile
             && !storage.capabilities().read_only;
         let sectors = storage.capabilities().sectors;
         let mut target = Target::new(config, Capacity(sectors)).map_err(ExportError::Config)?;
-        for mac in &spec.mac_mask {
-            // validate() bounded the list by the mask capacity.
-            let _ = target.mask_add(*mac);
-        }
+        let presets = TargetState {
+            config_string: spec.state.config_string.clone(),
+            mask: spec.mac_mask.clone(),
+            reserve: spec.state.reserve.clone(),
+        };
+        let state = initial_state(
+            &presets,
+            &spec.state.pinned,
+            saved.map(|record| (&record.state, &record.presets)),
+        );
+        state.apply_to(&mut target).map_err(|error| {
+            ExportError::State(format!("the saved state does not fit: {error}"))
+        })?;
+        let restored = saved.map(|_| state.clone());
+        let generation = target.generation();
         Ok(Export {
             spec,
             block_device: false,
@@ -152,7 +268,108 @@ impl Export {
             config,
             storage,
             target: Mutex::new(target),
+            identity,
+            store,
+            presets,
+            saved_generation: AtomicU32::new(generation),
+            save_error_logged: Mutex::new(None),
+            retired: AtomicBool::new(false),
+            _lock: None,
+            metrics: ExportMetrics::default(),
+            restored,
         })
+    }
+
+    /// The state this export started from, if it came from a saved record.
+    pub fn restored(&self) -> Option<&TargetState> {
+        self.restored.as_ref()
+    }
+
+    /// Whose state this export keeps: shelf, slot and the canonical file.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The counters of this export.
+    pub fn metrics(&self) -> &ExportMetrics {
+        &self.metrics
+    }
+
+    /// True once a reload replaced this export: its channels drop new frames (initiators
+    /// retry, and reach the new export).
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
+    }
+
+    /// Takes over the live state of `old`, the export a reload replaces with this one (same
+    /// shelf.slot and file), and retires `old`, under its lock: every change `old` acknowledged
+    /// is in this export, and `old` acknowledges nothing more. Returns the state taken.
+    pub fn handover_from(&self, old: &Export) -> TargetState {
+        let live = {
+            let old_target = old.target();
+            old.retired.store(true, Ordering::Relaxed);
+            TargetState::of(&old_target)
+        };
+        let state = initial_state(
+            &self.presets,
+            &self.spec.state.pinned,
+            Some((&live, &old.presets)),
+        );
+        let mut target = self.target();
+        if let Err(error) = state.apply_to(&mut target) {
+            // Both engines have the same limits, so this does not happen.
+            log::error!("{}: state handover failed: {error}", self.spec.name());
+        }
+        state
+    }
+
+    /// Saves the target state if it changed since it was last saved (`target` is this export's
+    /// engine, locked by the caller). True when the state is saved (or there is no state
+    /// directory): the reply may go. False when the save failed: the caller withholds the
+    /// reply, so the initiator retries, and the save is tried again then.
+    pub fn persist(&self, target: &Target<Capacity>) -> bool {
+        let Some(store) = &self.store else {
+            return true;
+        };
+        let generation = target.generation();
+        if generation == self.saved_generation.load(Ordering::Relaxed) {
+            return true;
+        }
+        let record = Record {
+            identity: self.identity.clone(),
+            state: TargetState::of(target),
+            presets: self.presets.clone(),
+        };
+        match store.save(&record) {
+            Ok(()) => {
+                self.saved_generation.store(generation, Ordering::Relaxed);
+                self.metrics.state_saves.add(1);
+                log::debug!(
+                    "{}: state saved: {}",
+                    self.spec.name(),
+                    record.state.describe()
+                );
+                true
+            }
+            Err(error) => {
+                self.metrics.state_save_failures.add(1);
+                let mut logged = self
+                    .save_error_logged
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if logged.is_none_or(|at| at.elapsed() >= SAVE_ERROR_LOG_INTERVAL) {
+                    log::error!(
+                        "{}: cannot save its state to {}: {error}; the reply is withheld \
+                         (the initiator retries) until a save succeeds ({} failed so far)",
+                        self.spec.name(),
+                        store.path_for(&self.identity).display(),
+                        self.metrics.state_save_failures.get()
+                    );
+                    *logged = Some(Instant::now());
+                }
+                false
+            }
+        }
     }
 
     /// What it was made from.
@@ -257,5 +474,126 @@ impl Drop for Export {
                 self.storage.describe()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::spec::StatePresets;
+    use aoe_net::{EthernetAddress, LinkSpec};
+    use aoe_storage::file::DiskOptions;
+    use aoe_testkit::scratch::Scratch;
+
+    const A: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xA]);
+    const B: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xB]);
+
+    fn state(config: &str, mask: &[EthernetAddress], reserve: &[EthernetAddress]) -> TargetState {
+        TargetState {
+            config_string: config.as_bytes().to_vec(),
+            mask: mask.to_vec(),
+            reserve: reserve.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_newest_word_wins_and_pins_always_do() {
+        let presets = state("preset", &[A], &[]);
+        let none = Pinned::default();
+        // Nothing saved: the presets.
+        assert_eq!(initial_state(&presets, &none, None), presets);
+        // Saved from the same presets: the saved state.
+        let saved = state("changed", &[A, B], &[B]);
+        assert_eq!(
+            initial_state(&presets, &none, Some((&saved, &presets))),
+            saved
+        );
+        // A preset changed since: that part takes the new preset, the others stay saved.
+        let older = state("older preset", &[A], &[]);
+        assert_eq!(
+            initial_state(&presets, &none, Some((&saved, &older))),
+            state("preset", &[A, B], &[B])
+        );
+        // Pinned parts always start from the preset.
+        let pinned = Pinned {
+            config_string: false,
+            mask: true,
+            reservations: true,
+        };
+        assert_eq!(
+            initial_state(&presets, &pinned, Some((&saved, &presets))),
+            state("changed", &[A], &[])
+        );
+    }
+
+    fn spec(file: &std::path::Path, buffer_count: u16) -> ExportSpec {
+        ExportSpec {
+            shelf: 3,
+            slot: 4,
+            links: vec![LinkSpec::packet("eth9")],
+            file: file.to_path_buf(),
+            buffer_count,
+            disk: DiskOptions::default(),
+            mac_mask: vec![],
+            state: StatePresets::default(),
+        }
+    }
+
+    #[test]
+    fn state_is_saved_restored_and_handed_over() {
+        let scratch = Scratch::new("export-state");
+        let file = scratch.sparse("disk.img", 1 << 20);
+        let store = StateStore::open(&scratch.dir.join("state")).unwrap();
+        let export = Export::open(spec(&file, 16), aoe_storage::Engine::Threads, Some(&store)).unwrap();
+        {
+            let mut target = export.target();
+            assert!(export.persist(&target), "nothing changed: nothing to save");
+            assert_eq!(export.metrics().state_saves.get(), 0);
+            target.set_config_string(b"kept").unwrap();
+            target.mask_add(A).unwrap();
+            target.set_reservations(&[B]).unwrap();
+            assert!(export.persist(&target));
+            assert!(export.persist(&target), "saved once per change");
+        }
+        assert_eq!(export.metrics().state_saves.get(), 1);
+        drop(export);
+        // A restart: the state comes back.
+        let export = Export::open(spec(&file, 16), aoe_storage::Engine::Threads, Some(&store)).unwrap();
+        assert_eq!(TargetState::of(&export.target()), state("kept", &[A], &[B]));
+        // A reload that changes the buffer count: the new export takes the live state over,
+        // also a change made after it was opened, and the old one stops answering.
+        let replacement = Export::open(spec(&file, 32), aoe_storage::Engine::Threads, Some(&store)).unwrap();
+        export.target().set_reservations(&[]).unwrap();
+        let taken = replacement.handover_from(&export);
+        assert_eq!(taken, state("kept", &[A], &[]));
+        assert_eq!(TargetState::of(&replacement.target()), taken);
+        assert!(export.is_retired() && !replacement.is_retired());
+        // A failed save is reported, counted and retried: the reply waits for it.
+        std::fs::remove_dir_all(store.dir()).unwrap();
+        let mut target = replacement.target();
+        target.set_config_string(b"new").unwrap();
+        assert!(!replacement.persist(&target));
+        assert!(
+            !replacement.persist(&target),
+            "still unsaved: still withheld"
+        );
+        assert_eq!(replacement.metrics().state_save_failures.get(), 2);
+        std::fs::create_dir(store.dir()).unwrap();
+        assert!(replacement.persist(&target));
+        drop(target);
+        drop((export, replacement));
+        let export = Export::open(spec(&file, 16), aoe_storage::Engine::Threads, Some(&store)).unwrap();
+        assert_eq!(export.target().config_string(), b"new");
+    }
+
+    #[test]
+    fn a_damaged_state_file_refuses_the_export() {
+        let scratch = Scratch::new("export-damaged");
+        let file = scratch.sparse("disk.img", 1 << 20);
+        let store = StateStore::open(&scratch.dir.join("state")).unwrap();
+        let identity = Identity::of(3, 4, &file);
+        std::fs::write(store.path_for(&identity), "format = 1\n").unwrap();
+        let error = Export::open(spec(&file, 16), aoe_storage::Engine::Threads, Some(&store)).unwrap_err();
+        assert!(error.to_string().contains("is damaged"), "{error}");
     }
 }

@@ -16,8 +16,13 @@
 pub mod channel;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod export;
+pub mod guard;
 pub mod logger;
+pub mod metrics;
+pub mod notify;
 pub mod spec;
+pub mod state;
 pub mod worker;

@@ -5,10 +5,47 @@
 //! `env_logger` would bring in regex and terminal-detection crates for features we do not use.
 //! Lines look like
 //! `2026-11-23T22:31:13.123Z INFO  host_sim::server: e1.0 on veth0: announced`.
+//!
+//! Under systemd, when stderr is the journal (`JOURNAL_STREAM` names stderr's device and
+//! inode), lines carry no timestamp (the journal adds its own) and start with the syslog
+//! priority in the `<N>` form journald reads: `<4>aoe_host_sim::worker: ...` is a warning, so
+//! `journalctl -p warning` finds it.
 
-use log::{LevelFilter, Log, Metadata, Record};
+use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Whether stderr is systemd's journal.
+static JOURNAL: AtomicBool = AtomicBool::new(false);
+
+/// True if `journal_stream` (the value of `JOURNAL_STREAM`, `DEVICE:INODE`) names the file
+/// `stderr` is.
+fn is_journal(journal_stream: &str, stderr: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    journal_stream.split_once(':').is_some_and(|(dev, ino)| {
+        dev.parse() == Ok(stderr.dev()) && ino.parse() == Ok(stderr.ino())
+    })
+}
+
+/// The syslog priority of a level (what `<N>` prefixes carry).
+fn priority(level: Level) -> u8 {
+    match level {
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 6,
+        Level::Debug | Level::Trace => 7,
+    }
+}
+
+/// One log line, in the journal's form or with a timestamp.
+fn line(journal: bool, at: SystemTime, level: Level, module: &str, message: &str) -> String {
+    if journal {
+        format!("<{}>{module}: {message}\n", priority(level))
+    } else {
+        format!("{} {level:<5} {module}: {message}\n", timestamp(at))
+    }
+}
 
 struct StderrLogger;
 
@@ -23,12 +60,12 @@ impl Log for StderrLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let line = format!(
-            "{} {:<5} {}: {}\n",
-            timestamp(SystemTime::now()),
+        let line = line(
+            JOURNAL.load(Ordering::Relaxed),
+            SystemTime::now(),
             record.level(),
             record.module_path().unwrap_or("host-sim"),
-            record.args()
+            &record.args().to_string(),
         );
         // One write per line, so lines from several threads do not interleave.
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
@@ -41,6 +78,17 @@ impl Log for StderrLogger {
 
 /// Installs the logger (once; later calls only change the level) with `level`.
 pub fn init(level: LevelFilter) {
+    use std::os::fd::AsFd as _;
+    if let Some(stream) = std::env::var_os("JOURNAL_STREAM") {
+        let stderr = std::io::stderr();
+        let journal = stderr
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::fs::File::from)
+            .and_then(|file| file.metadata())
+            .is_ok_and(|meta| is_journal(&stream.to_string_lossy(), &meta));
+        JOURNAL.store(journal, Ordering::Relaxed);
+    }
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(level);
 }
@@ -88,6 +136,29 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 mod test {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn journal_lines_carry_the_priority_and_no_timestamp() {
+        use std::os::unix::fs::MetadataExt as _;
+        let at = UNIX_EPOCH + Duration::from_secs(1_795_473_073);
+        assert_eq!(
+            line(true, at, Level::Warn, "m", "disk slow"),
+            "<4>m: disk slow\n"
+        );
+        assert_eq!(line(true, at, Level::Error, "m", "x"), "<3>m: x\n");
+        assert_eq!(line(true, at, Level::Debug, "m", "x"), "<7>m: x\n");
+        assert_eq!(
+            line(false, at, Level::Info, "m", "up"),
+            "2026-11-23T22:31:13.000Z INFO  m: up\n"
+        );
+        let meta = std::fs::metadata("/").unwrap();
+        assert!(is_journal(&format!("{}:{}", meta.dev(), meta.ino()), &meta));
+        assert!(!is_journal(
+            &format!("{}:{}", meta.dev(), meta.ino() + 1),
+            &meta
+        ));
+        assert!(!is_journal("nonsense", &meta));
+    }
 
     #[test]
     fn timestamps_are_utc_iso8601() {

@@ -1,7 +1,8 @@
 //! What one export is, however it was described (command line or config file), and the checks
 //! that refuse exports no initiator could use.
 
-use aoe_core::target::MASK_CAPACITY;
+use aoe_core::target::{MASK_CAPACITY, Pinned, RESERVE_CAPACITY};
+use aoe_core::wire::cfg::MAX_CONFIG_STRING_LEN;
 use aoe_net::{EthernetAddress, LinkSpec};
 use aoe_storage::file::DiskOptions;
 use std::fmt;
@@ -27,8 +28,27 @@ pub struct ExportSpec {
     pub buffer_count: u16,
     /// `-d -s -r -o -l`.
     pub disk: DiskOptions,
-    /// `-m`: MACs preloaded into the mask list (only they are answered).
+    /// `-m`: MACs preloaded into the mask list (only they are answered); a preset of the
+    /// target state like those in [`state`](Self::state).
     pub mac_mask: Vec<EthernetAddress>,
+    /// Presets and pins of the target state (config file only).
+    pub state: StatePresets,
+}
+
+/// What the configuration says about an export's target state (`config_string`, `reserve`
+/// and `pin` in the config file; the mask's preset is [`ExportSpec::mac_mask`]).
+///
+/// A preset is the state an export starts with when nothing is saved for it, and also when
+/// the preset changed since the state was saved (the administrator's newer word wins); a pinned
+/// part always starts from its preset and initiators cannot change it (`aoe_core::Pinned`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatePresets {
+    /// The config string's preset.
+    pub config_string: Vec<u8>,
+    /// The reserve list's preset.
+    pub reserve: Vec<EthernetAddress>,
+    /// The parts initiators may not change.
+    pub pinned: Pinned,
 }
 
 impl ExportSpec {
@@ -55,6 +75,18 @@ impl ExportSpec {
             return Err(SpecError(format!(
                 "{} MACs given; the mask list holds at most {MASK_CAPACITY}",
                 self.mac_mask.len()
+            )));
+        }
+        if self.state.config_string.len() > MAX_CONFIG_STRING_LEN {
+            return Err(SpecError(format!(
+                "a config string of {} bytes; AoE allows at most {MAX_CONFIG_STRING_LEN}",
+                self.state.config_string.len()
+            )));
+        }
+        if self.state.reserve.len() > RESERVE_CAPACITY {
+            return Err(SpecError(format!(
+                "{} MACs to reserve; the reserve list holds at most {RESERVE_CAPACITY}",
+                self.state.reserve.len()
             )));
         }
         if self.links.is_empty() {
@@ -181,6 +213,7 @@ mod test {
             buffer_count: 1,
             disk: DiskOptions::default(),
             mac_mask: vec![],
+            state: StatePresets::default(),
         };
         assert!(spec.validate().unwrap_err().0.contains("below 2"));
         spec.buffer_count = 2;
@@ -188,6 +221,17 @@ mod test {
         spec.mac_mask = vec![EthernetAddress([2, 0, 0, 0, 0, 1]); MASK_CAPACITY + 1];
         assert!(spec.validate().unwrap_err().0.contains("at most"));
         spec.mac_mask.clear();
+        spec.state.config_string = vec![b'x'; 1025];
+        assert!(spec.validate().unwrap_err().0.contains("at most 1024"));
+        spec.state.config_string.clear();
+        spec.state.reserve = vec![EthernetAddress([2, 0, 0, 0, 0, 1]); RESERVE_CAPACITY + 1];
+        assert!(
+            spec.validate()
+                .unwrap_err()
+                .0
+                .contains("reserve list holds at most")
+        );
+        spec.state.reserve.clear();
         spec.links.clear();
         assert!(spec.validate().unwrap_err().0.contains("no interface"));
         assert_eq!(spec.name(), "e1.2");

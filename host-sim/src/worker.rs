@@ -20,11 +20,20 @@
 //!
 //! The MTU is re-read from the kernel for every Query Config (so the advertised sectors per
 //! frame follow an MTU change) and once a second otherwise. A link that fails (interface
-//! deleted, or down and reported so by the kernel) is reopened by name once a second until it
-//! works again; then every export on it is announced again.
+//! deleted, or down and reported so by the kernel), or that was missing or down when the
+//! worker started ([`LinkWorker::waiting`]), is reopened by name once a second until it works;
+//! then every export on it is announced again.
+//!
+//! Duplicate guard: with [`LinkShared::probe`], an export that starts on the link (also after
+//! a reopen) is first probed for (`guard::Probe`): a broadcast Query Config to its shelf.slot,
+//! answered by any other target that has it. Until the probe ends the export answers nothing;
+//! if another MAC answered, it is not announced nor served on this link (logged, counted,
+//! probed again every [`CONFLICT_RETRY`]) unless [`LinkShared::allow_duplicate`].
 
-use crate::channel::Channel;
+use crate::channel::{Channel, OnLink};
 use crate::export::Export;
+use crate::guard::{self, PROBE_WAIT, Probe};
+use crate::metrics::{ExportOnLink, LinkMetrics};
 use aoe_core::Port;
 use aoe_core::wire::{self, aoe};
 use aoe_net::{self as net, EthernetAddress, Frame, Link, LinkSpec, MacText};
@@ -47,6 +56,76 @@ const MTU_REFRESH: Duration = Duration::from_secs(1);
 
 /// How often receive drops are checked and reported.
 const DROP_REPORT: Duration = Duration::from_secs(10);
+
+/// How often an export held back by a duplicate on the LAN is probed again.
+pub const CONFLICT_RETRY: Duration = Duration::from_secs(10);
+
+/// What a worker shares with the daemon besides its routes.
+#[derive(Debug, Clone)]
+pub struct LinkShared {
+    /// The link's counters and its exports' states.
+    pub metrics: Arc<LinkMetrics>,
+    /// Probe for another target with the same shelf.slot before serving an export.
+    pub probe: bool,
+    /// Serve (with a warning) even when a probe found another target.
+    pub allow_duplicate: bool,
+}
+
+impl LinkShared {
+    /// No probing, counters of its own (tests, in-memory links).
+    pub fn unguarded(name: &str) -> LinkShared {
+        LinkShared {
+            metrics: Arc::new(LinkMetrics::new(name)),
+            probe: false,
+            allow_duplicate: false,
+        }
+    }
+}
+
+/// The link of a worker whose interface is missing or down: every call fails as the interface
+/// did, so the worker's reopen loop takes over.
+struct Absent {
+    name: String,
+}
+
+impl Link for Absent {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn mac(&self) -> EthernetAddress {
+        EthernetAddress([0; 6])
+    }
+
+    fn mtu(&self) -> Result<usize, net::NetError> {
+        Err(net::NetError::NoSuchInterface(self.name.clone()))
+    }
+
+    fn recv(&mut self, _: &mut Vec<Frame>, _: usize) -> Result<usize, net::NetError> {
+        Err(net::NetError::NoSuchInterface(self.name.clone()))
+    }
+
+    fn wait(&mut self, _: Option<Duration>) -> Result<bool, net::NetError> {
+        Err(net::NetError::NoSuchInterface(self.name.clone()))
+    }
+
+    fn readiness_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
+
+    fn alloc(&mut self) -> Option<Frame> {
+        None
+    }
+
+    fn send(&mut self, frames: &mut Vec<Frame>) -> Result<usize, net::NetError> {
+        frames.clear();
+        Err(net::NetError::NoSuchInterface(self.name.clone()))
+    }
+
+    fn set_buffer_bytes(&mut self, _: usize, _: usize) -> Result<(usize, usize), net::NetError> {
+        Err(net::NetError::NoSuchInterface(self.name.clone()))
+    }
+}
 
 /// The exports one link serves; the supervisor swaps the list, workers pick it up per turn.
 #[derive(Debug, Default)]
@@ -94,6 +173,9 @@ pub struct LinkWorker {
     mtu: usize,
     mtu_read: Instant,
     stats: WorkerStats,
+    shared: LinkShared,
+    /// The link could not be opened: start in the reopen loop.
+    absent: bool,
 }
 
 impl LinkWorker {
@@ -110,6 +192,8 @@ impl LinkWorker {
         shutdown: &'static AtomicBool,
     ) -> std::io::Result<LinkWorker> {
         let mtu = link.mtu().unwrap_or(1500);
+        let name = spec.interface().to_owned();
+        guard::register_own_mac(link.mac());
         Ok(LinkWorker {
             spec,
             link,
@@ -125,7 +209,32 @@ impl LinkWorker {
             mtu,
             mtu_read: Instant::now(),
             stats: WorkerStats::default(),
+            shared: LinkShared::unguarded(&name),
+            absent: false,
         })
+    }
+
+    /// A worker for `spec`, whose interface is missing or down now: it serves once the
+    /// interface appears and comes up (checked once a second).
+    ///
+    /// # Errors
+    /// When the wake-up descriptor cannot be made.
+    pub fn waiting(
+        spec: LinkSpec,
+        routes: Arc<Routes>,
+        stop: Arc<AtomicBool>,
+        shutdown: &'static AtomicBool,
+    ) -> std::io::Result<LinkWorker> {
+        let name = spec.interface().to_owned();
+        let mut worker = LinkWorker::new(spec, Box::new(Absent { name }), routes, stop, shutdown)?;
+        worker.absent = true;
+        Ok(worker)
+    }
+
+    /// Shares counters, and the probe settings, with the daemon.
+    pub fn with_shared(mut self, shared: LinkShared) -> LinkWorker {
+        self.shared = shared;
+        self
     }
 
     fn stopping(&self) -> bool {
@@ -153,8 +262,13 @@ impl LinkWorker {
     pub fn run(mut self) -> WorkerStats {
         let mut drops_checked = Instant::now();
         // Since when the link has been failing, and when a reopen was last tried.
-        let mut broken = false;
+        let mut broken = self.absent;
         let mut reopen_tried = Instant::now();
+        if broken {
+            self.mark_waiting();
+        } else {
+            self.shared.metrics.up.store(true, Ordering::Relaxed);
+        }
         while !self.stopping() {
             if broken && reopen_tried.elapsed() >= REOPEN_INTERVAL {
                 reopen_tried = Instant::now();
@@ -174,12 +288,14 @@ impl LinkWorker {
                 self.report_drops();
                 drops_checked = Instant::now();
             }
+            self.check_probes();
             if let Err(error) = self.turn() {
                 // The interface went down or away (the socket reports it once). Not fatal:
                 // reopen it by name once a second until it is back, then announce again.
                 log::error!("{error}; reopening it once a second until it is back");
                 broken = true;
                 reopen_tried = Instant::now();
+                self.mark_waiting();
             }
         }
         // Answer everything in flight before stopping.
@@ -217,8 +333,9 @@ impl LinkWorker {
         self.waker.clear();
         let received = self.link.recv(&mut self.rx, RECV_BATCH)?;
         self.stats.frames += received as u64;
+        self.shared.metrics.frames.add(received as u64);
         if received > 0 {
-            self.dispatch();
+            self.dispatch(Instant::now());
         }
         for channel in &mut self.channels {
             channel.commit();
@@ -227,6 +344,10 @@ impl LinkWorker {
             channel.reap(&mut self.replies);
         }
         self.send_replies();
+        let sent = Instant::now();
+        for channel in &mut self.channels {
+            channel.replies_sent(sent);
+        }
         Ok(())
     }
 
@@ -238,21 +359,37 @@ impl LinkWorker {
         self.replies.clear();
     }
 
-    /// Hands every received frame to the channels of the exports it is for.
-    fn dispatch(&mut self) {
+    /// Hands every received frame to the channels of the exports it is for (those serving on
+    /// this link); answers to our probes go to the probes. `received` is when the batch came.
+    fn dispatch(&mut self, received: Instant) {
         let mut port = self.port();
         let mut frames = std::mem::take(&mut self.rx);
+        let mut own_macs = None;
         for frame in frames.drain(..) {
             let Some((major, minor, command)) = address_of(frame.as_slice()) else {
                 continue;
             };
+            if frame
+                .as_slice()
+                .get(14)
+                .is_some_and(|flags| flags & 0x08 != 0)
+            {
+                // A response: never for an export, maybe for a probe.
+                let ours = own_macs.get_or_insert_with(guard::own_macs);
+                for channel in &mut self.channels {
+                    if let OnLink::Probing { probe, .. } = &mut channel.on_link {
+                        probe.observe(frame.as_slice(), ours);
+                    }
+                }
+                continue;
+            }
             if command == aoe::Command::QueryConfig {
                 self.refresh_mtu();
                 port = self.port();
             }
             self.matches.clear();
             for (index, channel) in self.channels.iter().enumerate() {
-                if channel.export().answers(major, minor) {
+                if channel.on_link == OnLink::Serving && channel.export().answers(major, minor) {
                     self.matches.push(index);
                 }
             }
@@ -265,9 +402,15 @@ impl LinkWorker {
                     continue;
                 };
                 copy.fill(frame.as_slice());
-                self.channels[index].accept(&port, copy, &mut *self.link, &mut self.replies);
+                self.channels[index].accept(
+                    &port,
+                    copy,
+                    &mut *self.link,
+                    &mut self.replies,
+                    received,
+                );
             }
-            self.channels[last].accept(&port, frame, &mut *self.link, &mut self.replies);
+            self.channels[last].accept(&port, frame, &mut *self.link, &mut self.replies, received);
         }
         self.rx = frames;
     }
@@ -277,10 +420,134 @@ impl LinkWorker {
             return;
         }
         match self.link.send(&mut self.replies) {
-            Ok(sent) => self.stats.replies += sent as u64,
-            Err(error) => log::warn!("{error}"),
+            Ok(sent) => {
+                self.stats.replies += sent as u64;
+                self.shared.metrics.replies.add(sent as u64);
+            }
+            Err(error) => {
+                self.shared.metrics.send_errors.add(1);
+                log::warn!("{error}");
+            }
         }
         self.replies.clear();
+    }
+
+    /// Marks every export routed here as waiting for the link.
+    fn mark_waiting(&mut self) {
+        self.shared.metrics.up.store(false, Ordering::Relaxed);
+        for export in self.routes.get().iter() {
+            self.shared
+                .metrics
+                .set_state(&export.spec().name(), ExportOnLink::Waiting);
+        }
+    }
+
+    /// Starts serving `channel`'s export on this link: a probe first when the daemon asks for
+    /// one, else the announcement at once.
+    fn start(&mut self, index: usize) {
+        let export = Arc::clone(self.channels[index].export());
+        let spec = export.spec();
+        // An export a reload reopened takes over an address already served on this link (a
+        // link that failed marks its exports waiting, so they are probed when it is back).
+        let replacing = self.shared.metrics.states().get(&spec.name())
+            == Some(&ExportOnLink::Serving)
+            && matches!(self.channels[index].on_link, OnLink::New);
+        if !self.shared.probe || replacing {
+            self.serve(index);
+            return;
+        }
+        let probe = Probe::new(spec.shelf, spec.slot);
+        self.send_probe(&probe);
+        self.channels[index].on_link = OnLink::Probing {
+            probe,
+            started: Instant::now(),
+            resent: false,
+        };
+        self.shared
+            .metrics
+            .set_state(&spec.name(), ExportOnLink::Probing);
+    }
+
+    fn send_probe(&mut self, probe: &Probe) {
+        let Some(mut frame) = self.link.alloc() else {
+            return;
+        };
+        let len = probe.query(self.link.mac(), frame.buffer_mut());
+        frame.set_len(len);
+        let mut batch = vec![frame];
+        if let Err(error) = self.link.send(&mut batch) {
+            log::warn!("{error}");
+        }
+    }
+
+    fn serve(&mut self, index: usize) {
+        let export = Arc::clone(self.channels[index].export());
+        self.channels[index].on_link = OnLink::Serving;
+        self.shared
+            .metrics
+            .set_state(&export.spec().name(), ExportOnLink::Serving);
+        self.announce(&export);
+    }
+
+    /// Ends the probes that are due: serves their exports, or holds them back when another
+    /// target answered; probes held-back exports again every [`CONFLICT_RETRY`].
+    fn check_probes(&mut self) {
+        for index in 0..self.channels.len() {
+            let name = self.channels[index].export().spec().name();
+            match &mut self.channels[index].on_link {
+                OnLink::Probing {
+                    probe,
+                    started,
+                    resent,
+                } => {
+                    let elapsed = started.elapsed();
+                    if !*resent && elapsed >= PROBE_WAIT / 2 {
+                        *resent = true;
+                        let probe = probe.clone();
+                        self.send_probe(&probe);
+                        continue;
+                    }
+                    if elapsed < PROBE_WAIT {
+                        continue;
+                    }
+                    if probe.others.is_empty() {
+                        self.serve(index);
+                        continue;
+                    }
+                    let others = probe.others_text();
+                    let export = Arc::clone(self.channels[index].export());
+                    export.metrics().duplicate_events.add(1);
+                    if self.shared.allow_duplicate {
+                        log::warn!(
+                            "{name} on {}: another target answers {name} from {others}; serving \
+                             anyway (--allow-duplicate): initiators may mix their data",
+                            self.link.name()
+                        );
+                        self.serve(index);
+                        continue;
+                    }
+                    log::error!(
+                        "{name} on {}: another target answers {name} from {others}; not \
+                         announcing or serving it here (two targets with one address corrupt \
+                         initiators' data; give one another shelf.slot, or --allow-duplicate); \
+                         probing again every {} s",
+                        self.link.name(),
+                        CONFLICT_RETRY.as_secs()
+                    );
+                    self.shared
+                        .metrics
+                        .set_state(&name, ExportOnLink::Conflict(others));
+                    self.channels[index].on_link = OnLink::Conflict {
+                        since: Instant::now(),
+                    };
+                }
+                OnLink::Conflict { since } if since.elapsed() >= CONFLICT_RETRY => {
+                    log::debug!("{name} on {}: probing again", self.link.name());
+                    self.start(index);
+                }
+                OnLink::New | OnLink::Conflict { .. } | OnLink::Serving => {}
+            }
+        }
     }
 
     /// Opens the link again by name (after it failed); true on success. A new link starts
@@ -289,10 +556,17 @@ impl LinkWorker {
         match net::open_target(&self.spec) {
             Ok(link) => {
                 log::info!(
-                    "{}: reopened ({})",
+                    "{}: {} ({})",
                     self.spec.interface(),
+                    if self.absent { "is up" } else { "reopened" },
                     MacText(link.mac())
                 );
+                guard::register_own_mac(link.mac());
+                if !self.absent {
+                    self.shared.metrics.reopens.add(1);
+                }
+                self.absent = false;
+                self.shared.metrics.up.store(true, Ordering::Relaxed);
                 self.link = link;
                 self.current = Arc::new(Vec::new());
                 true
@@ -308,6 +582,7 @@ impl LinkWorker {
         let drops = self.link.take_drops();
         if drops > 0 {
             self.stats.kernel_drops += drops;
+            self.shared.metrics.kernel_drops.add(drops);
             log::warn!(
                 "{}: the kernel dropped {drops} frames for lack of receive buffer",
                 self.link.name()
@@ -360,12 +635,17 @@ impl LinkWorker {
         // Removed exports: answer what they have in flight, then let them go.
         for mut channel in old {
             channel.drain(&mut self.replies);
+            let name = channel.export().spec().name();
+            if !routes.iter().any(|export| export.spec().name() == name) {
+                self.shared.metrics.forget(&name);
+            }
         }
         self.send_replies();
         let previous = std::mem::replace(&mut self.current, Arc::clone(&routes));
-        for export in routes.iter() {
-            if !previous.iter().any(|old| Arc::ptr_eq(old, export)) {
-                self.announce(export);
+        for index in 0..self.channels.len() {
+            let export = Arc::clone(self.channels[index].export());
+            if !previous.iter().any(|old| Arc::ptr_eq(old, &export)) {
+                self.start(index);
             }
         }
     }
@@ -393,7 +673,10 @@ impl LinkWorker {
             frame.set_len(len);
             let mut batch = vec![frame];
             match self.link.send(&mut batch) {
-                Ok(_) => sent.push(MacText(destination).to_string()),
+                Ok(count) => {
+                    self.shared.metrics.replies.add(count as u64);
+                    sent.push(MacText(destination).to_string());
+                }
                 Err(error) => log::warn!("{error}"),
             }
         }
@@ -455,6 +738,7 @@ mod test {
             buffer_count: DEFAULT_BUFFER_COUNT,
             disk: DiskOptions::default(),
             mac_mask: vec![],
+            state: Default::default(),
         };
         let export = Arc::new(Export::with_storage(spec, storage).unwrap());
         let routes = Arc::new(Routes::default());

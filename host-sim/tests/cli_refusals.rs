@@ -49,7 +49,8 @@ fn bad_arguments_files_and_interfaces_are_refused() {
             "length of 4096 sectors is more than",
         ),
         (
-            vec!["1", "0", "nosuchif0", disk],
+            // Strict mode (--wait-link=0): refused at once instead of waited for.
+            vec!["--wait-link=0", "1", "0", "nosuchif0", disk],
             "no network interface named \"nosuchif0\"",
         ),
         (

@@ -464,7 +464,8 @@ fn refuses_down_interfaces_and_missing_privilege() {
         );
         assert!(message.contains("CAP_NET_RAW"), "{message}");
         veth.exec(&["ip", "link", "set", &veth.a, "down"]);
-        let message = refusal(&["1", "1", &veth.a, path], false);
+        // Strict mode: a down interface is refused at once (by default it is waited for).
+        let message = refusal(&["--wait-link=0", "1", "1", &veth.a, path], false);
         assert!(message.contains("is down"), "{message}");
         std::fs::remove_file(&file).unwrap();
     });

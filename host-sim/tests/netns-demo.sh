@@ -4,25 +4,37 @@
 # discovers the target, writes 4 MiB of random data, reads it back, compares, verifies the
 # whole export and runs a 2-second benchmark. Sends nothing on any real interface.
 #
-# Usage: host-sim/tests/netns-demo.sh
+# Usage: host-sim/tests/netns-demo.sh [--no-build | --bin DIR]
 # As a normal user it builds with your cargo, then runs the rest through sudo (namespaces and
-# raw sockets need root). As root it builds too, unless given --no-build.
+# raw sockets need root). As root it builds too, unless given --no-build. With --bin DIR it
+# runs the host-sim and aoe of DIR (e.g. /usr/sbin, from the Debian package) and builds
+# nothing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 script=$PWD/host-sim/tests/netns-demo.sh
 
+bin=$PWD/target/release build=1
+case ${1:-} in
+--no-build) build=0 ;;
+--bin) bin=${2:?--bin needs a directory}; build=0 ;;
+"") ;;
+*) echo "netns-demo: unknown option $1 (--no-build, --bin DIR)" >&2; exit 2 ;;
+esac
 if [ "$(id -u)" != 0 ]; then
-    cargo build --release -p aoe-host-sim -p aoe-initiator --bins
-    exec sudo "$script" --no-build
+    if ((build)); then
+        cargo build --release -p aoe-host-sim -p aoe-initiator --bins
+        exec sudo "$script" --no-build
+    fi
+    exec sudo "$script" "$@"
 fi
-if [ "${1:-}" != --no-build ]; then
+if ((build)); then
     cargo build --release -p aoe-host-sim -p aoe-initiator --bins
 fi
-bin=$PWD/target/release
 if [ ! -x "$bin/host-sim" ] || [ ! -x "$bin/aoe" ]; then
     echo "netns-demo: $bin/host-sim and $bin/aoe are missing: run cargo build --release -p aoe-host-sim -p aoe-initiator" >&2
     exit 1
 fi
+echo "netns-demo: $bin/host-sim ($("$bin/host-sim" --version))"
 if ! command -v ip >/dev/null; then
     apt-get update -qq && apt-get install -y -qq iproute2
 fi

@@ -7,8 +7,9 @@
 //! bit 31 set, so they never collide with the I/O engine's.
 
 use super::frame::{
-    ATA_FLUSH, ATA_FLUSH_EXT, ATA_IDENTIFY, Address, AtaReply, BROADCAST, Reply, pad, write_ata,
-    write_header,
+    ATA_FLUSH, ATA_FLUSH_EXT, ATA_IDENTIFY, ATA_SMART, Address, AtaReply, BROADCAST, Reply,
+    SMART_RETURN_STATUS, SMART_SIGNATURE, SMART_THRESHOLD_EXCEEDED, pad, write_ata, write_header,
+    write_smart,
 };
 use super::{Error, Transport};
 use aoe_core::wire::aoe::Command;
@@ -283,15 +284,47 @@ pub fn discover<L: Transport + ?Sized>(
     to: Address,
     wait: Duration,
 ) -> Result<Vec<TargetInfo>, Error> {
+    Ok(collect_answers(link, to, ConfigCommand::Read, b"", wait)?
+        .into_iter()
+        .map(|answer| answer.info)
+        .collect())
+}
+
+/// One target's answers to a broadcast Query Config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// What it said (its first answer).
+    pub info: TargetInfo,
+    /// The most answers one request got from this MAC for this shelf.slot: more than 1 means
+    /// two targets share the MAC and the address (two processes on one host and interface).
+    pub answers_per_request: u32,
+}
+
+/// Broadcasts Query Config `command` with `string` to `to` (shelf and slot may be wildcards)
+/// for `wait`, asking twice in case one is lost, and collects every answer: discovery
+/// ([`ConfigCommand::Read`]), or the targets whose config string matches (`Test`,
+/// `TestPrefix`: the others stay silent). Answers with the AoE error flag are ignored.
+///
+/// # Errors
+/// Only when the port fails or the string is too long: no answer is an empty list.
+pub fn collect_answers<L: Transport + ?Sized>(
+    link: &mut L,
+    to: Address,
+    command: ConfigCommand,
+    string: &[u8],
+    wait: Duration,
+) -> Result<Vec<Answer>, Error> {
     let mut frame = frame_buffer(link);
     let to = Address {
         mac: BROADCAST,
         ..to
     };
-    let len = build_config(&mut frame, link.mac(), to, ConfigCommand::Read, b"")?;
+    let len = build_config(&mut frame, link.mac(), to, command, string)?;
     let us = link.mac();
     let start = link.now();
-    let mut found: Vec<TargetInfo> = Vec::new();
+    let mut found: Vec<Answer> = Vec::new();
+    // Answers per (request tag, MAC, shelf, slot).
+    let mut counts: Vec<(u32, EthernetAddress, u16, u8, u32)> = Vec::new();
     let mut tags = Vec::new();
     let mut asked = 0;
     loop {
@@ -312,26 +345,103 @@ pub fn discover<L: Transport + ?Sized>(
             let Some(reply) = Reply::parse(bytes, us) else {
                 return;
             };
-            if !tags
+            let Some(&tag) = tags
                 .iter()
-                .any(|&tag| reply.answers(to, Command::QueryConfig, tag))
-            {
+                .find(|&&tag| reply.answers(to, Command::QueryConfig, tag))
+            else {
                 return;
-            }
+            };
             if reply.aoe_error().is_some() {
                 return;
             }
-            if let Ok(info) = TargetInfo::from_reply(&reply)
-                && !found
-                    .iter()
-                    .any(|f| f.mac == info.mac && f.shelf == info.shelf && f.slot == info.slot)
-            {
-                found.push(info);
+            let Ok(info) = TargetInfo::from_reply(&reply) else {
+                return;
+            };
+            let key = (tag, info.mac, info.shelf, info.slot);
+            let count = match counts.iter_mut().find(|c| (c.0, c.1, c.2, c.3) == key) {
+                Some(entry) => {
+                    entry.4 += 1;
+                    entry.4
+                }
+                None => {
+                    counts.push((key.0, key.1, key.2, key.3, 1));
+                    1
+                }
+            };
+            match found.iter_mut().find(|f| {
+                f.info.mac == info.mac && f.info.shelf == info.shelf && f.info.slot == info.slot
+            }) {
+                Some(answer) => {
+                    answer.answers_per_request = answer.answers_per_request.max(count);
+                }
+                None => found.push(Answer {
+                    info,
+                    answers_per_request: count,
+                }),
             }
         })?;
     }
-    found.sort_by_key(|info| (info.shelf, info.slot, info.mac.0));
+    found.sort_by_key(|answer| (answer.info.shelf, answer.info.slot, answer.info.mac.0));
     Ok(found)
+}
+
+/// What SMART RETURN STATUS says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmartStatus {
+    /// No threshold exceeded (LBA mid/high 4F/C2).
+    Healthy,
+    /// A threshold is exceeded (F4/2C): the device predicts its own failure.
+    ThresholdExceeded,
+    /// Some other LBA mid/high.
+    Unknown([u8; 2]),
+}
+
+/// Sends SMART RETURN STATUS to `to` (what `aoeping -S return_status` asks).
+///
+/// # Errors
+/// No answer, an AoE error, or an ATA error (a target without SMART aborts it: ABRT).
+pub fn smart_status<L: Transport + ?Sized>(
+    link: &mut L,
+    to: Address,
+    retry: Retry,
+) -> Result<SmartStatus, Error> {
+    let mut frame = frame_buffer(link);
+    let len = write_smart(&mut frame, link.mac(), to, 0, SMART_RETURN_STATUS);
+    let what = format!("SMART RETURN STATUS to {}", describe(to));
+    exchange(
+        link,
+        &mut frame[..len],
+        to,
+        Command::IssueAta,
+        retry,
+        &what,
+        |reply| {
+            if let Some(err) = aoe_error(reply) {
+                return Some(Err(err));
+            }
+            let Some(ata) = AtaReply::parse(reply.arg) else {
+                return Some(Err(Error::BadReply(
+                    "ATA reply shorter than its registers".to_string(),
+                )));
+            };
+            if ata.failed() {
+                return Some(Err(Error::Ata {
+                    command: ATA_SMART,
+                    lba: 0,
+                    status: ata.status,
+                    error: ata.error,
+                }));
+            }
+            let signature = [ata.lba[1], ata.lba[2]];
+            Some(Ok(if signature == SMART_SIGNATURE {
+                SmartStatus::Healthy
+            } else if signature == SMART_THRESHOLD_EXCEEDED {
+                SmartStatus::ThresholdExceeded
+            } else {
+                SmartStatus::Unknown(signature)
+            }))
+        },
+    )
 }
 
 /// Sends IDENTIFY DEVICE to `to`.

@@ -104,6 +104,37 @@ pub fn write_ata(
     pad(buf, ATA_DATA_OFFSET + data)
 }
 
+/// ATA SMART.
+pub const ATA_SMART: u8 = 0xB0;
+/// SMART RETURN STATUS (the Features register of [`ATA_SMART`]).
+pub const SMART_RETURN_STATUS: u8 = 0xDA;
+/// LBA mid/high of every SMART command, and of a RETURN STATUS reply with no threshold
+/// exceeded.
+pub const SMART_SIGNATURE: [u8; 2] = [0x4F, 0xC2];
+/// LBA mid/high of a RETURN STATUS reply when a threshold is exceeded.
+pub const SMART_THRESHOLD_EXCEEDED: [u8; 2] = [0xF4, 0x2C];
+
+/// Writes a SMART request with sub-command `feature` (no data) and returns the frame length.
+pub fn write_smart(
+    buf: &mut [u8],
+    src: EthernetAddress,
+    to: Address,
+    tag: u32,
+    feature: u8,
+) -> usize {
+    write_header(buf, src, to, Command::IssueAta, tag);
+    let [mid, high] = SMART_SIGNATURE;
+    ata::Repr {
+        flags: AtaFlags(0),
+        err_feature: feature,
+        sector_count: 0,
+        cmd_status: ATA_SMART,
+        lba: u64::from(mid) << 8 | u64::from(high) << 16,
+    }
+    .emit(&mut ata::Packet::new_unchecked(&mut buf[AOE_ARG_OFFSET..]));
+    pad(buf, ATA_DATA_OFFSET)
+}
+
 /// Zero-pads a request of `len` octets to the Ethernet minimum and returns its length.
 pub fn pad(buf: &mut [u8], len: usize) -> usize {
     if len < MIN_FRAME_LEN {
@@ -172,6 +203,8 @@ pub struct AtaReply<'a> {
     pub status: u8,
     /// Error register.
     pub error: u8,
+    /// LBA registers lba0..lba5 (SMART RETURN STATUS reports in lba1/lba2).
+    pub lba: [u8; 6],
     /// Data after the registers (read data, IDENTIFY data, or padding).
     pub data: &'a [u8],
 }
@@ -183,6 +216,7 @@ impl<'a> AtaReply<'a> {
         Some(AtaReply {
             status: packet.cmd_status(),
             error: packet.err_feature(),
+            lba: packet.lba_bytes(),
             data: &arg[ata::HEADER_LEN..],
         })
     }

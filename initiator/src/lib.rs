@@ -109,6 +109,13 @@ pub enum Error {
     },
     /// A request the target or the port cannot carry, or a bad argument.
     Invalid(String),
+    /// An error and what the person can do about it.
+    Hint {
+        /// What failed.
+        error: Box<Error>,
+        /// What to do next.
+        hint: &'static str,
+    },
 }
 
 impl Error {
@@ -187,6 +194,7 @@ impl fmt::Display for Error {
             Error::BadReply(what) => write!(f, "malformed reply from the target: {what}"),
             Error::Mismatch { lba } => write!(f, "data mismatch at LBA {lba}"),
             Error::Invalid(what) => f.write_str(what),
+            Error::Hint { error, hint } => write!(f, "{error}; {hint}"),
         }
     }
 }
@@ -195,6 +203,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(err) => Some(err),
+            Error::Hint { error, .. } => Some(error),
             _ => None,
         }
     }

@@ -197,3 +197,69 @@ fn aoe_works_with_debians_vblade() {
     );
     drop(vblade);
 }
+
+#[test]
+fn discover_without_an_interface_and_stdio_transfers() {
+    require_root!();
+    let pair = Pair::new("aoestdio", 1500);
+    let sectors = 2048;
+    let _target = RefTarget::start(&pair, sectors, 1500);
+    let aoe = aoe_testkit::process::workspace_binary("aoe");
+
+    // No -i: every AoE-capable interface of the namespace (here the one veth end; lo is not).
+    let out = pair
+        .initiator
+        .command(&[aoe.to_str().unwrap(), "discover", "--wait", "1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = text.lines().find(|l| l.starts_with("e3.4 ")).expect(&text);
+    assert!(row.contains(&format!(" {} ", pair.init_if)), "{text}");
+    assert!(!row.contains("CONFLICT"), "{text}");
+
+    // write - takes standard input until it ends (here 3 sectors and a half: 4 written).
+    let data = random_bytes(3 * 512 + 256, 77);
+    let mut child = pair
+        .aoe_command(&["write", "-", "-t", "3.4", "--lba", "10"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(&data).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("write: 4 sectors"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // read - puts exactly the sectors on standard output, the summary on standard error.
+    let out = pair
+        .aoe_command(&["read", "-", "-t", "3.4", "--lba", "10", "--count", "4"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout.len(), 4 * 512);
+    assert_eq!(&out.stdout[..data.len()], &data[..]);
+    assert!(
+        out.stdout[data.len()..].iter().all(|&b| b == 0),
+        "zero padding"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("read: 4 sectors"));
+    // read into /dev/null succeeds (nothing to sync).
+    pair.aoe_ok(&["read", "/dev/null", "-t", "3.4", "--count", "64"]);
+    // ping answers; the reference target answers SMART RETURN STATUS as healthy.
+    let text = pair.aoe_ok(&["ping", "-t", "3.4", "--count", "2", "--smart"]);
+    assert!(
+        text.contains("2 sent, 2 answered") && text.contains("SMART: ok"),
+        "{text}"
+    );
+}

@@ -253,3 +253,67 @@ impl Veth {
         self.ns.enter();
     }
 }
+
+/// A LAN of several hosts: one namespace per host, each with one interface named
+/// [`Lan::IFACE`], all joined by a bridge in a namespace of its own (a switch that forwards
+/// broadcasts to every port). For tests with more than two parties: two targets and an
+/// initiator, say.
+#[derive(Debug)]
+pub struct Lan {
+    /// The switch's namespace (holds the bridge and its ports).
+    pub switch: Namespace,
+    /// The hosts, in order.
+    pub hosts: Vec<Namespace>,
+}
+
+impl Lan {
+    /// The name of every host's interface to the LAN.
+    pub const IFACE: &'static str = "lan0";
+
+    /// `hosts` namespaces on a bridge, every link of MTU `mtu` and up.
+    pub fn new(tag: &str, hosts: usize, mtu: u32) -> Lan {
+        let short: String = tag
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(10)
+            .collect();
+        let switch = Namespace::new(&format!("sw-{short}"));
+        let mtu = mtu.to_string();
+        switch.ip_ok(&["link", "add", "br0", "mtu", &mtu, "type", "bridge"]);
+        let mut list = Vec::with_capacity(hosts);
+        for index in 0..hosts {
+            let host = Namespace::new(&format!("h{index}-{short}"));
+            let port = format!("port{index}");
+            switch.ip_ok(&[
+                "link",
+                "add",
+                &port,
+                "mtu",
+                &mtu,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                Lan::IFACE,
+                "netns",
+                &host.name,
+                "mtu",
+                &mtu,
+            ]);
+            switch.ip_ok(&["link", "set", &port, "master", "br0"]);
+            switch.ip_ok(&["link", "set", &port, "up"]);
+            host.ip_ok(&["link", "set", Lan::IFACE, "up"]);
+            list.push(host);
+        }
+        switch.ip_ok(&["link", "set", "br0", "up"]);
+        Lan {
+            switch,
+            hosts: list,
+        }
+    }
+
+    /// The MAC of host `index`'s interface.
+    pub fn mac_of(&self, index: usize) -> String {
+        self.hosts[index].mac_of(Lan::IFACE)
+    }
+}

@@ -5,6 +5,7 @@
 //! the failure message.
 
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A child process killed (by its PID) and reaped on drop.
@@ -13,6 +14,9 @@ pub struct Proc {
     child: Option<Child>,
     name: String,
     output: String,
+    /// Lines of stdout and stderr read while it runs ([`Proc::spawn_watched`]).
+    lines: Option<Arc<Mutex<Vec<String>>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Proc {
@@ -28,6 +32,71 @@ impl Proc {
             child: Some(child),
             name: name.to_owned(),
             output: String::new(),
+            lines: None,
+            readers: Vec::new(),
+        }
+    }
+
+    /// Spawns `command` and reads its stdout and stderr line by line while it runs, so that a
+    /// test can look at its log ([`Proc::log`], [`Proc::wait_for_line`]) without stopping it.
+    pub fn spawn_watched(command: Command, name: &str) -> Proc {
+        use std::io::BufRead as _;
+        let mut proc = Proc::spawn(command, name);
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stdout = proc
+            .take_stdout()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        let stderr = proc
+            .take_stderr()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        for stream in [stdout, stderr].into_iter().flatten() {
+            let sink = Arc::clone(&lines);
+            proc.readers.push(std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                }
+            }));
+        }
+        proc.lines = Some(lines);
+        proc
+    }
+
+    /// The lines a watched process printed so far (stdout and stderr, each in order).
+    pub fn log(&self) -> Vec<String> {
+        self.lines.as_ref().map_or_else(Vec::new, |lines| {
+            lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        })
+    }
+
+    /// Waits up to `limit` for a line of a watched process that contains `needle`; returns it.
+    /// Panics with the log so far when none came (or the process exited first).
+    pub fn wait_for_line(&mut self, needle: &str, limit: Duration) -> String {
+        self.wait_for_nth_line(needle, 1, limit)
+    }
+
+    /// Like [`wait_for_line`](Self::wait_for_line), for the `nth` (from 1) such line.
+    pub fn wait_for_nth_line(&mut self, needle: &str, nth: usize, limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(line) = self
+                .log()
+                .into_iter()
+                .filter(|line| line.contains(needle))
+                .nth(nth.saturating_sub(1))
+            {
+                return line;
+            }
+            let exited = self.try_exit();
+            assert!(
+                exited.is_none() && start.elapsed() < limit,
+                "{}: no line with {needle:?} within {limit:?} (exit: {exited:?}); log:\n{}",
+                self.name,
+                self.log().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -61,6 +130,8 @@ impl Proc {
                     String::from_utf8_lossy(&out.stdout),
                     String::from_utf8_lossy(&out.stderr)
                 );
+                let watched = self.finish_watch();
+                self.output.push_str(&watched);
                 return (status, self.output.clone());
             }
             assert!(
@@ -83,8 +154,22 @@ impl Proc {
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
+            let watched = self.finish_watch();
+            self.output.push_str(&watched);
         }
         self.output.clone()
+    }
+
+    /// For a watched process that ended: waits for its readers, returns every line it printed.
+    fn finish_watch(&mut self) -> String {
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        let mut text = self.log().join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text
     }
 
     /// The child's stderr, to read its log while it runs (taken once).

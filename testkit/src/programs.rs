@@ -4,7 +4,7 @@
 //! Binaries are found with [`workspace_binary`] (built first if missing), so any crate's tests
 //! can drive both programs.
 
-use crate::netns::Pair;
+use crate::netns::{Lan, Pair};
 use crate::process::{Proc, workspace_binary};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -64,12 +64,82 @@ impl Pair {
         Proc::spawn(command, "host-sim")
     }
 
+    /// Starts `host-sim ARGS...` in the target's namespace, its log watched
+    /// ([`Proc::spawn_watched`]).
+    pub fn host_sim(&self, args: &[&str]) -> Proc {
+        let binary = workspace_binary("host-sim");
+        let mut command = self.target.command(&[]);
+        command.arg(binary).args(args);
+        Proc::spawn_watched(command, "host-sim")
+    }
+
     /// Waits until `shelf.slot` answers IDENTIFY (at most 10 s), failing with the target's
     /// output if it exits first.
     pub fn wait_for_target(&self, target: &str, proc: &mut Proc) {
         let start = Instant::now();
         loop {
             let out = self.aoe(&["identify", "-t", target, "--timeout", "0.5"]);
+            if out.status.success() {
+                return;
+            }
+            if let Some(status) = proc.try_exit() {
+                panic!(
+                    "the target exited with {status} before answering:\n{}",
+                    proc.output()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "target {target} never answered: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+impl Lan {
+    /// Starts `host-sim ARGS...` on host `host`, its log watched.
+    pub fn host_sim(&self, host: usize, args: &[&str]) -> Proc {
+        let mut command = self.hosts[host].command(&[]);
+        command.arg(workspace_binary("host-sim")).args(args);
+        Proc::spawn_watched(command, &format!("host-sim on host {host}"))
+    }
+
+    /// Starts Debian's `vblade ARGS...` on host `host`, its output watched.
+    pub fn vblade(&self, host: usize, args: &[&str]) -> Proc {
+        let mut command = self.hosts[host].command(&["vblade"]);
+        command.args(args);
+        Proc::spawn_watched(command, &format!("vblade on host {host}"))
+    }
+
+    /// Runs `aoe ARGS... -i lan0` on host `host`.
+    pub fn aoe(&self, host: usize, args: &[&str]) -> Output {
+        let mut command = self.hosts[host].command(&[]);
+        command
+            .arg(workspace_binary("aoe"))
+            .args(args)
+            .args(["-i", Lan::IFACE]);
+        command.output().expect("run aoe")
+    }
+
+    /// Runs `aoe` on host `host` and asserts it succeeded; returns stdout.
+    pub fn aoe_ok(&self, host: usize, args: &[&str]) -> String {
+        let out = self.aoe(host, args);
+        assert!(
+            out.status.success(),
+            "aoe {args:?} on host {host} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until `target` answers IDENTIFY from host `host` (at most 10 s).
+    pub fn wait_for_target(&self, host: usize, target: &str, proc: &mut Proc) {
+        let start = Instant::now();
+        loop {
+            let out = self.aoe(host, &["identify", "-t", target, "--timeout", "0.5"]);
             if out.status.success() {
                 return;
             }

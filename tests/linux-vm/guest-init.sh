@@ -9,7 +9,9 @@
 #   MTU       eth0 MTU; PAYLOAD: the data frame size aoe must report (1024 at 1500, 8704 at 9000)
 #   DEVICES   space-separated "shelf.slot:sectors:kind", kind = fs (raw I/O + ext4, needs
 #             >= 256 MiB with the default file sizes) | raw (raw O_DIRECT I/O only, any size) |
-#             ro | bench | fsbench (bench, then fs on the same device)
+#             ro | bench | fsbench (bench, then fs on the same device) | aoetool (the project's
+#             `aoe` tool, shipped in /bin/aoe by the host: its views of this driver's devices,
+#             flush, revalidate, discover, and its own discovery over eth0)
 #   RO_SHA    sha256 of the whole read-only export (kind ro)
 #   BIG_MIB   size of the large file of the fs test (80; > 64 MiB crosses ext4's 64 MiB extent
 #             and the guest's 1 MiB requests many times; a slow target gets a few MiB)
@@ -344,6 +346,75 @@ bench() {
     echo "$BENCH_PASSES passes, content verified"
 }
 
+# ---- the project's `aoe` tool against this kernel's driver (kind aoetool) ----------------------
+# aoe kernel stat lists the device with the size, state, interface and payload sysfs has.
+tool_stat() {
+    json=$(/bin/aoe kernel stat --json) || return 1
+    echo "$json" | grep -q "\"device\":\"e$1\",\"sectors\":$2," || { echo "not listed right: $json"; return 1; }
+    echo "$json" | grep -q '"state":"up' || { echo "not up: $json"; return 1; }
+    echo "$json" | grep -q '"interface":"eth0"' || { echo "not on eth0: $json"; return 1; }
+    echo "$json" | grep -q "\"payload\":\"$PAYLOAD\"" || { echo "payload: $json"; return 1; }
+    /bin/aoe kernel stat | sed 's/^/INFO stat: /'
+    echo "e$1 listed with $2 sectors, up, eth0, payload $PAYLOAD"
+}
+
+# Our own initiator over eth0, and over every AoE-capable interface when none is given.
+tool_discover_net() {
+    /bin/aoe discover -i eth0 --wait 1 --json | grep -q "\"target\":\"e$1\"" || return 1
+    out=$(/bin/aoe discover --wait 1) || { echo "discover without -i: $out"; return 1; }
+    echo "$out" | grep -q "^e$1 .* eth0 " || { echo "not found on eth0 by default: $out"; return 1; }
+    /bin/aoe ping -t "$1" -i eth0 --count 2 --smart | sed 's/^/INFO ping: /'
+    echo "aoe discover finds e$1 on eth0 (given, and by default)"
+}
+
+# Waits up to 10 s until the driver has (want=1) or has not (want=0) device e$1.
+tool_wait_device() {
+    i=0
+    while :; do
+        if [ -d "/sys/block/etherd!e$1" ]; then have=1; else have=0; fi
+        [ "$have" = "$2" ] && return 0
+        i=$((i + 1))
+        [ $i -gt 100 ] && { echo "device e$1 present=$have, want $2 after 10 s"; return 1; }
+        sleep 0.1
+    done
+}
+
+tool_revalidate() {
+    /bin/aoe kernel revalidate "e$1" || return 1
+    sleep 1
+    tool_wait_device "$1" 1 || return 1
+    grep -q '^up' "/sys/block/etherd!e$1/state" || { echo "state $(cat "/sys/block/etherd!e$1/state")"; return 1; }
+    if /bin/aoe kernel revalidate e99.99 2>/tmp/err; then echo "revalidating a missing device succeeded"; return 1; fi
+    grep -q "no device e99.99" /tmp/err || { cat /tmp/err; return 1; }
+    echo "revalidated e$1; a missing device is refused"
+}
+
+tool_flush() {
+    /bin/aoe kernel flush "e$1" | grep -q "flushed: e$1" || return 1
+    tool_wait_device "$1" 0 || return 1
+    /bin/aoe kernel discover || return 1
+    tool_wait_device "$1" 1 || return 1
+    /bin/aoe kernel flush --all | grep -q "flushed: e$1" || return 1
+    tool_wait_device "$1" 0 || return 1
+    /bin/aoe kernel discover || return 1
+    tool_wait_device "$1" 1 || return 1
+    discover "$1" "$2" >/dev/null || return 1
+    echo "flushed by name and with --all; back after aoe kernel discover"
+}
+
+tool_interfaces() {
+    out=$(/bin/aoe kernel interfaces) || return 1
+    [ "$out" = eth0 ] || { echo "aoe_iflist: $out"; return 1; }
+    echo "the driver uses: $out"
+}
+
+aoetool_test() {
+    step "tool_stat_e$1" tool_stat "$1" "$2"
+    step "tool_discover_e$1" tool_discover_net "$1"
+    step "tool_revalidate_e$1" tool_revalidate "$1"
+    step "tool_flush_e$1" tool_flush "$1" "$2"
+    step "tool_interfaces" tool_interfaces
+}
 # ---- the target inside the guest (MODE=target, tests/linux-vm/powercut.sh) ----------------------
 # Everything the initiator will see acknowledged is written by host-sim here; the only volatile
 # layer between it and the host's image files is this kernel's page cache (the virtual disks are
@@ -400,6 +471,7 @@ for d in $DEVICES; do
     raw) step "raw_io_e$ss" raw_io "$ss" "$sectors" ;;
     bench) step "bench_e$ss" bench "$ss" ;;
     fsbench) step "bench_e$ss" bench "$ss" && fs_test "$ss" "$sectors" ;;
+    aoetool) aoetool_test "$ss" "$sectors" ;;
     *) echo "STEP config FAIL unknown kind $kind" && FAILED=config ;;
     esac
 done

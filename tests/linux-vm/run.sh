@@ -18,6 +18,13 @@
 #            --blade-bench-mib (reported), raw I/O, ext4 with a few MiB of files (the blade does
 #            ~2 MB/s); then the exported part of the card is checked on the host and its
 #            reserved last 8 sectors must still be blank. Not in the default --cases.
+#   aoetool  the project's `aoe` tool (built with the dist profile, shipped into the guest with
+#            the libraries it loads) against this kernel's driver, MTU 1500, 8 MiB export 2.5:
+#            `aoe kernel stat` matches sysfs, `aoe discover` (on eth0, and on every AoE-capable
+#            interface by default) and `aoe ping --smart` reach the target, `aoe kernel
+#            revalidate` (and its refusal of a missing device), `aoe kernel flush eS.L` and
+#            `--all` drop the device and `aoe kernel discover` brings it back, `aoe kernel
+#            interfaces` shows aoe_iflist. Not in the default --cases.
 #
 # Usage: tests/linux-vm/run.sh [options]
 #   --target T          vblade | host-sim | "COMMAND ARGS" (a vblade-compatible command line: the
@@ -200,6 +207,8 @@ boot() {
     local name=$1 mtu=$2 payload=$3 devices=$4 extra=$5
     local conf_dir=$case_dir/conf
     mkdir -p "$conf_dir"
+    # Files a case ships into the guest ($boot_files: a directory whose tree lands in /).
+    [[ -n ${boot_files:-} ]] && cp -a "$boot_files"/. "$conf_dir"/
     {
         echo "MTU=$mtu"
         echo "PAYLOAD=$payload"
@@ -207,7 +216,8 @@ boot() {
         echo "AOE_KICK=${AOE_VM_KICK:-1}"
         printf '%s\n' "$extra"
     } >"$conf_dir/test.conf"
-    (cd "$conf_dir" && echo test.conf | cpio -o -H newc --quiet) | gzip -1 >"$case_dir/conf.cpio.gz"
+    (cd "$conf_dir" && find . -mindepth 1 | sed 's|^\./||' | cpio -o -H newc --quiet) |
+        gzip -1 >"$case_dir/conf.cpio.gz"
     cat "$image/initrd.gz" "$case_dir/conf.cpio.gz" >"$case_dir/initrd"
     local mtu_opt="" console=$case_dir/console.log ctl=()
     ((mtu > 1500)) && mtu_opt=",host_mtu=$mtu"
@@ -598,6 +608,48 @@ case_blade() {
     return 0
 }
 
+# The project's `aoe` against the guest kernel's driver (guest-init.sh, kind aoetool).
+case_aoetool() {
+    case_begin aoetool
+    local ok=1 pid sectors=16384 aoe_bin=$repo/target/dist/aoe lib
+    if [[ ! -x $aoe_bin ]]; then
+        say "building aoe (dist profile)"
+        (cd "$repo" && cargo build --profile dist --quiet -p aoe-initiator --bin aoe) ||
+            die "aoe does not build"
+    fi
+    boot_files=$case_dir/files
+    install -D -m 755 "$aoe_bin" "$boot_files/bin/aoe"
+    # The libraries it loads, at their own paths (the image has libc already; the same file).
+    for lib in $(ldd "$aoe_bin" | awk '/=> \// { print $3 } /^\t\/lib/ { print $1 }'); do
+        install -D -m 755 "$(readlink -f "$lib")" "$boot_files$lib"
+    done
+    resolve_target "$target_spec"
+    local tcmd=("${target_cmd[@]}") disk=$case_dir/disk.img
+    truncate -s $((sectors * 512)) "$disk"
+    setup_netns 1500
+    spawn pid "$case_dir/target.log" ip netns exec "$ns" "${tcmd[@]}" 2 5 aoetap0 "$disk"
+    restart_pid_var=""
+    say "target: ${tcmd[*]} on aoetap0, e2.5 ($sectors sectors); aoe $("$aoe_bin" --version) in the guest"
+    sleep 0.5
+    if ! target_alive "$pid" "$case_dir/target.log"; then
+        boot_files=""
+        case_end 0
+        teardown_netns
+        return 0
+    fi
+    boot aoetool 1500 "$(payload_for 1500)" "2.5:$sectors:aoetool" ""
+    boot_files=""
+    ((boot_ok)) || ok=0
+    h_alive "$pid" || { ok=0; fail_reason="the target died during the run"; }
+    h_stop "$pid"
+    teardown_netns
+    say "VM ran ${vm_s}s"
+    case_end $ok
+    rm -rf "$case_dir/files"
+    ((ok)) && rm -f "$disk"
+    return 0
+}
+
 if [[ -n $attach && -n $netdev_spec ]]; then
     die "--attach and --netdev exclude each other"
 elif [[ -n $attach || -n $netdev_spec ]]; then
@@ -610,7 +662,8 @@ else
         mtu9000) case_fs mtu9000 9000 0 1 0 1 ;;
         bench) case_bench ;;
         blade) case_blade ;;
-        *) die "unknown case $c (mtu1500, mtu9000, bench, blade)" ;;
+        aoetool) case_aoetool ;;
+        *) die "unknown case $c (mtu1500, mtu9000, bench, blade, aoetool)" ;;
         esac
     done
 fi

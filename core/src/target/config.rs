@@ -42,6 +42,28 @@ pub struct Config {
     /// CACHE is what makes acknowledged writes stable. False (the default) when every
     /// acknowledged WRITE is already stable; FLUSH CACHE is still accepted.
     pub volatile_write_cache: bool,
+    /// Parts of the export's state that initiators may not change.
+    pub pinned: Pinned,
+}
+
+/// Parts of an export's state its administrator fixed: initiators can read them but not
+/// change them. The platform still sets them ([`Target::set_config_string`](super::Target::set_config_string),
+/// [`Target::mask_add`](super::Target::mask_add), [`Target::set_reservations`](super::Target::set_reservations)).
+///
+/// A request that would change a pinned part is refused with the answer the protocol has for
+/// "not now": a Set or Force Set of another config string gets AoE error 4 (config string
+/// present), a mask edit with an add or delete directive gets MError 1 (unspecified) with no
+/// directive applied, a reserve Set or Force Set of another list gets AoE error 6. Requests that
+/// change nothing (setting the same string or list, reading) are answered as usual.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Pinned {
+    /// The config string.
+    pub config_string: bool,
+    /// The MAC mask list.
+    pub mask: bool,
+    /// The reserve list.
+    pub reservations: bool,
 }
 
 impl Config {
@@ -60,6 +82,7 @@ impl Config {
             max_frame_len: STANDARD_FRAME_LEN,
             identity: Identity::default_for(shelf, slot),
             volatile_write_cache: false,
+            pinned: Pinned::default(),
         }
     }
 }

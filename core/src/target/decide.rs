@@ -214,6 +214,12 @@ impl<D: Disk> Target<D> {
             ConfigCommand::TestPrefix if ours.starts_with(string) => reply(false),
             ConfigCommand::Test | ConfigCommand::TestPrefix => None,
             ConfigCommand::Set if !ours.is_empty() && ours != string => reply(true),
+            ConfigCommand::Set | ConfigCommand::ForceSet
+                if self.config.pinned.config_string && ours != string =>
+            {
+                debug!("config string is pinned: error 4");
+                reply(true)
+            }
             _ if AOE_ARG_OFFSET + cfg::HEADER_LEN + string.len() > frame_limit => {
                 // Storing it would make every later config reply too long for this port.
                 debug!(
@@ -243,6 +249,20 @@ impl<D: Disk> Target<D> {
                     debug!("mask Dir Count beyond the frame: error 2");
                     return Some(Action::AoeError(ErrorCode::BadArgument));
                 };
+                let edits = directives.iter().any(|directive| {
+                    matches!(
+                        directive.command,
+                        DirectiveCommand::Add | DirectiveCommand::Delete
+                    )
+                });
+                if self.config.pinned.mask && edits {
+                    debug!("mask list is pinned: MError 1");
+                    return Some(Action::Mask {
+                        command,
+                        error: MaskError::Unspecified,
+                        applied: 0,
+                    });
+                }
                 for directive in directives.iter() {
                     match directive.command {
                         DirectiveCommand::None => {}
@@ -290,6 +310,18 @@ impl<D: Disk> Target<D> {
                 };
                 if command == ReserveCommand::Set && !self.state.reservation_allows(source) {
                     debug!("reserve set by a MAC without the reservation: error 6");
+                    return reply(true);
+                }
+                let unchanged = macs
+                    .iter()
+                    .all(|mac| self.state.reservations.contains(&mac))
+                    && self
+                        .state
+                        .reservations
+                        .iter()
+                        .all(|kept| macs.iter().any(|mac| mac == *kept));
+                if self.config.pinned.reservations && !unchanged {
+                    debug!("reserve list is pinned: error 6");
                     return reply(true);
                 }
                 self.state.set_reservations(macs.iter()).ok()?;

@@ -61,7 +61,8 @@ mod plan;
 mod state;
 
 pub use config::{
-    Config, ConfigError, DEFAULT_BUFFER_COUNT, DEFAULT_FIRMWARE_VERSION, Port, STANDARD_FRAME_LEN,
+    Config, ConfigError, DEFAULT_BUFFER_COUNT, DEFAULT_FIRMWARE_VERSION, Pinned, Port,
+    STANDARD_FRAME_LEN,
 };
 pub use plan::{DiskIo, IoOp, Plan};
 pub use state::{MASK_CAPACITY, RESERVE_CAPACITY, StateError};

@@ -1,6 +1,8 @@
-//! The `aoe` command line as data: the usage text, [`Cli`], and the parsers of its values.
-//! Pure code: every refusal is a [`Usage`] error with a message for the person who typed it.
+//! The `aoe` command line as data: [`Cli`], and the parsers of its values (the help texts are
+//! in `help`). Pure code: every refusal is a [`Usage`] error with a message for the person who
+//! typed it.
 
+use super::help::{self, Needs};
 use crate::control::MaskEdit;
 use crate::engine::{MAX_WINDOW, Op};
 use crate::work::Access;
@@ -8,66 +10,6 @@ use aoe_core::wire::EthernetAddress;
 use aoe_net::LinkSpec;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// The usage text.
-pub const USAGE: &str = "\
-aoe: check and drive ATA over Ethernet targets from userspace, without a kernel driver
-
-usage: aoe COMMAND -i IFACE [-t SHELF.SLOT] [OPTIONS]
-
-commands:
-  discover                    list every target answering on IFACE (-t narrows the search)
-  identify                    IDENTIFY DEVICE: capacity, model, serial, firmware
-  config get                  read the config string
-  config set STRING           set it if empty (AoE error 4 otherwise); --force replaces it
-  mask list                   the MAC mask list (empty: everyone may talk to the target)
-  mask add MAC...             add MACs to the mask list
-  mask del MAC...             remove MACs from it
-  reserve [MAC...]            reserve the target for these MACs (default: ours); --force
-                              takes it from another initiator
-  release                     empty the reserve list (--force if someone else holds it)
-  read FILE                   copy sectors [--lba, --count] of the target into FILE
-  write FILE                  copy FILE to the target from --lba (last sector zero-padded),
-                              then flush (FLUSH CACHE EXT, or FLUSH CACHE)
-  verify                      write a pattern over [--lba, --count], flush, read it back and
-                              compare; with --file FILE, only compare the target with FILE
-  bench                       measure MB/s, IOPS, p50/p99 latency and retransmits
-  write-log                   random non-overlapping writes of unique content over [--lba,
-                              --count], one line 'ACK seq lba sectors' per acknowledged write
-                              to --log FILE (or stdout), unbuffered; runs --seconds or until
-                              the region is used up (the power-cut test's initiator)
-  check-log IMAGE             check that every write --log FILE acknowledged is in IMAGE (the
-                              export's sectors from 0); exit 1 if one is lost (no -i, -t)
-
-options:
-  -i, --interface IFACE       network interface (AF_PACKET; needs CAP_NET_RAW)
-      --tap NAME              use a TAP device instead of -i
-  -t, --target SHELF.SLOT     the target, e.g. 7.1 or e7.1
-      --lba N                 first sector [0]
-      --count N               sectors [to the end of the target, or the file's size]
-      --timeout SECONDS       give up when a request is unanswered this long [10]
-      --wait SECONDS          discover: how long to collect answers [1]
-      --force                 config set, reserve, release: override
-      --seed N                verify: pattern seed [from the clock]
-      --file FILE             verify: compare with FILE instead of writing a pattern
-      --json                  machine-readable output (one JSON value on stdout)
-  bench:
-      --mode MODE             seq-read, seq-write, rand-read or rand-write [seq-read]
-      --bs SIZE               request size in bytes, a multiple of 512 (k, m suffixes)
-                              [one full frame for seq, 4k for rand]
-      --qd N                  requests in flight [16]
-      --window N              frames in flight [the target's buffer count]
-      --seconds S             duration [5]
-      --requests N            stop after N requests
-  write-log: --bs (one frame), --qd (window), --seconds, --requests, --seed, and
-      --log FILE              where the log goes [stdout]
-  -h, --help                  this text
-  -V, --version               the version
-
-Requests carry min((MTU - 36) / 512, target's limit) sectors; the window of frames in flight
-never exceeds the target's advertised buffer count; a frame unanswered within the adaptive
-timeout is sent again with a new tag.
-";
 
 /// A bad command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,14 +60,22 @@ pub enum Command {
     Discover,
     /// `identify`.
     Identify,
+    /// `ping`.
+    Ping,
     /// `config get`.
     ConfigGet,
     /// `config set STRING`.
     ConfigSet(String),
+    /// `config test STRING`: targets whose config string is exactly this.
+    ConfigTest(String),
+    /// `config prefix STRING`: targets whose config string starts with this.
+    ConfigPrefix(String),
     /// `mask list`.
     MaskList,
     /// `mask add|del MAC...`.
     MaskEdit(Vec<MaskEdit>),
+    /// `reserve list`.
+    ReserveList,
     /// `reserve [MAC...]`.
     Reserve(Vec<EthernetAddress>),
     /// `release`.
@@ -143,9 +93,36 @@ pub enum Command {
     /// `check-log IMAGE`.
     CheckLog(PathBuf),
     /// `--help`.
+    /// `kernel ...`: the Linux driver's devices.
+    Kernel(KernelCommand),
+    /// `--help` (also what no arguments at all parse to; `main` then exits 2).
     Help,
+    /// `COMMAND --help`: the help of one command.
+    CommandHelp(&'static str),
+    /// `--help-man`: the man page.
+    ManPage,
     /// `--version`.
     Version,
+}
+
+/// What `aoe kernel ...` does with the Linux driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelCommand {
+    /// `kernel stat`.
+    Stat,
+    /// `kernel flush [--all | eS.L...]`.
+    Flush {
+        /// `--all`: every device that is not open.
+        all: bool,
+        /// Devices named (`e1.2`).
+        devices: Vec<String>,
+    },
+    /// `kernel revalidate eS.L...`.
+    Revalidate(Vec<String>),
+    /// `kernel discover`.
+    Discover,
+    /// `kernel interfaces [IFACE...]`.
+    Interfaces(Vec<String>),
 }
 
 /// Everything the command line says.
@@ -153,8 +130,10 @@ pub enum Command {
 pub struct Cli {
     /// What to do.
     pub command: Command,
-    /// The port.
+    /// The port (the first `-i` or `--tap`).
     pub link: Option<LinkSpec>,
+    /// Every port given (discover uses them all; other commands take one).
+    pub links: Vec<LinkSpec>,
     /// The target.
     pub target: Option<(u16, u8)>,
     /// `--lba`.
@@ -187,6 +166,10 @@ pub struct Cli {
     pub requests: Option<u64>,
     /// `--log`.
     pub log: Option<PathBuf>,
+    /// `--smart`.
+    pub smart: bool,
+    /// `--all`.
+    pub all: bool,
 }
 
 /// Parses `SHELF.SLOT` (an `e` in front is allowed).
@@ -256,6 +239,7 @@ impl Cli {
         let mut cli = Cli {
             command: Command::Help,
             link: None,
+            links: Vec::new(),
             target: None,
             lba: 0,
             count: None,
@@ -272,9 +256,12 @@ impl Cli {
             seconds: Duration::from_secs(5),
             requests: None,
             log: None,
+            smart: false,
+            all: false,
         };
         let mut args = args.into_iter();
         let mut help = false;
+        let mut man = false;
         let mut version = false;
         while let Some(arg) = args.next() {
             if !arg.starts_with('-') || arg == "-" {
@@ -299,15 +286,22 @@ impl Cli {
             };
             match flag.as_str() {
                 "-h" | "--help" => help = true,
+                "--help-man" => man = true,
                 "-V" | "--version" => version = true,
-                "-i" | "--interface" => cli.link = Some(LinkSpec::packet(&value(&flag)?)),
-                "--tap" => cli.link = Some(LinkSpec::tap(&value(&flag)?)),
+                "-i" | "--interface" => {
+                    for name in value(&flag)?.split(',').filter(|n| !n.is_empty()) {
+                        cli.links.push(LinkSpec::packet(name));
+                    }
+                }
+                "--tap" => cli.links.push(LinkSpec::tap(&value(&flag)?)),
                 "-t" | "--target" => cli.target = Some(parse_target(&value(&flag)?)?),
                 "--lba" => cli.lba = parse_number(&flag, &value(&flag)?)?,
                 "--count" => cli.count = Some(parse_number(&flag, &value(&flag)?)?),
                 "--timeout" => cli.timeout = parse_seconds(&flag, &value(&flag)?)?,
                 "--wait" => cli.wait = parse_seconds(&flag, &value(&flag)?)?,
                 "--force" => cli.force = true,
+                "--smart" => cli.smart = true,
+                "--all" => cli.all = true,
                 "--json" => cli.json = true,
                 "--seed" => cli.seed = Some(parse_number(&flag, &value(&flag)?)?),
                 "--file" => cli.file = Some(PathBuf::from(value(&flag)?)),
@@ -354,35 +348,86 @@ impl Cli {
                 _ => return Err(Usage(format!("unknown option {flag} (see aoe --help)"))),
             }
         }
+        cli.link = cli.links.first().cloned();
         if version {
             cli.command = Command::Version;
             return Ok(cli);
         }
+        if man {
+            cli.command = Command::ManPage;
+            return Ok(cli);
+        }
         if help || positional.is_empty() {
-            cli.command = Command::Help;
+            cli.command = match positional.first() {
+                None => Command::Help,
+                Some(word) => match help::command_doc(word) {
+                    Some(doc) => Command::CommandHelp(doc.name),
+                    None => {
+                        return Err(Usage(format!("unknown command {word:?} (see aoe --help)")));
+                    }
+                },
+            };
             return Ok(cli);
         }
-        cli.command = Self::command(&positional)?;
-        if let Command::CheckLog(_) = cli.command {
-            if cli.log.is_none() {
-                return Err(Usage(
-                    "check-log needs the write log: --log FILE".to_string(),
-                ));
+        cli.command = Self::command(&positional, cli.all)?;
+        cli.check_addresses()?;
+        Ok(cli)
+    }
+
+    /// Refuses a command line without the interface or target its command needs.
+    fn check_addresses(&self) -> Result<(), Usage> {
+        let needs = match &self.command {
+            Command::Discover => Needs::Interfaces,
+            Command::ConfigTest(_) | Command::ConfigPrefix(_) => Needs::InterfaceMaybeTarget,
+            Command::Kernel(_) => Needs::Kernel,
+            Command::CheckLog(_) => Needs::Offline,
+            _ => Needs::Target,
+        };
+        match needs {
+            Needs::Offline => {
+                if !self.links.is_empty() || self.target.is_some() {
+                    return Err(Usage(
+                        "check-log reads an image, not the network: give no -i, --tap or -t"
+                            .to_string(),
+                    ));
+                }
+                if self.log.is_none() {
+                    return Err(Usage(
+                        "check-log needs the write log: --log FILE".to_string(),
+                    ));
+                }
+                return Ok(());
             }
-            return Ok(cli);
+            Needs::Kernel => {
+                if !self.links.is_empty() || self.target.is_some() {
+                    return Err(Usage(
+                        "kernel commands talk to the aoe driver, not the network: give no -i, \
+                         --tap or -t"
+                            .to_string(),
+                    ));
+                }
+                return Ok(());
+            }
+            Needs::Interfaces => return Ok(()),
+            Needs::Target | Needs::InterfaceMaybeTarget => {}
         }
-        if cli.link.is_none() {
+        if self.link.is_none() {
             return Err(Usage(
                 "which interface? give -i IFACE (or --tap NAME)".to_string(),
             ));
         }
-        if cli.target.is_none() && cli.command != Command::Discover {
+        if self.links.len() > 1 {
+            return Err(Usage(
+                "only discover takes several interfaces; give one -i IFACE".to_string(),
+            ));
+        }
+        if self.target.is_none() && needs == Needs::Target {
             return Err(Usage("which target? give -t SHELF.SLOT".to_string()));
         }
-        Ok(cli)
+        Ok(())
     }
 
-    fn command(words: &[String]) -> Result<Command, Usage> {
+    fn command(words: &[String], all: bool) -> Result<Command, Usage> {
         let word = |k: usize| words.get(k).map(String::as_str);
         let rest = || &words[words.len().min(2)..];
         let exactly = |n: usize, command: Command| {
@@ -410,15 +455,19 @@ impl Cli {
                 .map(|m| parse_mac(m))
                 .collect::<Result<Vec<_>, _>>()
         };
+        let string = |verb: &str, make: fn(String) -> Command| match words.len() {
+            3 => Ok(make(words[2].clone())),
+            _ => Err(Usage(format!("usage: aoe config {verb} STRING (quote it)"))),
+        };
         match (word(0), word(1)) {
             (Some("discover"), _) => exactly(1, Command::Discover),
             (Some("identify"), _) => exactly(1, Command::Identify),
+            (Some("ping"), _) => exactly(1, Command::Ping),
             (Some("config"), Some("get")) => exactly(2, Command::ConfigGet),
-            (Some("config"), Some("set")) => match words.len() {
-                3 => Ok(Command::ConfigSet(words[2].clone())),
-                _ => Err(Usage("usage: aoe config set STRING (quote it)".to_string())),
-            },
-            (Some("config"), _) => Err(Usage("usage: aoe config get|set".to_string())),
+            (Some("config"), Some("set")) => string("set", Command::ConfigSet),
+            (Some("config"), Some("test")) => string("test", Command::ConfigTest),
+            (Some("config"), Some("prefix")) => string("prefix", Command::ConfigPrefix),
+            (Some("config"), _) => Err(Usage("usage: aoe config get|set|test|prefix".to_string())),
             (Some("mask"), Some("list")) => exactly(2, Command::MaskList),
             (Some("mask"), Some(verb @ ("add" | "del"))) => {
                 let list = macs(rest())?;
@@ -438,6 +487,7 @@ impl Cli {
                 ))
             }
             (Some("mask"), _) => Err(Usage("usage: aoe mask list|add|del".to_string())),
+            (Some("reserve"), Some("list")) => exactly(2, Command::ReserveList),
             (Some("reserve"), _) => Ok(Command::Reserve(macs(&words[1..])?)),
             (Some("release"), _) => exactly(1, Command::Release),
             (Some("read"), _) => Ok(Command::Read(file("read")?)),
@@ -449,8 +499,58 @@ impl Cli {
                 2 => Ok(Command::CheckLog(PathBuf::from(&words[1]))),
                 _ => Err(Usage("usage: aoe check-log IMAGE --log FILE".to_string())),
             },
+            (Some("kernel"), Some(verb)) => Self::kernel(verb, rest(), all),
+            (Some("kernel"), None) => Err(Usage(
+                "usage: aoe kernel stat|flush|revalidate|discover|interfaces".to_string(),
+            )),
             (Some(other), _) => Err(Usage(format!("unknown command {other:?} (see aoe --help)"))),
             (None, _) => Err(Usage("no command (see aoe --help)".to_string())),
+        }
+    }
+
+    fn kernel(verb: &str, args: &[String], all: bool) -> Result<Command, Usage> {
+        let devices = |args: &[String]| {
+            args.iter()
+                .map(|name| {
+                    let (shelf, slot) = parse_target(name)?;
+                    Ok(format!("e{shelf}.{slot}"))
+                })
+                .collect::<Result<Vec<_>, Usage>>()
+        };
+        let none = |command: KernelCommand| {
+            if args.is_empty() {
+                Ok(Command::Kernel(command))
+            } else {
+                Err(Usage(format!(
+                    "unexpected argument {:?} after kernel {verb}",
+                    args[0]
+                )))
+            }
+        };
+        match verb {
+            "stat" => none(KernelCommand::Stat),
+            "discover" => none(KernelCommand::Discover),
+            "flush" => {
+                let devices = devices(args)?;
+                if all && !devices.is_empty() {
+                    return Err(Usage(
+                        "kernel flush: give --all or device names, not both".to_string(),
+                    ));
+                }
+                Ok(Command::Kernel(KernelCommand::Flush { all, devices }))
+            }
+            "revalidate" => {
+                let devices = devices(args)?;
+                if devices.is_empty() {
+                    return Err(Usage("usage: aoe kernel revalidate eS.L...".to_string()));
+                }
+                Ok(Command::Kernel(KernelCommand::Revalidate(devices)))
+            }
+            "interfaces" => Ok(Command::Kernel(KernelCommand::Interfaces(args.to_vec()))),
+            other => Err(Usage(format!(
+                "unknown kernel command {other:?}: stat, flush, revalidate, discover or \
+                 interfaces"
+            ))),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Tests of the command line, over the simulated transport.
 
 use super::*;
+use crate::Error;
 use crate::sim::{INITIATOR_MAC, SimTransport};
 use aoe_core::wire::EthernetAddress;
 use aoe_net::LinkSpec;
@@ -42,7 +43,16 @@ fn parses_commands_and_refuses_bad_lines() {
         Command::Discover
     );
     assert_eq!(parse("").unwrap().command, Command::Help);
-    assert_eq!(parse("read --help").unwrap().command, Command::Help);
+    // A command's --help is that command's help, not the global one.
+    assert_eq!(
+        parse("read --help").unwrap().command,
+        Command::CommandHelp("read")
+    );
+    assert_eq!(
+        parse("--help config").unwrap().command,
+        Command::CommandHelp("config")
+    );
+    assert_eq!(parse("--help-man").unwrap().command, Command::ManPage);
     for bad in [
         "identify -t 1.1",
         "identify -i x",
@@ -55,9 +65,73 @@ fn parses_commands_and_refuses_bad_lines() {
         "identify -i x -t 1.1 --timeout",
         "config -i x -t 1.1",
         "mask add -i x -t 1.1",
+        "identify -i a,b -t 1.1",
+        "identify -i a -i b -t 1.1",
+        "kernel stat -i eth0",
+        "kernel frob",
+        "kernel revalidate",
+        "kernel revalidate e1",
+        "kernel flush --all e1.1",
+        "config test -t 1.1",
+        "reserve list extra -i x -t 1.1",
+        "frobnicate --help",
     ] {
         assert!(parse(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn parses_the_admin_commands() {
+    let cli = parse("discover -i a,b -i c").unwrap();
+    assert_eq!(
+        cli.links,
+        vec![
+            LinkSpec::packet("a"),
+            LinkSpec::packet("b"),
+            LinkSpec::packet("c")
+        ]
+    );
+    assert_eq!(cli.link, Some(LinkSpec::packet("a")));
+    assert_eq!(parse("discover").unwrap().links, vec![]);
+    assert_eq!(
+        parse("reserve list -i x -t 1.1").unwrap().command,
+        Command::ReserveList
+    );
+    assert_eq!(
+        parse("config test rack -i x").unwrap().command,
+        Command::ConfigTest("rack".into())
+    );
+    assert_eq!(
+        parse("config prefix ra -i x -t 1.1").unwrap().command,
+        Command::ConfigPrefix("ra".into())
+    );
+    let cli = parse("ping -i x -t 1.1 --smart --count 5").unwrap();
+    assert_eq!(
+        (cli.command, cli.smart, cli.count),
+        (Command::Ping, true, Some(5))
+    );
+    assert_eq!(
+        parse("kernel stat").unwrap().command,
+        Command::Kernel(KernelCommand::Stat)
+    );
+    assert_eq!(
+        parse("kernel flush --all").unwrap().command,
+        Command::Kernel(KernelCommand::Flush {
+            all: true,
+            devices: vec![]
+        })
+    );
+    assert_eq!(
+        parse("kernel revalidate e1.2 3.4").unwrap().command,
+        Command::Kernel(KernelCommand::Revalidate(vec![
+            "e1.2".into(),
+            "e3.4".into()
+        ]))
+    );
+    assert_eq!(
+        parse("read - -i x -t 1.1").unwrap().command,
+        Command::Read("-".into())
+    );
 }
 
 fn run_sim(link: &mut SimTransport, args: &str) -> Result<String, Error> {
@@ -84,8 +158,9 @@ fn commands_run_against_a_simulated_target() {
         "verify -t 7.1 --lba 8 --count 30 --seed 2 --json",
     )
     .unwrap();
+    // 30 sectors verified: written and read back, 60 moved.
     assert!(
-        text.starts_with("{\"op\":\"verify\",\"sectors\":60,")
+        text.starts_with("{\"op\":\"verify\",\"sectors\":30,\"moved_sectors\":60,")
             && text.ends_with(",\"seed\":2,\"lba\":8,\"count\":30,\"ok\":true}\n"),
         "{text}"
     );
@@ -165,4 +240,109 @@ fn write_log_and_check_log_round_trip_through_the_command_line() {
         "{err}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn admin_fixes_against_a_simulated_target() {
+    let mut link = SimTransport::new(7, 1, 4096, 16, 1500);
+    // verify reports the range, not twice it.
+    let text = run_sim(&mut link, "verify -t 7.1 --count 64 --seed 3").unwrap();
+    assert!(
+        text.contains("sectors 0..64") && text.contains("verify: 64 sectors, 128 sectors moved"),
+        "{text}"
+    );
+    // read into /dev/null: no "sync /dev/null" failure at the end.
+    let text = run_sim(&mut link, "read /dev/null -t 7.1 --count 16").unwrap();
+    assert!(text.starts_with("read: 16 sectors"), "{text}");
+    // read - writes the sectors to standard output (here: `out`), nothing else.
+    run_sim(&mut link, "verify -t 7.1 --count 4 --seed 9").unwrap();
+    let cli = parse("read - -t 7.1 --count 4 -i sim").unwrap();
+    let mut out = Vec::new();
+    run_on(&cli, &mut link, &mut out).unwrap();
+    assert_eq!(out.len(), 4 * 512);
+    let mut expected = vec![0u8; 512];
+    crate::work::pattern_sector(2, 9, &mut expected);
+    assert_eq!(&out[1024..1536], &expected[..]);
+    // The reserve list is read without taking the reservation.
+    assert_eq!(
+        run_sim(&mut link, "reserve list -t 7.1").unwrap(),
+        "reserve list empty\n"
+    );
+    assert!(link.target.reservations().is_empty());
+    let other = EthernetAddress([2, 0, 0, 0, 0, 0x77]);
+    run_sim(&mut link, "reserve 02:00:00:00:00:77 -t 7.1").unwrap();
+    assert_eq!(
+        run_sim(&mut link, "reserve list -t 7.1 --json").unwrap(),
+        "{\"reserve\":[\"02:00:00:00:00:77\"]}\n"
+    );
+    assert_eq!(link.target.reservations(), &[other]);
+    // AoE error 6 on release and on I/O, with what to do about it.
+    let err = run_sim(&mut link, "release -t 7.1")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("AoE error 6") && err.contains("--force takes it over"),
+        "{err}"
+    );
+    let err = run_sim(&mut link, "read /dev/null -t 7.1 --count 2")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("AoE error 6") && err.contains("reserve list"),
+        "{err}"
+    );
+    run_sim(&mut link, "release --force -t 7.1").unwrap();
+    // AoE error 4 after a conditional set, with the --force hint.
+    run_sim(&mut link, "config set first -t 7.1").unwrap();
+    let err = run_sim(&mut link, "config set second -t 7.1")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("config string present") && err.contains("--force replaces it"),
+        "{err}"
+    );
+    // config test / prefix: the matching targets, and exit status 1 (an error) for none.
+    let text = run_sim(&mut link, "config test first --wait 0.2").unwrap();
+    assert_eq!(text, "e7.1 02:00:00:00:ae:01 \"first\"\n");
+    let text = run_sim(&mut link, "config prefix fi --wait 0.2 --json").unwrap();
+    assert_eq!(
+        text,
+        "[{\"target\":\"e7.1\",\"mac\":\"02:00:00:00:ae:01\",\"config\":\"first\"}]\n"
+    );
+    let err = run_sim(&mut link, "config test fir --wait 0.2").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no target whose config string is \"fir\""),
+        "{err}"
+    );
+    assert!(run_sim(&mut link, "config prefix x -t 7.1 --wait 0.2").is_err());
+    // ping with SMART: the engine answers RETURN STATUS with no threshold exceeded.
+    let text = run_sim(&mut link, "ping -t 7.1 --count 2 --smart").unwrap();
+    assert!(
+        text.contains("2 sent, 2 answered") && text.contains("SMART: ok"),
+        "{text}"
+    );
+    let json = run_sim(&mut link, "ping -t 7.1 --count 1 --smart --json").unwrap();
+    assert!(
+        json.contains("\"answered\":1") && json.contains("\"smart\":\"ok\""),
+        "{json}"
+    );
+    // write - reads standard input: here an empty one, refused.
+    // An empty discovery fails in text and JSON alike.
+    let mut nobody = SimTransport::new(7, 1, 64, 16, 1500);
+    for args in [
+        "discover -t 9.9 --wait 0.2",
+        "discover -t 9.9 --wait 0.2 --json",
+    ] {
+        let cli = parse(&format!("{args} -i sim")).unwrap();
+        let mut out = Vec::new();
+        let err = run_on(&cli, &mut nobody, &mut out).unwrap_err();
+        assert!(matches!(err, Error::NoAnswer { .. }), "{args}: {err}");
+        let printed = String::from_utf8(out).unwrap();
+        if args.ends_with("--json") {
+            assert_eq!(printed, "[]\n");
+        } else {
+            assert_eq!(printed, "");
+        }
+    }
 }

@@ -518,6 +518,43 @@ fn item_32_flush_cache_calls_disk_flush() {
     assert_eq!(target.disk().stats().flushes, 2);
 }
 
+/// Item 32: IDENTIFY's write-cache words agree with `Config::volatile_write_cache`: a platform
+/// that acknowledges writes from a volatile cache reports the cache supported and enabled
+/// (words 82 and 85, bit 5), one whose acknowledged writes are stable reports none; FLUSH
+/// CACHE (EXT) stays supported and really flushes in both.
+#[test]
+fn item_32_write_cache_words_follow_the_config_and_flush_works_in_both() {
+    for volatile in [false, true] {
+        let mut config = Config::new(SHELF, SLOT);
+        config.volatile_write_cache = volatile;
+        let mut target = Target::new(config, FaultyDisk::new(mem(64), FaultPlan::none())).unwrap();
+        let i = Initiator::default();
+        let reply = send_on(&mut target, &port(), &i.identify(1)).unwrap();
+        let data = reply.ata_data();
+        let cache = if volatile { 1 << 5 } else { 0 };
+        assert_eq!(
+            word(data, 82) & (1 << 5),
+            cache,
+            "word 82, volatile={volatile}"
+        );
+        assert_eq!(
+            word(data, 85) & (1 << 5),
+            cache,
+            "word 85, volatile={volatile}"
+        );
+        assert_eq!(
+            word(data, 83) & 0x3000,
+            0x3000,
+            "FLUSH CACHE (EXT) supported"
+        );
+        assert_eq!(word(data, 86) & 0x3000, 0x3000, "FLUSH CACHE (EXT) enabled");
+        let request = i.ata(2, aflags::EXT, ata_cmd::FLUSH_EXT, 0, 0, &[]);
+        let reply = send_on(&mut target, &port(), &request).unwrap();
+        assert_ata_only("FLUSH CACHE EXT", &reply, &request, DRDY, 0, 0);
+        assert_eq!(target.disk().stats().flushes_ok, 1);
+    }
+}
+
 /// Item 32: A failing flush is reported: Status 0x41, Error ABRT, no AoE error.
 #[test]
 fn item_32_failing_flush_abrt() {

@@ -426,3 +426,92 @@ fn item_40_restored_state_shows_in_replies() {
         "failed restores keep state"
     );
 }
+
+/// Pinned state (`Config::pinned`, the administrator's choice, not the protocol's): requests
+/// that would change a pinned part are refused with the protocol's "not now" answers and change
+/// nothing; requests that change nothing are answered as usual; unpinned parts still change.
+#[test]
+fn pinned_state_refuses_changes_and_answers_reads() {
+    let mut config = Config::new(SHELF, SLOT);
+    config.max_frame_len = 9014;
+    config.pinned.config_string = true;
+    config.pinned.mask = true;
+    config.pinned.reservations = true;
+    let mut h = Harness::with_config(config, 64, 1500);
+    h.target.set_config_string(b"rack 4").unwrap();
+    h.target.mask_add(INITIATOR_MAC).unwrap();
+    h.target.set_reservations(&[INITIATOR_MAC]).unwrap();
+    let generation = h.target.generation();
+    let i = Initiator::default();
+
+    // Config: Set and Force Set of another string get error 4; the same string is fine.
+    for ccmd in [3, 4] {
+        let request = i.config(1, ccmd, b"other");
+        let reply = h.send(&request).unwrap();
+        assert_header(&reply, &request, TARGET_MAC, Some(4));
+        assert_eq!(
+            reply.cfg_string(),
+            b"rack 4",
+            "the reply shows the kept string"
+        );
+    }
+    let reply = h.send(&i.config(2, 4, b"rack 4")).unwrap();
+    assert!(
+        !reply.is_error(),
+        "setting the pinned string itself changes nothing"
+    );
+    assert_eq!(
+        h.send(&i.config(3, 0, b"")).unwrap().cfg_string(),
+        b"rack 4"
+    );
+
+    // Mask: an edit with an add or delete gets MError 1 and applies nothing; a read is fine.
+    let reply = h
+        .send(&i.mask(4, 1, &[(1, mac(0xA)), (2, INITIATOR_MAC)]))
+        .unwrap();
+    assert!(!reply.is_error());
+    assert_eq!(
+        reply.arg_bytes()[..4],
+        [0, 1, 1, 0],
+        "MError 1, nothing applied"
+    );
+    assert_eq!(h.target.mask(), &[INITIATOR_MAC]);
+    assert_eq!(
+        h.send(&i.mask(5, 0, &[])).unwrap().arg_bytes()[..4],
+        [0, 0, 0, 1]
+    );
+
+    // Reserve: Set or Force Set of another list gets error 6; the same list is fine.
+    for (rcmd, macs) in [
+        (1, &[][..]),
+        (2, &[mac(0xB)][..]),
+        (2, &[INITIATOR_MAC, mac(0xB)][..]),
+    ] {
+        let request = i.reserve(6, rcmd, macs);
+        let reply = h.send(&request).unwrap();
+        assert_header(&reply, &request, TARGET_MAC, Some(6));
+        assert_eq!(reserved_mac(&reply, 0), INITIATOR_MAC);
+    }
+    let reply = h
+        .send(&i.reserve(7, 1, &[INITIATOR_MAC, INITIATOR_MAC]))
+        .unwrap();
+    assert!(!reply.is_error(), "the same list, duplicates counted once");
+    assert_eq!(h.target.reservations(), &[INITIATOR_MAC]);
+    assert_eq!(h.target.generation(), generation, "nothing changed");
+
+    // Only what is pinned is fixed.
+    let mut config = Config::new(SHELF, SLOT);
+    config.pinned.mask = true;
+    let mut h = Harness::with_config(config, 64, 1500);
+    assert!(!h.send(&i.config(8, 3, b"free")).unwrap().is_error());
+    assert_eq!(h.target.config_string(), b"free");
+    assert!(
+        !h.send(&i.reserve(9, 1, &[INITIATOR_MAC]))
+            .unwrap()
+            .is_error()
+    );
+    assert_eq!(h.target.reservations(), &[INITIATOR_MAC]);
+    let reply = h.send(&i.mask(10, 1, &[(1, INITIATOR_MAC)])).unwrap();
+    assert_eq!(reply.arg_bytes()[..4], [0, 1, 1, 0]);
+    assert!(h.target.mask().is_empty());
+}
