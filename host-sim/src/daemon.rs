@@ -603,13 +603,8 @@ pub fn run(settings: Settings) -> Result<(), String> {
         .transpose()?;
     let registry = Arc::new(Registry::new());
     let (engine, why_not_uring) = aoe_storage::Engine::detect();
-    let mut supervisor = Supervisor::new(
-        level,
-        engine,
-        options.clone(),
-        store,
-        Arc::clone(&registry),
-    );
+    let mut supervisor =
+        Supervisor::new(level, engine, options.clone(), store, Arc::clone(&registry));
     supervisor.apply(loaded.specs, Phase::Start)?;
     // Said after the exports opened, so that a refusal stays the only line of a failed start.
     match why_not_uring {

@@ -544,7 +544,8 @@ mod test {
         let scratch = Scratch::new("export-state");
         let file = scratch.sparse("disk.img", 1 << 20);
         let store = StateStore::open(&scratch.dir.join("state")).unwrap();
-        let export = Export::open(spec(&file, 16), aoe_storage::Engine::Threads, Some(&store)).unwrap();
+        let export =
+            Export::open(spec(&file, 16), aoe_storage::Engine::Threads, Some(&store)).unwrap();
         {
             let mut target = export.target();
             assert!(export.persist(&target), "nothing changed: nothing to save");
@@ -558,11 +559,13 @@ mod test {
         assert_eq!(export.metrics().state_saves.get(), 1);
         drop(export);
         // A restart: the state comes back.
-        let export = Export::open(spec(&file, 16), aoe_storage::Engine::Threads, Some(&store)).unwrap();
+        let export =
+            Export::open(spec(&file, 16), aoe_storage::Engine::Threads, Some(&store)).unwrap();
         assert_eq!(TargetState::of(&export.target()), state("kept", &[A], &[B]));
         // A reload that changes the buffer count: the new export takes the live state over,
         // also a change made after it was opened, and the old one stops answering.
-        let replacement = Export::open(spec(&file, 32), aoe_storage::Engine::Threads, Some(&store)).unwrap();
+        let replacement =
+            Export::open(spec(&file, 32), aoe_storage::Engine::Threads, Some(&store)).unwrap();
         export.target().set_reservations(&[]).unwrap();
         let taken = replacement.handover_from(&export);
         assert_eq!(taken, state("kept", &[A], &[]));
@@ -582,7 +585,8 @@ mod test {
         assert!(replacement.persist(&target));
         drop(target);
         drop((export, replacement));
-        let export = Export::open(spec(&file, 16), aoe_storage::Engine::Threads, Some(&store)).unwrap();
+        let export =
+            Export::open(spec(&file, 16), aoe_storage::Engine::Threads, Some(&store)).unwrap();
         assert_eq!(export.target().config_string(), b"new");
     }
 
@@ -593,7 +597,8 @@ mod test {
         let store = StateStore::open(&scratch.dir.join("state")).unwrap();
         let identity = Identity::of(3, 4, &file);
         std::fs::write(store.path_for(&identity), "format = 1\n").unwrap();
-        let error = Export::open(spec(&file, 16), aoe_storage::Engine::Threads, Some(&store)).unwrap_err();
+        let error =
+            Export::open(spec(&file, 16), aoe_storage::Engine::Threads, Some(&store)).unwrap_err();
         assert!(error.to_string().contains("is damaged"), "{error}");
     }
 }

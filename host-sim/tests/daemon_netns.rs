@@ -575,20 +575,25 @@ fn engine_and_durability_are_stated_and_identify_agrees() {
             let mut daemon = Daemon::start_with(&args, 1, &env);
             let ad = collect(&mut link, 1, 3 * SECOND);
             let client = client_for(&link, ad[0].src(), 1, 6);
-            let identify = exchange(&mut link, &client.identify(1), SECOND).unwrap();
-            let word =
-                |w: usize| u16::from_le_bytes([identify.data()[2 * w], identify.data()[2 * w + 1]]);
+            let identify = exchange(&mut link, &client.identify(1).bytes, SECOND).unwrap();
+            let word = |w: usize| {
+                u16::from_le_bytes([identify.ata_data()[2 * w], identify.ata_data()[2 * w + 1]])
+            };
             assert_eq!(word(82) & (1 << 5) != 0, cache, "{extra:?}: word 82");
             assert_eq!(word(85) & (1 << 5) != 0, cache, "{extra:?}: word 85");
             let frames: Vec<Vec<u8>> = (0..32u32)
-                .map(|i| client.write(10 + i, u64::from(i) * 2, &pattern(u64::from(i), 1024)))
+                .map(|i| {
+                    client
+                        .write48(10 + i, u64::from(i) * 2, &pattern(u64::from(i), 1024))
+                        .bytes
+                })
                 .collect();
             send_all(&mut link, &frames);
             let replies = collect(&mut link, 32, 5 * SECOND);
             assert_eq!(replies.len(), 32);
             assert!(replies.iter().all(|r| r.ata_status() == 0x40));
-            let reply = exchange(&mut link, &client.read(99, 2 * 7, 2), SECOND).unwrap();
-            assert_eq!(reply.data()[..1024], pattern(7, 1024)[..]);
+            let reply = exchange(&mut link, &client.read48(99, 2 * 7, 2).bytes, SECOND).unwrap();
+            assert_eq!(reply.ata_data()[..1024], pattern(7, 1024)[..]);
             daemon.signal(libc::SIGTERM);
             assert!(daemon.wait(5 * SECOND).success());
             assert_eq!(daemon.log_lines(engine_line).len(), 1, "{engine_line}");
@@ -620,11 +625,11 @@ fn disk_errors_are_ata_errors_and_counted_per_export() {
             .set_len(1 << 20)
             .unwrap();
         for tag in 1..=3 {
-            let reply = exchange(&mut link, &client.read(tag, 6000, 2), SECOND).unwrap();
+            let reply = exchange(&mut link, &client.read48(tag, 6000, 2).bytes, SECOND).unwrap();
             assert_eq!(reply.ata_status(), 0x41, "DRDY|ERR, not data");
             assert_eq!(reply.ata_error(), 0x04, "ABRT");
         }
-        let reply = exchange(&mut link, &client.read(9, 10, 2), SECOND).unwrap();
+        let reply = exchange(&mut link, &client.read48(9, 10, 2).bytes, SECOND).unwrap();
         assert_eq!(reply.ata_status(), 0x40, "the rest still serves");
         daemon.signal(libc::SIGUSR1);
         let deadline = Instant::now() + 3 * SECOND;

@@ -178,7 +178,9 @@ pub(super) const COMMANDS: &[CommandDoc] = &[
              (the power-cut test's initiator)",
         )],
         needs: Needs::Target,
-        options: &["lba", "count", "bs", "qd", "seconds", "requests", "seed", "log"],
+        options: &[
+            "lba", "count", "bs", "qd", "seconds", "requests", "seed", "log",
+        ],
     },
     CommandDoc {
         name: "check-log",
