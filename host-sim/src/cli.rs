@@ -17,7 +17,7 @@
 //! vblade would misread: numbers that are not numbers, shelf 65535/4095, slot 255, a buffer
 //! count below 2, bad MACs.
 
-use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, SpecError};
+use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, NetOptions, SpecError};
 use aoe_net::LinkSpec;
 use aoe_storage::file::DiskOptions;
 use log::LevelFilter;
@@ -50,6 +50,8 @@ pub struct Settings {
     pub exports: Exports,
     /// `--log-level`, if given (else the config file's, else `info`).
     pub log_level: Option<LevelFilter>,
+    /// `--link`, `--workers`, `--busy-poll`, where given (they win over the config file's).
+    pub net: NetOptions,
 }
 
 /// The usage text for `--help`.
@@ -72,6 +74,12 @@ Export filename (a file or block device) as AoE target e<shelf>.<slot> on interf
   --tap NAME  also (or, without netif, only) export over TAP device NAME
   --config FILE      serve the exports listed in a TOML file; SIGHUP reloads it
   --log-level LEVEL  off, error, warn, info (default), debug or trace
+  --link KIND        auto (default: AF_XDP where the kernel and interface allow, else the
+                     PACKET_MMAP ring, else a plain packet socket), xdp, ring or socket
+  --workers N        threads (each with its own socket, ring or AF_XDP queue) per interface
+                     [1]; each initiator's frames always go to the same one
+  --busy-poll USEC   spin up to USEC microseconds on the link before sleeping [0: never];
+                     lower latency at queue depth 1 for a busy core
   --help, --version
 
 Shelf 65535 and 4095 and slot 255 are refused (the Linux initiator cannot use them).
@@ -112,12 +120,15 @@ struct Raw {
     tap: Option<String>,
     config: Option<String>,
     log_level: Option<String>,
+    link: Option<String>,
+    workers: Option<String>,
+    busy_poll: Option<String>,
     operands: Vec<String>,
     help: bool,
     version: bool,
 }
 
-const LONG_WITH_VALUE: [&str; 3] = ["tap", "config", "log-level"];
+const LONG_WITH_VALUE: [&str; 6] = ["tap", "config", "log-level", "link", "workers", "busy-poll"];
 
 /// Parses `args` (without the program name).
 ///
@@ -137,6 +148,24 @@ where
         return Ok(Command::Version);
     }
     let log_level = raw.log_level.as_deref().map(parse_level).transpose()?;
+    let net = NetOptions {
+        link: raw
+            .link
+            .as_deref()
+            .map(|text| text.parse().map_err(SpecError))
+            .transpose()?,
+        workers: raw
+            .workers
+            .as_deref()
+            .map(|text| parse_number("--workers", text, "1..64"))
+            .transpose()?,
+        busy_poll_us: raw
+            .busy_poll
+            .as_deref()
+            .map(|text| parse_number("--busy-poll", text, "microseconds"))
+            .transpose()?,
+    };
+    net.validate()?;
     if let Some(config) = &raw.config {
         let vblade_flags = raw.buffer_count.is_some()
             || raw.offset.is_some()
@@ -153,12 +182,14 @@ where
         return Ok(Command::Run(Settings {
             exports: Exports::ConfigFile(PathBuf::from(config)),
             log_level,
+            net,
         }));
     }
     let export = single_export(raw)?;
     Ok(Command::Run(Settings {
         exports: Exports::Single(export),
         log_level,
+        net,
     }))
 }
 
@@ -204,6 +235,9 @@ fn scan(args: &[String]) -> Result<Raw, SpecError> {
                 ("tap", value) => raw.tap = value,
                 ("config", value) => raw.config = value,
                 ("log-level", value) => raw.log_level = value,
+                ("link", value) => raw.link = value,
+                ("workers", value) => raw.workers = value,
+                ("busy-poll", value) => raw.busy_poll = value,
                 _ => {
                     return Err(SpecError(format!(
                         "unrecognized option --{name} (see --help)"
@@ -420,6 +454,40 @@ mod test {
     }
 
     #[test]
+    fn link_workers_and_busy_poll_options() {
+        let parsed = parse([
+            "--link=ring",
+            "--workers",
+            "2",
+            "--busy-poll",
+            "50",
+            "1",
+            "2",
+            "eth1",
+            "f",
+        ]);
+        match parsed {
+            Ok(Command::Run(settings)) => assert_eq!(
+                settings.net,
+                NetOptions {
+                    link: Some(aoe_net::LinkKind::Ring),
+                    workers: Some(2),
+                    busy_poll_us: Some(50)
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+        // They also go with --config (and win over the file's).
+        match parse(["--config", "c.toml", "--link", "xdp"]) {
+            Ok(Command::Run(settings)) => {
+                assert_eq!(settings.net.link, Some(aoe_net::LinkKind::Xdp));
+                assert_eq!(settings.net.workers, None);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn every_refusal_says_why() {
         let cases: &[(&[&str], &str)] = &[
             (&["65535", "0", "e", "f"], "broadcast shelf"),
@@ -459,6 +527,22 @@ mod test {
                 "option -b requires an argument",
             ),
             (&["--frobnicate"], "unrecognized option --frobnicate"),
+            (
+                &["--link", "dpdk", "1", "2", "e", "f"],
+                "link \"dpdk\" is not one of auto, xdp, ring, socket",
+            ),
+            (
+                &["--workers", "0", "1", "2", "e", "f"],
+                "0 workers per link",
+            ),
+            (
+                &["--workers", "65", "1", "2", "e", "f"],
+                "65 workers per link",
+            ),
+            (
+                &["--busy-poll", "-5", "1", "2", "e", "f"],
+                "--busy-poll \"-5\"",
+            ),
             (&["--help=yes"], "takes no argument"),
             (&["--tap"], "option --tap requires an argument"),
             (

@@ -2,6 +2,9 @@
 //!
 //! ```toml
 //! log_level = "info"                 # optional; --log-level wins
+//! link = "auto"                      # optional: auto, xdp, ring, socket; --link wins
+//! workers = 1                        # optional: threads per interface; --workers wins
+//! busy_poll_us = 0                   # optional: spin before sleeping; --busy-poll wins
 //!
 //! [[export]]
 //! shelf = 1
@@ -24,7 +27,7 @@
 //! names the export or the line.
 
 use crate::cli::parse_level;
-use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, SpecError};
+use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, NetOptions, SpecError};
 use aoe_net::LinkSpec;
 use aoe_storage::file::DiskOptions;
 use log::LevelFilter;
@@ -38,12 +41,17 @@ pub struct ConfigFile {
     pub log_level: Option<LevelFilter>,
     /// The exports, in file order.
     pub exports: Vec<ExportSpec>,
+    /// `link`, `workers`, `busy_poll_us`, where set.
+    pub net: NetOptions,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
     log_level: Option<String>,
+    link: Option<String>,
+    workers: Option<u16>,
+    busy_poll_us: Option<u32>,
     #[serde(default)]
     export: Vec<RawExport>,
 }
@@ -96,6 +104,16 @@ pub fn parse(text: &str, base: &Path) -> Result<ConfigFile, SpecError> {
         SpecError(line)
     })?;
     let log_level = raw.log_level.as_deref().map(parse_level).transpose()?;
+    let net = NetOptions {
+        link: raw
+            .link
+            .as_deref()
+            .map(|text| text.parse().map_err(SpecError))
+            .transpose()?,
+        workers: raw.workers,
+        busy_poll_us: raw.busy_poll_us,
+    };
+    net.validate()?;
     if raw.export.is_empty() {
         return Err(SpecError("no [[export]] tables: nothing to serve".into()));
     }
@@ -147,7 +165,11 @@ pub fn parse(text: &str, base: &Path) -> Result<ConfigFile, SpecError> {
             }
         }
     }
-    Ok(ConfigFile { log_level, exports })
+    Ok(ConfigFile {
+        log_level,
+        exports,
+        net,
+    })
 }
 
 #[cfg(test)]
@@ -156,6 +178,9 @@ mod test {
 
     const EXAMPLE: &str = r#"
 log_level = "debug"
+link = "socket"
+workers = 2
+busy_poll_us = 20
 
 [[export]]
 shelf = 1
@@ -181,6 +206,14 @@ file = "disk1.img"
     fn the_documented_example_parses() {
         let config = parse(EXAMPLE, Path::new("/etc/aoe")).unwrap();
         assert_eq!(config.log_level, Some(LevelFilter::Debug));
+        assert_eq!(
+            config.net,
+            NetOptions {
+                link: Some(aoe_net::LinkKind::Socket),
+                workers: Some(2),
+                busy_poll_us: Some(20)
+            }
+        );
         assert_eq!(config.exports.len(), 2);
         let first = &config.exports[0];
         assert_eq!((first.shelf, first.slot, first.buffer_count), (1, 0, 32));
@@ -247,6 +280,14 @@ file = "disk1.img"
             ),
             (export("offset = -1"), "offset"),
             (export("log_level = 3"), "unknown field `log_level`"),
+            (
+                "link = \"fast\"\n".to_owned() + &export(""),
+                "link \"fast\" is not one of",
+            ),
+            (
+                "workers = 0\n".to_owned() + &export(""),
+                "0 workers per link",
+            ),
             (
                 "log_level = \"loud\"\n".to_owned() + &export(""),
                 "log level \"loud\"",

@@ -16,10 +16,12 @@
 use crate::cli::{Exports, Settings};
 use crate::config;
 use crate::export::Export;
+use crate::latency::WorkerLatency;
 use crate::logger;
-use crate::spec::ExportSpec;
-use crate::worker::{LinkWorker, Routes, WorkerStats};
+use crate::spec::{ExportSpec, NetOptions};
+use crate::worker::{FanoutGroup, LinkWorker, Routes, WorkerStats};
 use aoe_net::{self as net, LinkSpec};
+use aoe_storage::Waker;
 use log::LevelFilter;
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -70,23 +72,80 @@ fn install_signal_handlers() -> std::io::Result<()> {
     Ok(())
 }
 
+struct WorkerHandle {
+    stop: Arc<AtomicBool>,
+    /// Signalled after `stop` or the routes change: the worker may sleep without a timeout.
+    waker: Waker,
+    latency: Arc<WorkerLatency>,
+    thread: JoinHandle<WorkerStats>,
+}
+
+/// The workers of one link (one, or `--workers` in a fan-out group) and their routes.
 struct LinkHandle {
     routes: Arc<Routes>,
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<WorkerStats>,
+    workers: Vec<WorkerHandle>,
+}
+
+impl LinkHandle {
+    fn stop(&self) {
+        for worker in &self.workers {
+            worker.stop.store(true, Ordering::SeqCst);
+            worker.waker.wake();
+        }
+    }
+
+    fn wake(&self) {
+        for worker in &self.workers {
+            worker.waker.wake();
+        }
+    }
+
+    /// Joins every worker; their counters added up, or `None` if one panicked.
+    fn join(self) -> Option<WorkerStats> {
+        let mut total = WorkerStats::default();
+        let mut panicked = false;
+        for worker in self.workers {
+            match worker.thread.join() {
+                Ok(stats) => {
+                    total.frames += stats.frames;
+                    total.replies += stats.replies;
+                    total.kernel_drops += stats.kernel_drops;
+                    total.pool_drops += stats.pool_drops;
+                }
+                Err(_) => panicked = true,
+            }
+        }
+        (!panicked).then_some(total)
+    }
+
+    fn latency_lines(&self) -> Vec<String> {
+        self.workers
+            .iter()
+            .enumerate()
+            .map(|(index, worker)| {
+                format!(
+                    "worker {index}: wake-up {}; turn {}",
+                    worker.latency.wake_up.summary(),
+                    worker.latency.turn.summary()
+                )
+            })
+            .collect()
+    }
 }
 
 /// The running exports and link workers.
 pub struct Supervisor {
     level: LevelFilter,
+    net: NetOptions,
     exports: Vec<Arc<Export>>,
     links: HashMap<LinkSpec, LinkHandle>,
 }
 
 impl Supervisor {
-    fn new(level: LevelFilter) -> Supervisor {
+    fn new(level: LevelFilter, net: NetOptions) -> Supervisor {
         Supervisor {
             level,
+            net,
             exports: Vec::new(),
             links: HashMap::new(),
         }
@@ -125,8 +184,11 @@ impl Supervisor {
             .flat_map(|export: &Arc<Export>| &export.spec().links)
         {
             if !self.links.contains_key(spec) && !new_links.iter().any(|(s, _)| s == spec) {
-                let link = net::open_target(spec).map_err(|error| error.to_string())?;
-                new_links.push((spec.clone(), link));
+                let kind = self.net.link.unwrap_or_default();
+                let workers = usize::from(self.net.workers.unwrap_or(1));
+                let links = net::open_target_group(spec, kind, workers)
+                    .map_err(|error| error.to_string())?;
+                new_links.push((spec.clone(), links));
             }
         }
         logger::set_level(self.level);
@@ -161,29 +223,9 @@ impl Supervisor {
                 },
             );
         }
-        for (spec, link) in new_links {
-            let routes = Arc::new(Routes::default());
-            let stop = Arc::new(AtomicBool::new(false));
-            let worker = LinkWorker::new(
-                spec.clone(),
-                link,
-                Arc::clone(&routes),
-                Arc::clone(&stop),
-                &SHUTDOWN,
-            )
-            .map_err(|error| format!("cannot make a wake-up descriptor: {error}"))?;
-            let thread = std::thread::Builder::new()
-                .name(format!("link {}", spec.interface()))
-                .spawn(move || worker.run())
-                .map_err(|error| format!("cannot start a thread: {error}"))?;
-            self.links.insert(
-                spec,
-                LinkHandle {
-                    routes,
-                    stop,
-                    thread,
-                },
-            );
+        for (spec, links) in new_links {
+            let handle = self.start_workers(&spec, links)?;
+            self.links.insert(spec, handle);
         }
         for (spec, handle) in &self.links {
             let serving: Vec<Arc<Export>> = next
@@ -192,6 +234,7 @@ impl Supervisor {
                 .cloned()
                 .collect();
             handle.routes.set(serving);
+            handle.wake();
         }
         for export in &self.exports {
             if !next.iter().any(|kept| Arc::ptr_eq(kept, export)) {
@@ -206,8 +249,8 @@ impl Supervisor {
             .collect();
         for spec in unused {
             if let Some(handle) = self.links.remove(&spec) {
-                handle.stop.store(true, Ordering::SeqCst);
-                let _ = handle.thread.join();
+                handle.stop();
+                let _ = handle.join();
                 log::info!("{}: closed", spec.interface());
             }
         }
@@ -219,19 +262,22 @@ impl Supervisor {
     fn shut_down(self) -> Result<(), String> {
         SHUTDOWN.store(true, Ordering::SeqCst);
         let mut failed = false;
+        for handle in self.links.values() {
+            handle.stop();
+        }
         for (spec, handle) in self.links {
-            handle.stop.store(true, Ordering::SeqCst);
-            match handle.thread.join() {
-                Ok(stats) => log::info!(
+            let latency = handle.latency_lines().join("; ");
+            match handle.join() {
+                Some(stats) => log::info!(
                     "{}: {} frames in, {} replies out, {} kernel drops, {} requests dropped \
-                     for lack of frame buffers",
+                     for lack of frame buffers; {latency}",
                     spec.interface(),
                     stats.frames,
                     stats.replies,
                     stats.kernel_drops,
                     stats.pool_drops
                 ),
-                Err(_) => failed = true,
+                None => failed = true,
             }
         }
         for export in &self.exports {
@@ -247,8 +293,13 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Logs each export's counters (SIGUSR1).
+    /// Logs each export's counters and each worker's latency histograms (SIGUSR1).
     fn report(&self) {
+        for (spec, handle) in &self.links {
+            for line in handle.latency_lines() {
+                log::info!("{}: {line}", spec.interface());
+            }
+        }
         for export in &self.exports {
             let stats = *export.target().stats();
             log::info!(
@@ -273,16 +324,71 @@ impl Supervisor {
             && self
                 .links
                 .values()
-                .all(|handle| handle.thread.is_finished())
+                .flat_map(|handle| &handle.workers)
+                .all(|worker| worker.thread.is_finished())
+    }
+
+    /// Starts one worker thread per link of `links` (all on the interface `spec` names).
+    fn start_workers(
+        &self,
+        spec: &LinkSpec,
+        links: Vec<net::TargetLink>,
+    ) -> Result<LinkHandle, String> {
+        let routes = Arc::new(Routes::default());
+        let grouped = links.len() > 1;
+        let group = Arc::new(FanoutGroup::new(
+            links.first().and_then(|link| link.group).unwrap_or(0),
+        ));
+        let busy_poll = Duration::from_micros(u64::from(self.net.busy_poll_us.unwrap_or(0)));
+        let mut workers = Vec::with_capacity(links.len());
+        for (index, opened) in links.into_iter().enumerate() {
+            log::info!(
+                "{}: worker {index} on a {} link{}",
+                spec.interface(),
+                opened.kind.name(),
+                opened
+                    .group
+                    .map_or(String::new(), |id| format!(" (fan-out group {id})"))
+            );
+            let stop = Arc::new(AtomicBool::new(false));
+            let mut worker = LinkWorker::new(
+                spec.clone(),
+                opened.link,
+                Arc::clone(&routes),
+                Arc::clone(&stop),
+                &SHUTDOWN,
+            )
+            .map_err(|error| format!("cannot make a wake-up descriptor: {error}"))?
+            .with_busy_poll(busy_poll)
+            .with_kind(opened.kind);
+            if grouped {
+                worker = worker.in_group(opened.kind, Arc::clone(&group), index == 0);
+            }
+            let waker = worker.waker();
+            let latency = worker.latency();
+            let thread = std::thread::Builder::new()
+                .name(format!("link {} #{index}", spec.interface()))
+                .spawn(move || worker.run())
+                .map_err(|error| format!("cannot start a thread: {error}"))?;
+            workers.push(WorkerHandle {
+                stop,
+                waker,
+                latency,
+                thread,
+            });
+        }
+        Ok(LinkHandle { routes, workers })
     }
 }
 
-fn load_specs(exports: &Exports) -> Result<(Vec<ExportSpec>, Option<LevelFilter>), String> {
+type Loaded = (Vec<ExportSpec>, Option<LevelFilter>, NetOptions);
+
+fn load_specs(exports: &Exports) -> Result<Loaded, String> {
     match exports {
-        Exports::Single(spec) => Ok((vec![spec.clone()], None)),
+        Exports::Single(spec) => Ok((vec![spec.clone()], None, NetOptions::default())),
         Exports::ConfigFile(path) => {
             let config = config::load(path).map_err(|error| error.to_string())?;
-            Ok((config.exports, config.log_level))
+            Ok((config.exports, config.log_level, config.net))
         }
     }
 }
@@ -293,7 +399,7 @@ fn load_specs(exports: &Exports) -> Result<(Vec<ExportSpec>, Option<LevelFilter>
 /// # Errors
 /// See above.
 pub fn run(settings: Settings) -> Result<(), String> {
-    let (specs, file_level) = load_specs(&settings.exports)?;
+    let (specs, file_level, file_net) = load_specs(&settings.exports)?;
     let level = settings
         .log_level
         .or(file_level)
@@ -301,7 +407,7 @@ pub fn run(settings: Settings) -> Result<(), String> {
     logger::init(level);
     install_signal_handlers()
         .map_err(|error| format!("cannot install signal handlers: {error}"))?;
-    let mut supervisor = Supervisor::new(level);
+    let mut supervisor = Supervisor::new(level, settings.net.or(file_net));
     supervisor.apply(specs)?;
     log::info!(
         "host-sim {} running, pid {}",
@@ -333,7 +439,7 @@ fn reload(supervisor: &mut Supervisor, settings: &Settings) {
     };
     log::info!("SIGHUP: reloading {}", path.display());
     match load_specs(&settings.exports) {
-        Ok((specs, file_level)) => {
+        Ok((specs, file_level, _)) => {
             if settings.log_level.is_none() {
                 supervisor.level = file_level.unwrap_or(LevelFilter::Info);
                 logger::set_level(supervisor.level);

@@ -4,7 +4,8 @@
 //! Per turn a [`LinkWorker`]:
 //!
 //! 1. waits until the link has frames or a storage queue has completions (one `poll(2)` on the
-//!    link and the worker's [`Waker`]), unless there is work at hand;
+//!    link and the worker's [`Waker`]), unless there is work at hand; with busy polling
+//!    ([`LinkWorker::with_busy_poll`]) it first spins on the link for up to that long;
 //! 2. takes up to [`RECV_BATCH`] frames from the link and hands each to every export whose
 //!    shelf.slot it names (wildcards included; a frame for several exports is copied for all
 //!    but the last) through its [`Channel`]: replies that need no disk work are built at once,
@@ -18,6 +19,18 @@
 //! worker finishes and answers everything in flight (draining every queue) before it stops or
 //! drops an export that a reload removed.
 //!
+//! Waiting costs one system call per turn: with nothing in flight the worker sleeps without a
+//! timeout (no timer armed), and whoever changes its routes or stops it signals its waker
+//! ([`LinkWorker::waker`]); the waker is read only when `poll(2)` said it was signalled. Each
+//! turn's wake-up and service time go into the worker's [`WorkerLatency`].
+//!
+//! Several workers may serve one interface ([`LinkWorker::in_group`]): each has its own link in
+//! one fan-out group that steers every initiator's frames to one worker, so the ordering rules
+//! of `aoe_storage::ordered` hold for each initiator's requests; the engine state of an export
+//! (config string, mask, reservations) is one `aoe_core::Target` behind the export's mutex. Only
+//! the first worker announces. When the link fails, the first worker reopens it in a new group
+//! and the others join that one.
+//!
 //! The MTU is re-read from the kernel for every Query Config (so the advertised sectors per
 //! frame follow an MTU change) and once a second otherwise. A link that fails (interface
 //! deleted, or down and reported so by the kernel) is reopened by name once a second until it
@@ -25,9 +38,10 @@
 
 use crate::channel::Channel;
 use crate::export::Export;
+use crate::latency::WorkerLatency;
 use aoe_core::Port;
 use aoe_core::wire::{self, aoe};
-use aoe_net::{self as net, EthernetAddress, Frame, Link, LinkSpec, MacText};
+use aoe_net::{self as net, EthernetAddress, Frame, Link, LinkKind, LinkSpec, MacText, Membership};
 use aoe_storage::Waker;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,6 +78,37 @@ impl Routes {
     }
 }
 
+/// The fan-out group the workers of one interface share: its id, and a generation that the
+/// first worker advances each time it reopens the link in a new group.
+#[derive(Debug, Default)]
+pub struct FanoutGroup(Mutex<(u64, u16)>);
+
+impl FanoutGroup {
+    /// A group with id `id`, generation 0.
+    pub fn new(id: u16) -> FanoutGroup {
+        FanoutGroup(Mutex::new((0, id)))
+    }
+
+    fn get(&self) -> (u64, u16) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(&self, id: u16) -> u64 {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *state = (state.0 + 1, id);
+        state.0
+    }
+}
+
+/// A worker's place in its interface's fan-out group.
+#[derive(Debug)]
+struct Member {
+    group: Arc<FanoutGroup>,
+    first: bool,
+    /// The generation of the group this worker's link is in.
+    generation: u64,
+}
+
 /// Counters a worker reports when it stops.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct WorkerStats {
@@ -94,6 +139,12 @@ pub struct LinkWorker {
     mtu: usize,
     mtu_read: Instant,
     stats: WorkerStats,
+    /// How long to spin on the link for frames before sleeping (zero: never).
+    busy_poll: Duration,
+    latency: Arc<WorkerLatency>,
+    /// The back end to reopen the link with.
+    kind: LinkKind,
+    member: Option<Member>,
 }
 
 impl LinkWorker {
@@ -125,7 +176,55 @@ impl LinkWorker {
             mtu,
             mtu_read: Instant::now(),
             stats: WorkerStats::default(),
+            busy_poll: Duration::ZERO,
+            latency: Arc::new(WorkerLatency::default()),
+            kind: LinkKind::Auto,
+            member: None,
         })
+    }
+
+    /// Makes this worker one of several on its interface, its link (of back end `kind`) in
+    /// fan-out group `group`; the `first` announces exports and starts a new group when the
+    /// link must be reopened.
+    #[must_use]
+    pub fn in_group(mut self, kind: LinkKind, group: Arc<FanoutGroup>, first: bool) -> LinkWorker {
+        self.kind = kind;
+        self.member = Some(Member {
+            group,
+            first,
+            generation: 0,
+        });
+        self
+    }
+
+    /// The back end to reopen the link with after a failure (default: automatic).
+    #[must_use]
+    pub fn with_kind(mut self, kind: LinkKind) -> LinkWorker {
+        self.kind = kind;
+        self
+    }
+
+    fn announces(&self) -> bool {
+        self.member.as_ref().is_none_or(|member| member.first)
+    }
+
+    /// Spins on the link for up to `spin` before each sleep (zero, the default: never):
+    /// trades a core for the wake-up latency of a request that arrives within that time.
+    #[must_use]
+    pub fn with_busy_poll(mut self, spin: Duration) -> LinkWorker {
+        self.busy_poll = spin;
+        self
+    }
+
+    /// The worker's waker: signal it after setting the stop flag or changing the routes, so
+    /// that a worker sleeping without a timeout looks at them.
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
+    /// The worker's latency histograms (filled while it runs).
+    pub fn latency(&self) -> Arc<WorkerLatency> {
+        Arc::clone(&self.latency)
     }
 
     fn stopping(&self) -> bool {
@@ -196,28 +295,37 @@ impl LinkWorker {
     fn turn(&mut self) -> Result<(), net::NetError> {
         let in_flight = self.channels.iter().any(|channel| channel.in_flight() > 0);
         // Requests in flight on a queue without a waker complete on reap: do not sleep long.
-        let timeout = if in_flight {
-            Duration::from_millis(1).min(POLL_INTERVAL)
-        } else {
-            POLL_INTERVAL
-        };
-        match self.link.readiness_fd() {
-            Some(link_fd) => {
-                let fds = [link_fd, self.waker.fd()];
-                net::wait_readable_any(&fds, Some(timeout)).map_err(|error| net::NetError::Io {
-                    interface: self.link.name().to_owned(),
-                    step: "wait for frames",
-                    source: error,
-                })?;
-            }
-            None => {
-                self.link.wait(Some(timeout))?;
+        // Otherwise sleep until the link or the waker (stop, new routes) says something.
+        let timeout = in_flight.then_some(Duration::from_millis(1));
+        if !self.spin_for_frames() {
+            let woken = match self.link.readiness_fd() {
+                Some(link_fd) => {
+                    let fds = [link_fd, self.waker.fd()];
+                    net::wait_readable_mask(&fds, timeout).map_err(|error| net::NetError::Io {
+                        interface: self.link.name().to_owned(),
+                        step: "wait for frames",
+                        source: error,
+                    })?
+                }
+                None => {
+                    // A link without a descriptor cannot be woken by the waker: nap briefly.
+                    self.link.wait(Some(timeout.unwrap_or(POLL_INTERVAL)))?;
+                    2
+                }
+            };
+            if woken & 2 != 0 {
+                self.waker.clear();
             }
         }
-        self.waker.clear();
         let received = self.link.recv(&mut self.rx, RECV_BATCH)?;
         self.stats.frames += received as u64;
+        let held = (received > 0).then(Instant::now);
         if received > 0 {
+            if let Some(arrival) = self.link.last_arrival()
+                && let Ok(waited) = std::time::SystemTime::now().duration_since(arrival)
+            {
+                self.latency.wake_up.record(waited);
+            }
             self.dispatch();
         }
         for channel in &mut self.channels {
@@ -226,8 +334,31 @@ impl LinkWorker {
         for channel in &mut self.channels {
             channel.reap(&mut self.replies);
         }
+        let replied = !self.replies.is_empty();
         self.send_replies();
+        if let Some(held) = held
+            && replied
+        {
+            self.latency.turn.record(held.elapsed());
+        }
         Ok(())
+    }
+
+    /// Busy polling: spins until the link has frames, at most `busy_poll`; true if it has.
+    fn spin_for_frames(&mut self) -> bool {
+        if self.busy_poll.is_zero() {
+            return false;
+        }
+        let deadline = Instant::now() + self.busy_poll;
+        loop {
+            if self.link.has_frames() {
+                return true;
+            }
+            if Instant::now() >= deadline || self.stopping() {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
     }
 
     /// While the link is broken: let storage finish what it has (replies are dropped).
@@ -286,14 +417,33 @@ impl LinkWorker {
     /// Opens the link again by name (after it failed); true on success. A new link starts
     /// with no exports picked up, so every export is announced again.
     fn reopen(&mut self) -> bool {
-        match net::open_target(&self.spec) {
-            Ok(link) => {
+        let membership = match &self.member {
+            None => Membership::Alone,
+            Some(member) if member.first => Membership::NewGroup,
+            Some(member) => {
+                // Join the group the first worker made after the failure, once it exists.
+                let (generation, id) = member.group.get();
+                if generation <= member.generation {
+                    return false;
+                }
+                Membership::Join(id)
+            }
+        };
+        match net::open_target_member(&self.spec, self.kind, membership) {
+            Ok(opened) => {
                 log::info!(
                     "{}: reopened ({})",
                     self.spec.interface(),
-                    MacText(link.mac())
+                    MacText(opened.link.mac())
                 );
-                self.link = link;
+                if let Some(member) = &mut self.member {
+                    let id = opened.group.unwrap_or(0);
+                    member.generation = match membership {
+                        Membership::NewGroup => member.group.publish(id),
+                        _ => member.group.get().0,
+                    };
+                }
+                self.link = opened.link;
                 self.current = Arc::new(Vec::new());
                 true
             }
@@ -364,7 +514,7 @@ impl LinkWorker {
         self.send_replies();
         let previous = std::mem::replace(&mut self.current, Arc::clone(&routes));
         for export in routes.iter() {
-            if !previous.iter().any(|old| Arc::ptr_eq(old, export)) {
+            if !previous.iter().any(|old| Arc::ptr_eq(old, export)) && self.announces() {
                 self.announce(export);
             }
         }
@@ -442,11 +592,7 @@ mod test {
     /// thread; returns the other end, the stop flag and the thread.
     fn serve(
         storage: Arc<dyn Storage>,
-    ) -> (
-        MemLink,
-        Arc<AtomicBool>,
-        std::thread::JoinHandle<WorkerStats>,
-    ) {
+    ) -> (MemLink, Stopper, std::thread::JoinHandle<WorkerStats>) {
         let spec = ExportSpec {
             shelf: 9,
             slot: 4,
@@ -469,11 +615,28 @@ mod test {
             &NEVER,
         )
         .unwrap();
+        let stopper = Stopper {
+            flag: stop,
+            waker: worker.waker(),
+        };
         (
             initiator_end,
-            stop,
+            stopper,
             std::thread::spawn(move || worker.run()),
         )
+    }
+
+    /// The stop flag and the waker that makes a sleeping worker look at it.
+    struct Stopper {
+        flag: Arc<AtomicBool>,
+        waker: Waker,
+    }
+
+    impl Stopper {
+        fn store(&self, value: bool, order: Ordering) {
+            self.flag.store(value, order);
+            self.waker.wake();
+        }
     }
 
     fn ata(tag: u32, command: u8, lba: u64, data: &[u8], sectors: u8) -> Vec<u8> {

@@ -42,6 +42,7 @@
 //! New back ends (AF_XDP, BPF on FreeBSD) implement [`Link`] and hand out frames of an
 //! [`Arena`] of their own (the UMEM for AF_XDP).
 
+pub mod cbpf;
 mod error;
 pub mod frame;
 mod ifreq;
@@ -145,6 +146,21 @@ pub trait Link: Send {
     fn take_drops(&mut self) -> u64 {
         0
     }
+
+    /// When the kernel took in the first frame of the last [`recv`](Self::recv) batch (its
+    /// receive timestamp, wall clock), where the back end learns it without extra cost (the
+    /// `PACKET_MMAP` ring's frame header); `None` otherwise. For latency accounting.
+    fn last_arrival(&self) -> Option<std::time::SystemTime> {
+        None
+    }
+
+    /// True when [`recv`](Self::recv) would give frames now, checked as cheaply as the back
+    /// end can (a look at a ring's status word, without a system call, for the ring and
+    /// AF_XDP back ends; a `poll(2)` of no wait otherwise). For bounded busy polling.
+    fn has_frames(&mut self) -> bool {
+        self.readiness_fd()
+            .is_some_and(|fd| wait_readable_mask(&[fd], Some(Duration::ZERO)).unwrap_or(0) != 0)
+    }
 }
 
 /// Sends one frame of `bytes` on `link` through a pool frame (announcements, tools).
@@ -167,8 +183,7 @@ pub fn send_bytes(link: &mut dyn Link, bytes: &[u8]) -> Result<(), NetError> {
 
 /// Waits until one of `fds` (at most 8) polls readable, or `timeout` passes (forever with
 /// `None`). Returns true if one is readable; false on timeout or when a signal interrupted the
-/// wait. A target's worker waits for its link and its storage queues' waker
-/// (`aoe_storage::Waker`) this way.
+/// wait. See [`wait_readable_mask`], which also says which.
 ///
 /// # Errors
 /// When `poll(2)` fails, or more than 8 descriptors are given.
@@ -176,6 +191,21 @@ pub fn wait_readable_any(
     fds: &[BorrowedFd<'_>],
     timeout: Option<Duration>,
 ) -> std::io::Result<bool> {
+    Ok(wait_readable_mask(fds, timeout)? != 0)
+}
+
+/// Waits until one of `fds` (at most 8) polls readable (or reports an error), or `timeout`
+/// passes (forever with `None`), and returns a mask with bit `i` set for each `fds[i]` that
+/// did: 0 on timeout or when a signal interrupted the wait. A target's worker waits for its
+/// link and its storage queues' waker (`aoe_storage::Waker`) this way, and clears the waker
+/// only when its bit says it was signalled (a system call saved per turn).
+///
+/// # Errors
+/// When `poll(2)` fails, or more than 8 descriptors are given.
+pub fn wait_readable_mask(
+    fds: &[BorrowedFd<'_>],
+    timeout: Option<Duration>,
+) -> std::io::Result<u32> {
     use std::os::fd::AsRawFd;
     const MAX: usize = 8;
     if fds.len() > MAX {
@@ -201,12 +231,60 @@ pub fn wait_readable_any(
     if rc < 0 {
         let error = std::io::Error::last_os_error();
         return if error.kind() == std::io::ErrorKind::Interrupted {
-            Ok(false)
+            Ok(0)
         } else {
             Err(error)
         };
     }
-    Ok(rc > 0)
+    let mut mask = 0;
+    for (index, entry) in polled.iter().take(fds.len()).enumerate() {
+        if entry.revents != 0 {
+            mask |= 1 << index;
+        }
+    }
+    Ok(mask)
+}
+
+/// Which back end a target uses on an `AF_PACKET` interface ([`open_target_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LinkKind {
+    /// The fastest the kernel and the interface allow: AF_XDP, else the ring, else the socket.
+    #[default]
+    Auto,
+    /// AF_XDP only ([`XdpLink`]); refuse to start without it.
+    Xdp,
+    /// The `PACKET_MMAP` receive ring only ([`RingLink`]).
+    Ring,
+    /// The plain packet socket only ([`PacketLink`]).
+    Socket,
+}
+
+impl LinkKind {
+    /// The name the command line and the config file use.
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkKind::Auto => "auto",
+            LinkKind::Xdp => "xdp",
+            LinkKind::Ring => "ring",
+            LinkKind::Socket => "socket",
+        }
+    }
+}
+
+impl std::str::FromStr for LinkKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<LinkKind, String> {
+        [
+            LinkKind::Auto,
+            LinkKind::Xdp,
+            LinkKind::Ring,
+            LinkKind::Socket,
+        ]
+        .into_iter()
+        .find(|kind| kind.name() == text)
+        .ok_or_else(|| format!("link {text:?} is not one of auto, xdp, ring, socket"))
+    }
 }
 
 /// Which link to open.
@@ -268,29 +346,144 @@ pub fn open(spec: &LinkSpec) -> Result<Box<dyn Link>, NetError> {
     })
 }
 
-/// Opens the link `spec` describes for a target: an `AF_PACKET` interface gets a
-/// [`RingLink`] (a `PACKET_MMAP` receive ring: no receive call while frames wait, no copy in
-/// user space), falling back to [`PacketLink`] when the kernel refuses the ring or when the
-/// environment variable `AOE_PACKET_RINGS=0` asks for the plain socket. TAP devices as in
-/// [`open`].
+/// Opens the link `spec` describes for a target: [`open_target_group`] with
+/// [`LinkKind::Auto`] and one worker.
 ///
 /// # Errors
 /// As [`open`].
 pub fn open_target(spec: &LinkSpec) -> Result<Box<dyn Link>, NetError> {
+    Ok(open_target_member(spec, LinkKind::Auto, Membership::Alone)?.link)
+}
+
+/// How a target's link shares its interface with the links of the other workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// The only link of this target on the interface.
+    Alone,
+    /// The first of several: start a new fan-out group (its id is returned).
+    NewGroup,
+    /// Join the fan-out group with this id.
+    Join(u16),
+}
+
+/// An opened target link: the link, the back end chosen, and the fan-out group it is in.
+pub struct TargetLink {
+    /// The link.
+    pub link: Box<dyn Link>,
+    /// The back end it is ([`LinkKind::Auto`] resolved).
+    pub kind: LinkKind,
+    /// The fan-out group's id, unless [`Membership::Alone`].
+    pub group: Option<u16>,
+}
+
+/// Opens one target link on the interface `spec` names, with the back end `kind` asks for:
+///
+/// * [`LinkKind::Auto`]: [`RingLink`] (a `PACKET_MMAP` receive ring: no receive call while
+///   frames wait, no copy in user space), falling back to [`PacketLink`] when the kernel
+///   refuses the ring or when the environment variable `AOE_PACKET_RINGS=0` asks for the plain
+///   socket.
+/// * [`LinkKind::Ring`], [`LinkKind::Socket`]: that back end or an error.
+///
+/// Several links of one target share the interface through a `PACKET_FANOUT` group
+/// (`membership`) that sends every frame of one source MAC to the same link, so the requests
+/// of one initiator stay in order ([`cbpf::steer_by_source`]). TAP devices are always alone.
+///
+/// # Errors
+/// As [`open`]; for a forced kind, why the kernel refused it.
+pub fn open_target_member(
+    spec: &LinkSpec,
+    kind: LinkKind,
+    membership: Membership,
+) -> Result<TargetLink, NetError> {
     let LinkSpec::Packet { interface } = spec else {
-        return open(spec);
+        return Ok(TargetLink {
+            link: open(spec)?,
+            kind: LinkKind::Socket,
+            group: None,
+        });
     };
-    if std::env::var_os("AOE_PACKET_RINGS").is_some_and(|value| value == "0") {
-        return open(spec);
+    let rings_refused = std::env::var_os("AOE_PACKET_RINGS").is_some_and(|value| value == "0");
+    if kind == LinkKind::Xdp {
+        return Err(NetError::Io {
+            interface: interface.clone(),
+            step: "open an AF_XDP socket",
+            source: std::io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+        });
     }
-    match RingLink::open(interface, DEFAULT_POOL_FRAMES) {
-        Ok(link) => Ok(Box::new(link)),
-        Err(error @ NetError::Io { .. }) => {
-            log::info!("{error}; using a plain packet socket");
-            open(spec)
+    if kind == LinkKind::Ring || (kind == LinkKind::Auto && !rings_refused) {
+        match open_member(
+            interface,
+            membership,
+            RingLink::open,
+            RingLink::open_in_group,
+        ) {
+            Ok((link, group)) => {
+                return Ok(TargetLink {
+                    link,
+                    kind: LinkKind::Ring,
+                    group,
+                });
+            }
+            Err(error @ NetError::Io { .. }) if kind == LinkKind::Auto => {
+                log::info!("{error}; using a plain packet socket");
+            }
+            Err(error) => return Err(error),
         }
-        Err(error) => Err(error),
     }
+    let (link, group) = open_member(
+        interface,
+        membership,
+        PacketLink::open,
+        PacketLink::open_in_group,
+    )?;
+    Ok(TargetLink {
+        link,
+        kind: LinkKind::Socket,
+        group,
+    })
+}
+
+/// Opens `workers` target links (at least one) on `spec`'s interface: the first decides the
+/// back end (see [`open_target_member`]), the others join its fan-out group with the same one.
+///
+/// # Errors
+/// As [`open_target_member`].
+pub fn open_target_group(
+    spec: &LinkSpec,
+    kind: LinkKind,
+    workers: usize,
+) -> Result<Vec<TargetLink>, NetError> {
+    if workers <= 1 || !matches!(spec, LinkSpec::Packet { .. }) {
+        if workers > 1 {
+            log::info!("{}: a TAP device is served by one worker", spec.interface());
+        }
+        return Ok(vec![open_target_member(spec, kind, Membership::Alone)?]);
+    }
+    let first = open_target_member(spec, kind, Membership::NewGroup)?;
+    let (kind, group) = (first.kind, first.group.unwrap_or(0));
+    let mut links = vec![first];
+    for _ in 1..workers {
+        links.push(open_target_member(spec, kind, Membership::Join(group))?);
+    }
+    Ok(links)
+}
+
+type GroupOpen<L> = fn(&str, usize, Option<u16>) -> Result<(L, u16), NetError>;
+
+/// One link of one back end, alone or in a fan-out group.
+fn open_member<L: Link + 'static>(
+    interface: &str,
+    membership: Membership,
+    open: fn(&str, usize) -> Result<L, NetError>,
+    open_in_group: GroupOpen<L>,
+) -> Result<(Box<dyn Link>, Option<u16>), NetError> {
+    let group = match membership {
+        Membership::Alone => return Ok((Box::new(open(interface, DEFAULT_POOL_FRAMES)?), None)),
+        Membership::NewGroup => None,
+        Membership::Join(id) => Some(id),
+    };
+    let (link, id) = open_in_group(interface, DEFAULT_POOL_FRAMES, group)?;
+    Ok((Box::new(link), Some(id)))
 }
 
 /// The link for the `aoe` initiator: a [`PacketLink`] (or TAP), guaranteed to receive from the
