@@ -51,6 +51,8 @@ pub mod mem;
 mod mmap_ring;
 mod packet;
 mod tap;
+#[cfg(target_os = "linux")]
+pub mod xdp;
 
 pub use error::NetError;
 pub use frame::{Arena, DATA_ALIGN, DATA_OFFSET, Frame};
@@ -59,6 +61,8 @@ pub use mem::MemLink;
 pub use mmap_ring::{RING_FRAME_SIZE, RING_FRAMES, RingLink};
 pub use packet::PacketLink;
 pub use tap::TapLink;
+#[cfg(target_os = "linux")]
+pub use xdp::XdpLink;
 
 pub use aoe_core::wire::EthernetAddress;
 use std::os::fd::BorrowedFd;
@@ -378,11 +382,13 @@ pub struct TargetLink {
 
 /// Opens one target link on the interface `spec` names, with the back end `kind` asks for:
 ///
-/// * [`LinkKind::Auto`]: [`RingLink`] (a `PACKET_MMAP` receive ring: no receive call while
-///   frames wait, no copy in user space), falling back to [`PacketLink`] when the kernel
-///   refuses the ring or when the environment variable `AOE_PACKET_RINGS=0` asks for the plain
-///   socket.
-/// * [`LinkKind::Ring`], [`LinkKind::Socket`]: that back end or an error.
+/// * [`LinkKind::Auto`]: [`XdpLink`] (AF_XDP: frames for us only leave the kernel's path, in
+///   UMEM frames used as receive and reply buffers) where the kernel, the privileges and the
+///   interface allow it (one worker per receive queue) and its chunks carry MTU-9000 frames
+///   (huge pages; see [`xdp`]); else [`RingLink`] (a `PACKET_MMAP`
+///   receive ring: no receive call while frames wait, no copy in user space); else
+///   [`PacketLink`]. The environment variable `AOE_PACKET_RINGS=0` asks for the plain socket.
+/// * [`LinkKind::Xdp`], [`LinkKind::Ring`], [`LinkKind::Socket`]: that back end or an error.
 ///
 /// Several links of one target share the interface through a `PACKET_FANOUT` group
 /// (`membership`) that sends every frame of one source MAC to the same link, so the requests
@@ -403,12 +409,41 @@ pub fn open_target_member(
         });
     };
     let rings_refused = std::env::var_os("AOE_PACKET_RINGS").is_some_and(|value| value == "0");
-    if kind == LinkKind::Xdp {
-        return Err(NetError::Io {
-            interface: interface.clone(),
-            step: "open an AF_XDP socket",
-            source: std::io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+    if kind == LinkKind::Xdp || (kind == LinkKind::Auto && !rings_refused) {
+        // AF_XDP serves every receive queue at once; one alone here (a reopened link).
+        let xdp = if membership == Membership::Alone {
+            xdp::open_queues(interface, 1).map(|mut links| links.remove(0))
+        } else {
+            Err(NetError::Io {
+                interface: interface.clone(),
+                step: "reopen one queue of a multi-queue AF_XDP link (restart host-sim)",
+                source: std::io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+            })
+        };
+        let xdp = xdp.and_then(|link| {
+            if kind == LinkKind::Auto && !link.carries_jumbo_frames() {
+                // The ring carries MTU-9000 frames whole; so must the automatic choice.
+                return Err(NetError::Io {
+                    interface: interface.clone(),
+                    step: "get AF_XDP chunks for MTU-9000 frames (no huge pages)",
+                    source: std::io::Error::from_raw_os_error(libc::EMSGSIZE),
+                });
+            }
+            Ok(link)
         });
+        match xdp {
+            Ok(link) => {
+                return Ok(TargetLink {
+                    link: Box::new(link),
+                    kind: LinkKind::Xdp,
+                    group: None,
+                });
+            }
+            Err(error) if kind == LinkKind::Auto => {
+                log::info!("{error}; using a packet ring");
+            }
+            Err(error) => return Err(error),
+        }
     }
     if kind == LinkKind::Ring || (kind == LinkKind::Auto && !rings_refused) {
         match open_member(
@@ -453,6 +488,46 @@ pub fn open_target_group(
     kind: LinkKind,
     workers: usize,
 ) -> Result<Vec<TargetLink>, NetError> {
+    let rings_refused = std::env::var_os("AOE_PACKET_RINGS").is_some_and(|value| value == "0");
+    if let LinkSpec::Packet { interface } = spec
+        && workers > 1
+        && (kind == LinkKind::Xdp || (kind == LinkKind::Auto && !rings_refused))
+    {
+        let opened = xdp::open_queues(interface, workers).and_then(|links| {
+            if kind == LinkKind::Auto && !links[0].carries_jumbo_frames() {
+                return Err(NetError::Io {
+                    interface: interface.clone(),
+                    step: "get AF_XDP chunks for MTU-9000 frames (no huge pages)",
+                    source: std::io::Error::from_raw_os_error(libc::EMSGSIZE),
+                });
+            }
+            Ok(links)
+        });
+        match opened {
+            Ok(links) => {
+                return Ok(links
+                    .into_iter()
+                    .map(|link| TargetLink {
+                        link: Box::new(link),
+                        kind: LinkKind::Xdp,
+                        group: None,
+                    })
+                    .collect());
+            }
+            Err(error) if kind == LinkKind::Auto => log::info!("{error}; using packet rings"),
+            Err(error) => return Err(error),
+        }
+    }
+    let kind = if kind == LinkKind::Auto && workers > 1 {
+        // AF_XDP was not to be had for all of them; the first one must not take it alone.
+        if rings_refused {
+            LinkKind::Socket
+        } else {
+            LinkKind::Ring
+        }
+    } else {
+        kind
+    };
     if workers <= 1 || !matches!(spec, LinkSpec::Packet { .. }) {
         if workers > 1 {
             log::info!("{}: a TAP device is served by one worker", spec.interface());
