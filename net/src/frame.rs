@@ -24,11 +24,14 @@
 //! * **Given back.** Dropping a frame returns it to its arena's free list, or hands a ring
 //!   frame back to the kernel. Nothing is allocated per frame; arenas are allocated once.
 //! * **Lent to the kernel by slot.** A UMEM arena's owner (the AF_XDP link) may take a free
-//!   slot without making a `Frame` ([`Arena::lend_slot`]) or turn a `Frame` back into its slot
-//!   ([`Frame::into_slot`]) to put it in a fill or transmit ring; while the kernel holds the
+//!   slot without making a `Frame` (`Arena::lend_slot`) or turn a `Frame` back into its slot
+//!   (`Frame::into_slot`) to put it in a fill or transmit ring; while the kernel holds the
 //!   slot no `Frame` names it (exclusive), and the link makes a `Frame` of it again
-//!   ([`Arena::reclaim`]) only when the kernel hands it back through the receive or completion
-//!   ring, or returns it to the free list ([`Arena::return_slot`]).
+//!   (`Arena::reclaim`) only when the kernel hands it back through the receive or completion
+//!   ring, or returns it to the free list (`Arena::return_slot`).
+
+// The receive-ring and UMEM parts serve Linux back ends only.
+#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
@@ -184,6 +187,7 @@ impl Arena {
     ///
     /// # Errors
     /// When the mapping fails.
+    #[cfg(target_os = "linux")]
     pub(crate) fn umem(
         slots: usize,
         capacity: usize,
@@ -504,6 +508,7 @@ mod test {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn umem_slots_lent_and_reclaimed_keep_their_place_and_alignment() {
         let (arena, _) = Arena::umem(4, 9100, false).unwrap();
         let slot = arena.lend_slot().unwrap();

@@ -1,8 +1,13 @@
-//! Raw Ethernet frames on Linux: the link seam of the host target and the `aoe` initiator.
+//! Raw Ethernet frames on Linux and FreeBSD: the link seam of the host target and the `aoe`
+//! initiator.
 //!
 //! A [`Link`] moves whole Ethernet frames (destination MAC first, no FCS) of EtherType 0x88A2
 //! (AoE) in and out of one interface, in batches, as owned [`Frame`]s. Back ends:
 //!
+//! * `XdpLink` (Linux, [`xdp`]): an AF_XDP socket per receive queue behind an XDP program that
+//!   takes only AoE frames for this host out of the kernel's path; its UMEM is the arena,
+//!   received frames are the reply buffers. `--link=xdp`, or automatic where its chunks carry
+//!   MTU-9000 frames.
 //! * [`RingLink`]: an `AF_PACKET` socket with a `PACKET_MMAP` receive ring: the kernel writes
 //!   arriving frames into the ring as they come, [`Link::recv`] hands ready ring frames out as
 //!   `Frame`s without a system call or a copy, and sends go out with one `sendmmsg(2)` per
@@ -13,6 +18,9 @@
 //! * [`TapLink`]: a TAP device (through the `tun-tap` crate); the program is the far end of the
 //!   virtual cable, with a MAC of its own.
 //! * [`MemLink`]: two ends of a cable in memory ([`mem::pair`]), for tests without root.
+//! * `BpfLink` (FreeBSD, [`bpf_dev`]): a `/dev/bpf` device with the classic filter of
+//!   [`cbpf::aoe_filter`]; the only back end there. Linux-only modules are behind
+//!   `cfg(target_os = "linux")`.
 //!
 //! Every back end receives only EtherType 0x88A2, never the frames this host sends, and never
 //! frames the NIC accepted only because it is promiscuous.
@@ -39,27 +47,40 @@
 //! * **Shutdown.** Dropping a link closes its socket; frames it handed out stay valid (they
 //!   keep their arena alive) until they are dropped.
 //!
-//! New back ends (AF_XDP, BPF on FreeBSD) implement [`Link`] and hand out frames of an
-//! [`Arena`] of their own (the UMEM for AF_XDP).
+//! Back ends implement [`Link`] and hand out frames of an [`Arena`] of their own (the UMEM for
+//! AF_XDP, a ring, a pool).
 
+pub mod bpf_dev;
 pub mod cbpf;
 mod error;
 pub mod frame;
+#[cfg(target_os = "linux")]
+mod ifreq;
+#[cfg(target_os = "freebsd")]
+#[path = "ifreq_bsd.rs"]
 mod ifreq;
 pub mod mac;
 pub mod mem;
+#[cfg(target_os = "linux")]
 mod mmap_ring;
+#[cfg(target_os = "linux")]
 mod packet;
+#[cfg(target_os = "linux")]
 mod tap;
 #[cfg(target_os = "linux")]
 pub mod xdp;
 
+#[cfg(target_os = "freebsd")]
+pub use bpf_dev::BpfLink;
 pub use error::NetError;
 pub use frame::{Arena, DATA_ALIGN, DATA_OFFSET, Frame};
 pub use mac::{MacText, parse_mac};
 pub use mem::MemLink;
+#[cfg(target_os = "linux")]
 pub use mmap_ring::{RING_FRAME_SIZE, RING_FRAMES, RingLink};
+#[cfg(target_os = "linux")]
 pub use packet::PacketLink;
+#[cfg(target_os = "linux")]
 pub use tap::TapLink;
 #[cfg(target_os = "linux")]
 pub use xdp::XdpLink;
@@ -249,7 +270,7 @@ pub fn wait_readable_mask(
     Ok(mask)
 }
 
-/// Which back end a target uses on an `AF_PACKET` interface ([`open_target_with`]).
+/// Which back end a target uses on an `AF_PACKET` interface ([`open_target_member`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LinkKind {
     /// The fastest the kernel and the interface allow: AF_XDP, else the ring, else the socket.
@@ -334,6 +355,7 @@ impl LinkSpec {
     }
 }
 
+#[cfg(target_os = "linux")]
 /// Opens the link `spec` describes.
 ///
 /// # Errors
@@ -380,6 +402,7 @@ pub struct TargetLink {
     pub group: Option<u16>,
 }
 
+#[cfg(target_os = "linux")]
 /// Opens one target link on the interface `spec` names, with the back end `kind` asks for:
 ///
 /// * [`LinkKind::Auto`]: [`XdpLink`] (AF_XDP: frames for us only leave the kernel's path, in
@@ -478,6 +501,7 @@ pub fn open_target_member(
     })
 }
 
+#[cfg(target_os = "linux")]
 /// Opens `workers` target links (at least one) on `spec`'s interface: the first decides the
 /// back end (see [`open_target_member`]), the others join its fan-out group with the same one.
 ///
@@ -543,8 +567,10 @@ pub fn open_target_group(
     Ok(links)
 }
 
+#[cfg(target_os = "linux")]
 type GroupOpen<L> = fn(&str, usize, Option<u16>) -> Result<(L, u16), NetError>;
 
+#[cfg(target_os = "linux")]
 /// One link of one back end, alone or in a fan-out group.
 fn open_member<L: Link + 'static>(
     interface: &str,
@@ -559,6 +585,76 @@ fn open_member<L: Link + 'static>(
     };
     let (link, id) = open_in_group(interface, DEFAULT_POOL_FRAMES, group)?;
     Ok((Box::new(link), Some(id)))
+}
+
+/// Opens the link `spec` describes: on FreeBSD a [`BpfLink`] (TAP devices are served on Linux
+/// only).
+///
+/// # Errors
+/// As [`BpfLink::open`]; [`NetError::Io`] for a TAP device.
+#[cfg(target_os = "freebsd")]
+pub fn open(spec: &LinkSpec) -> Result<Box<dyn Link>, NetError> {
+    match spec {
+        LinkSpec::Packet { interface } => {
+            Ok(Box::new(BpfLink::open(interface, DEFAULT_POOL_FRAMES)?))
+        }
+        LinkSpec::Tap { interface, .. } => Err(NetError::Io {
+            interface: interface.clone(),
+            step: "open a TAP device (served on Linux only)",
+            source: std::io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+        }),
+    }
+}
+
+/// Opens one target link: on FreeBSD a [`BpfLink`] whatever `kind` asks for, unless it asks
+/// for a Linux-only back end (AF_XDP, the ring). A BPF device sees every frame of its
+/// interface, so a second one would answer every request twice: one link only.
+///
+/// # Errors
+/// As [`open`]; [`NetError::Io`] for a Linux-only back end or a fan-out group.
+#[cfg(target_os = "freebsd")]
+pub fn open_target_member(
+    spec: &LinkSpec,
+    kind: LinkKind,
+    membership: Membership,
+) -> Result<TargetLink, NetError> {
+    let refusal = match (kind, membership) {
+        (LinkKind::Xdp | LinkKind::Ring, _) => Some("use AF_XDP or a packet ring (Linux only)"),
+        (_, Membership::Alone) => None,
+        _ => Some("serve one interface with several workers (Linux only)"),
+    };
+    if let Some(step) = refusal {
+        return Err(NetError::Io {
+            interface: spec.interface().to_owned(),
+            step,
+            source: std::io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+        });
+    }
+    Ok(TargetLink {
+        link: open(spec)?,
+        kind: LinkKind::Socket,
+        group: None,
+    })
+}
+
+/// Opens the target links of one interface: on FreeBSD always one (see
+/// [`open_target_member`]).
+///
+/// # Errors
+/// As [`open_target_member`].
+#[cfg(target_os = "freebsd")]
+pub fn open_target_group(
+    spec: &LinkSpec,
+    kind: LinkKind,
+    workers: usize,
+) -> Result<Vec<TargetLink>, NetError> {
+    if workers > 1 {
+        log::warn!(
+            "{}: one worker per interface on FreeBSD (a BPF device sees every frame)",
+            spec.interface()
+        );
+    }
+    Ok(vec![open_target_member(spec, kind, Membership::Alone)?])
 }
 
 /// The link for the `aoe` initiator: a [`PacketLink`] (or TAP), guaranteed to receive from the
