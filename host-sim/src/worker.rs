@@ -593,6 +593,14 @@ mod test {
     fn serve(
         storage: Arc<dyn Storage>,
     ) -> (MemLink, Stopper, std::thread::JoinHandle<WorkerStats>) {
+        serve_with(storage, Duration::ZERO)
+    }
+
+    /// As [`serve`], with busy polling of `spin`.
+    fn serve_with(
+        storage: Arc<dyn Storage>,
+        spin: Duration,
+    ) -> (MemLink, Stopper, std::thread::JoinHandle<WorkerStats>) {
         let spec = ExportSpec {
             shelf: 9,
             slot: 4,
@@ -614,10 +622,12 @@ mod test {
             Arc::clone(&stop),
             &NEVER,
         )
-        .unwrap();
+        .unwrap()
+        .with_busy_poll(spin);
         let stopper = Stopper {
             flag: stop,
             waker: worker.waker(),
+            latency: worker.latency(),
         };
         (
             initiator_end,
@@ -630,6 +640,7 @@ mod test {
     struct Stopper {
         flag: Arc<AtomicBool>,
         waker: Waker,
+        latency: Arc<WorkerLatency>,
     }
 
     impl Stopper {
@@ -789,8 +800,17 @@ mod test {
 
     #[test]
     fn the_initiator_verifies_a_whole_export_through_the_worker() {
+        verify_through_a_worker(Duration::ZERO);
+    }
+
+    #[test]
+    fn a_busy_polling_worker_serves_the_same_and_records_its_turns() {
+        verify_through_a_worker(Duration::from_micros(200));
+    }
+
+    fn verify_through_a_worker(spin: Duration) {
         let storage = Arc::new(MemStorage::reordering(2048, 3));
-        let (link, stop, thread) = serve(storage);
+        let (link, stop, thread) = serve_with(storage, spin);
         let mut port = aoe_initiator::port::NetPort::with_link(Box::new(link)).unwrap();
         let cli = aoe_initiator::cli::Cli::parse(
             "verify -t 9.4 -i mem-b --timeout 5"
@@ -806,6 +826,26 @@ mod test {
             "{text}"
         );
         stop.store(true, Ordering::SeqCst);
+        let stats = thread.join().unwrap();
+        assert_eq!(stats.frames, stats.replies, "every request answered");
+    }
+
+    #[test]
+    fn turns_go_into_the_latency_histogram() {
+        let storage = Arc::new(MemStorage::reordering(64, 1));
+        let (mut link, stop, thread) = serve(storage);
+        let batch: Vec<Vec<u8>> = (1..=8u32)
+            .map(|tag| ata(tag, ATA_READ_EXT, u64::from(tag), &[], 1))
+            .collect();
+        send(&mut link, &batch);
+        assert_eq!(replies(&mut link, 8).len(), 8);
+        stop.store(true, Ordering::SeqCst);
         thread.join().unwrap();
+        // At least one turn held frames and sent replies; a link without receive timestamps
+        // (this in-memory cable) records no wake-ups.
+        let turns = stop.latency.turn.count();
+        assert!((1..=8).contains(&turns), "{turns} turns");
+        assert!(stop.latency.turn.quantile(1.0).unwrap() < Duration::from_secs(5));
+        assert_eq!(stop.latency.wake_up.count(), 0);
     }
 }
