@@ -297,7 +297,8 @@ impl LinkWorker {
         // Requests in flight on a queue without a waker complete on reap: do not sleep long.
         // Otherwise sleep until the link or the waker (stop, new routes) says something.
         let timeout = in_flight.then_some(Duration::from_millis(1));
-        if !self.spin_for_frames() {
+        // Frames already waiting in a ring (a multi-frame request, a burst): no poll(2).
+        if !self.link.frames_known_ready() && !self.spin_for_frames() {
             let woken = match self.link.readiness_fd() {
                 Some(link_fd) => {
                     let fds = [link_fd, self.waker.fd()];

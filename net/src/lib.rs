@@ -179,6 +179,13 @@ pub trait Link: Send {
         None
     }
 
+    /// True when the back end knows, without a system call, that [`recv`](Self::recv) has
+    /// frames to give (a ring's status word or index says so); false when it does not know or
+    /// there are none. A worker skips its `poll(2)` when this is true.
+    fn frames_known_ready(&mut self) -> bool {
+        false
+    }
+
     /// True when [`recv`](Self::recv) would give frames now, checked as cheaply as the back
     /// end can (a look at a ring's status word, without a system call, for the ring and
     /// AF_XDP back ends; a `poll(2)` of no wait otherwise). For bounded busy polling.

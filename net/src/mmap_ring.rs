@@ -308,6 +308,10 @@ impl Link for RingLink {
         self.last_arrival
     }
 
+    fn frames_known_ready(&mut self) -> bool {
+        self.has_frames()
+    }
+
     fn has_frames(&mut self) -> bool {
         // Acquire, as in `take_ready`.
         self.ring.ring_status(self.rx_head).load(Ordering::Acquire) & TP_STATUS_USER != 0

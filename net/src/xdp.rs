@@ -1161,6 +1161,10 @@ impl Link for XdpLink {
         new
     }
 
+    fn frames_known_ready(&mut self) -> bool {
+        self.rx.ready() > 0
+    }
+
     fn has_frames(&mut self) -> bool {
         self.rx.ready() > 0
     }
