@@ -3,8 +3,9 @@
 //!
 //! Per turn a [`LinkWorker`]:
 //!
-//! 1. waits until the link has frames or a storage queue has completions (one `poll(2)` on the
-//!    link and the worker's [`Waker`]), unless there is work at hand; with busy polling
+//! 1. waits until the link has frames or a storage queue has completions (one wait on the
+//!    link and the worker's [`Waker`]: `epoll_wait(2)` on Linux, through [`net::Waiter`]),
+//!    unless there is work at hand (frames already in the ring); with busy polling
 //!    ([`LinkWorker::with_busy_poll`]) it first spins on the link for up to that long;
 //! 2. takes up to [`RECV_BATCH`] frames from the link and hands each to every export whose
 //!    shelf.slot it names (wildcards included; a frame for several exports is copied for all
@@ -19,9 +20,10 @@
 //! worker finishes and answers everything in flight (draining every queue) before it stops or
 //! drops an export that a reload removed.
 //!
-//! Waiting costs one system call per turn: with nothing in flight the worker sleeps without a
-//! timeout (no timer armed), and whoever changes its routes or stops it signals its waker
-//! ([`LinkWorker::waker`]); the waker is read only when `poll(2)` said it was signalled. Each
+//! Waiting costs one system call per turn, and none when frames already wait in the ring:
+//! with nothing in flight the worker sleeps without a timeout (no timer armed), and whoever
+//! changes its routes or stops it signals its waker ([`LinkWorker::waker`]); the waker is read
+//! only when the wait said it was signalled. Each
 //! turn's wake-up and service time go into the worker's [`WorkerLatency`].
 //!
 //! Several workers may serve one interface ([`LinkWorker::in_group`]): each has its own link in
@@ -142,6 +144,9 @@ pub struct LinkWorker {
     /// How long to spin on the link for frames before sleeping (zero: never).
     busy_poll: Duration,
     latency: Arc<WorkerLatency>,
+    /// One wait for the link and the waker, registered once (made on first use and again
+    /// after the link is reopened).
+    waiter: Option<net::Waiter>,
     /// The back end to reopen the link with.
     kind: LinkKind,
     member: Option<Member>,
@@ -178,6 +183,7 @@ impl LinkWorker {
             stats: WorkerStats::default(),
             busy_poll: Duration::ZERO,
             latency: Arc::new(WorkerLatency::default()),
+            waiter: None,
             kind: LinkKind::Auto,
             member: None,
         })
@@ -299,19 +305,14 @@ impl LinkWorker {
         let timeout = in_flight.then_some(Duration::from_millis(1));
         // Frames already waiting in a ring (a multi-frame request, a burst): no poll(2).
         if !self.link.frames_known_ready() && !self.spin_for_frames() {
-            let woken = match self.link.readiness_fd() {
-                Some(link_fd) => {
-                    let fds = [link_fd, self.waker.fd()];
-                    net::wait_readable_mask(&fds, timeout).map_err(|error| net::NetError::Io {
+            let woken = match self.wait_for_work(timeout) {
+                Ok(woken) => woken,
+                Err(error) => {
+                    return Err(net::NetError::Io {
                         interface: self.link.name().to_owned(),
                         step: "wait for frames",
                         source: error,
-                    })?
-                }
-                None => {
-                    // A link without a descriptor cannot be woken by the waker: nap briefly.
-                    self.link.wait(Some(timeout.unwrap_or(POLL_INTERVAL)))?;
-                    2
+                    });
                 }
             };
             if woken & 2 != 0 {
@@ -343,6 +344,25 @@ impl LinkWorker {
             self.latency.turn.record(held.elapsed());
         }
         Ok(())
+    }
+
+    /// One wait for the link (bit 0) and the waker (bit 1); see [`LinkWorker::turn`].
+    fn wait_for_work(&mut self, timeout: Option<Duration>) -> std::io::Result<u32> {
+        if self.waiter.is_none()
+            && let Some(link_fd) = self.link.readiness_fd()
+        {
+            self.waiter = Some(net::Waiter::new(&[link_fd, self.waker.fd()])?);
+        }
+        match &self.waiter {
+            Some(waiter) => waiter.wait(timeout),
+            None => {
+                // A link without a descriptor cannot be woken by the waker: nap briefly.
+                self.link
+                    .wait(Some(timeout.unwrap_or(POLL_INTERVAL)))
+                    .map_err(|error| std::io::Error::other(error.to_string()))?;
+                Ok(2)
+            }
+        }
     }
 
     /// Busy polling: spins until the link has frames, at most `busy_poll`; true if it has.
@@ -444,6 +464,8 @@ impl LinkWorker {
                         _ => member.group.get().0,
                     };
                 }
+                // The waiter holds the old link's descriptor: make a new one with the new link.
+                self.waiter = None;
                 self.link = opened.link;
                 self.current = Arc::new(Vec::new());
                 true

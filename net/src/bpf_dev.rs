@@ -277,8 +277,12 @@ mod device {
         }
 
         fn readiness_fd(&self) -> Option<BorrowedFd<'_>> {
-            // Frames held in `pending` are not seen by poll: hand out no descriptor then.
-            self.pending.is_empty().then(|| self.fd.as_fd())
+            Some(self.fd.as_fd())
+        }
+
+        fn frames_known_ready(&mut self) -> bool {
+            // Frames of the last read not handed out yet: the descriptor does not show them.
+            !self.pending.is_empty()
         }
 
         fn alloc(&mut self) -> Option<Frame> {

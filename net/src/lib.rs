@@ -67,6 +67,7 @@ mod mmap_ring;
 mod packet;
 #[cfg(target_os = "linux")]
 mod tap;
+mod waiter;
 #[cfg(target_os = "linux")]
 pub mod xdp;
 
@@ -82,6 +83,7 @@ pub use mmap_ring::{RING_FRAME_SIZE, RING_FRAMES, RingLink};
 pub use packet::PacketLink;
 #[cfg(target_os = "linux")]
 pub use tap::TapLink;
+pub use waiter::Waiter;
 #[cfg(target_os = "linux")]
 pub use xdp::XdpLink;
 
