@@ -3,8 +3,9 @@
 //!
 //! * **wake-up**: from the kernel's receive timestamp of the first frame of a batch (where the
 //!   link has one: the `PACKET_MMAP` ring's `tp_sec`/`tp_nsec`) to the moment the worker holds
-//!   the batch: softirq delivery, the wake-up of the worker's `poll(2)`, and the return to
-//!   user space.
+//!   the batch: at queue depth 1, softirq delivery, the wake-up of the worker's wait and the
+//!   return to user space; under load also the time the frame waited in the ring while the
+//!   worker served earlier batches.
 //! * **turn**: from the moment the worker holds a batch to the moment its replies have been
 //!   handed to the kernel (`send`/`sendmmsg` returned): the engine, the storage I/O, the send
 //!   system call.

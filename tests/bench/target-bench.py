@@ -108,7 +108,12 @@ def run(cmd, **kwargs):
 # Network and targets.
 
 
-def make_pair(mtu):
+# The initiators' interfaces: the veth end, or (--initiators N > 1) N macvlan devices on it,
+# each with a MAC of its own, so that N initiators drive the one target link at once.
+INITIATOR_IFS = [IF_INIT]
+
+
+def make_pair(mtu, initiators=1):
     for ns in (NS_TARGET, NS_INIT):
         run(["ip", "netns", "add", ns])
         _namespaces.append(ns)
@@ -116,11 +121,22 @@ def make_pair(mtu):
          "peer", "name", IF_INIT, "netns", NS_INIT, "mtu", str(mtu)])
     run(["ip", "-n", NS_TARGET, "link", "set", IF_TARGET, "up"])
     run(["ip", "-n", NS_INIT, "link", "set", IF_INIT, "up"])
+    if initiators > 1:
+        INITIATOR_IFS.clear()
+        for index in range(initiators):
+            name = f"am{index}{PID}"[:15]
+            run(["ip", "-n", NS_INIT, "link", "add", name, "link", IF_INIT, "type", "macvlan",
+                 "mode", "bridge"])
+            run(["ip", "-n", NS_INIT, "link", "set", name, "up"])
+            INITIATOR_IFS.append(name)
 
 
 def set_mtu(mtu):
     run(["ip", "-n", NS_TARGET, "link", "set", IF_TARGET, "mtu", str(mtu)])
     run(["ip", "-n", NS_INIT, "link", "set", IF_INIT, "mtu", str(mtu)])
+    for name in INITIATOR_IFS:
+        if name != IF_INIT:
+            run(["ip", "-n", NS_INIT, "link", "set", name, "mtu", str(mtu)])
 
 
 def cpu_seconds(pid):
@@ -131,9 +147,9 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def aoe_cmd(bins, *args):
+def aoe_cmd(bins, *args, interface=None):
     return ["ip", "netns", "exec", NS_INIT, os.path.join(bins, "aoe"), *args,
-            "-i", IF_INIT, "-t", f"{SHELF}.{SLOT}"]
+            "-i", interface or INITIATOR_IFS[0], "-t", f"{SHELF}.{SLOT}"]
 
 
 # The target programs --configs may name: host-sim with each link back end (and with two
@@ -199,20 +215,34 @@ def start_target(target, bins, disk, size, log_path):
 
 
 def bench_once(bins, proc, mode, qd, seconds):
-    """One `aoe bench`: its JSON object plus target and initiator CPU seconds."""
-    cmd = aoe_cmd(bins, "bench", "--mode", mode, "--qd", str(qd), "--seconds", str(seconds),
-                  "--json", "--timeout", "10")
+    """One `aoe bench` per initiator interface, all at once: their JSON objects combined (sums
+    of MB/s, IOPS, requests, bytes, frames and retransmits; the worst p50, p99 and max), plus
+    target and initiator CPU seconds."""
+    cmds = [aoe_cmd(bins, "bench", "--mode", mode, "--qd", str(qd), "--seconds", str(seconds),
+                    "--json", "--timeout", "10", interface=name) for name in INITIATOR_IFS]
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     target_before = cpu_seconds(proc.pid)
     wall_start = time.monotonic()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    running = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for cmd in cmds]
+    outputs = [p.communicate() for p in running]
     wall = time.monotonic() - wall_start
     target_after = cpu_seconds(proc.pid)
     children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise BenchError(f"{shlex.join(cmd)} failed ({done.returncode}): "
-                         f"{done.stderr.strip() or done.stdout.strip()}")
-    result = json.loads(done.stdout)
+    results = []
+    for cmd, p, (out, err) in zip(cmds, running, outputs):
+        if p.returncode != 0:
+            raise BenchError(f"{shlex.join(cmd)} failed ({p.returncode}): "
+                             f"{err.strip() or out.strip()}")
+        results.append(json.loads(out))
+    result = dict(results[0])
+    for key in ("mb_per_s", "iops", "requests", "bytes", "frames", "retransmits"):
+        if key in result:
+            result[key] = sum(r[key] for r in results)
+    for key in ("p50_us", "p99_us", "max_us", "seconds"):
+        if key in result:
+            result[key] = max(r[key] for r in results)
+    result["initiators"] = len(results)
     initiator = (children_after.ru_utime - children_before.ru_utime
                  + children_after.ru_stime - children_before.ru_stime)
     return result, target_after - target_before, initiator, wall
@@ -427,6 +457,10 @@ def parse_args(argv):
     p.add_argument("--out", default=os.path.join(REPO, "target", "aoe-bench"))
     p.add_argument("--baseline", metavar="DIR",
                    help="also run DIR/host-sim as target 'host-sim-base' (before/after)")
+    p.add_argument("--initiators", type=int, default=1,
+                   help="initiators driving the target at once, each on a macvlan device with "
+                        "a MAC of its own (results summed) [1]; with 2, host-sim-2w can use "
+                        "both its workers")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--plot-only", nargs=4, metavar=("SUMMARY", "PNG", "LEFT", "RIGHT"),
                    help=argparse.SUPPRESS)
@@ -500,7 +534,7 @@ def main(argv):
           f"{args.repeat} repeats of {args.seconds} s; files in {scratch}; load {load[0]:.1f}",
           flush=True)
 
-    make_pair(mtus[0])
+    make_pair(mtus[0], args.initiators)
     runs = []
     with open(runs_path, "a", encoding="utf-8") as runs_file:
         for mtu in mtus:
