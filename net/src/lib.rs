@@ -441,7 +441,10 @@ pub fn open_target_member(
         });
     };
     let rings_refused = std::env::var_os("AOE_PACKET_RINGS").is_some_and(|value| value == "0");
-    if kind == LinkKind::Xdp || (kind == LinkKind::Auto && !rings_refused) {
+    // Automatic: AF_XDP only where its chunks carry jumbo frames, asked before attaching
+    // anything to the interface.
+    let auto_xdp = kind == LinkKind::Auto && !rings_refused && xdp::jumbo_chunks_available();
+    if kind == LinkKind::Xdp || auto_xdp {
         // AF_XDP serves every receive queue at once; one alone here (a reopened link).
         let xdp = if membership == Membership::Alone {
             xdp::open_queues(interface, 1).map(|mut links| links.remove(0))
@@ -524,7 +527,8 @@ pub fn open_target_group(
     let rings_refused = std::env::var_os("AOE_PACKET_RINGS").is_some_and(|value| value == "0");
     if let LinkSpec::Packet { interface } = spec
         && workers > 1
-        && (kind == LinkKind::Xdp || (kind == LinkKind::Auto && !rings_refused))
+        && (kind == LinkKind::Xdp
+            || (kind == LinkKind::Auto && !rings_refused && xdp::jumbo_chunks_available()))
     {
         let opened = xdp::open_queues(interface, workers).and_then(|links| {
             if kind == LinkKind::Auto && !links[0].carries_jumbo_frames() {

@@ -128,17 +128,13 @@ mod test {
         let (b_read, b_write) = pipe();
         let waiter = Waiter::new(&[a_read.as_fd(), b_read.as_fd()]).unwrap();
         assert_eq!(waiter.wait(Some(Duration::from_millis(5))).unwrap(), 0);
-        // SAFETY: writes one octet from a live buffer to our pipe.
-        assert_eq!(
-            unsafe { libc::write(b_write.as_raw_fd(), [1u8].as_ptr().cast(), 1) },
-            1
-        );
+        let poke = |fd: &OwnedFd| {
+            // SAFETY: writes one octet from a live buffer to a pipe we own.
+            unsafe { libc::write(fd.as_raw_fd(), [1u8].as_ptr().cast(), 1) }
+        };
+        assert_eq!(poke(&b_write), 1);
         assert_eq!(waiter.wait(None).unwrap(), 0b10);
-        // SAFETY: as above.
-        assert_eq!(
-            unsafe { libc::write(a_write.as_raw_fd(), [1u8].as_ptr().cast(), 1) },
-            1
-        );
+        assert_eq!(poke(&a_write), 1);
         assert_eq!(waiter.wait(Some(Duration::ZERO)).unwrap(), 0b11);
         assert_eq!(
             crate::wait_readable_mask(&[a_read.as_fd(), b_read.as_fd()], Some(Duration::ZERO))

@@ -958,6 +958,38 @@ impl XdpLink {
     }
 }
 
+/// True if the kernel takes a UMEM of huge-page-backed 16 KiB chunks here (so an AF_XDP link
+/// would carry MTU-9000 frames): tried on a throw-away socket with a small UMEM, without
+/// touching any interface. The automatic link choice asks this before it attaches anything.
+pub fn jumbo_chunks_available() -> bool {
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let raw = unsafe { libc::socket(AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return false;
+    }
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    let xsk = unsafe { OwnedFd::from_raw_fd(raw) };
+    let chunking = CHUNKINGS[0];
+    let capacity = chunking.max_frame().min(UMEM_STRIDE - UMEM_HEAD);
+    let Ok((umem, true)) = Arena::umem(64, capacity, true) else {
+        return false;
+    };
+    let (base, len) = umem.region();
+    let registration = XdpUmemReg {
+        addr: base as u64,
+        len: len as u64,
+        chunk_size: chunking.size,
+        headroom: chunking.headroom,
+        flags: 0,
+        tx_metadata_len: 0,
+    };
+    let accepted = crate::packet::set_option(&xsk, SOL_XDP, XDP_UMEM_REG, &registration);
+    // The socket goes first: the kernel lets go of the UMEM's pages before they are unmapped.
+    drop(xsk);
+    drop(umem);
+    accepted
+}
+
 /// Allocates a UMEM and registers it with socket `xsk`, cut the best way the kernel and the
 /// memory allow. Returns the arena, the chunking and whether it is on huge pages.
 fn register_umem(xsk: &OwnedFd, interface: &str) -> Result<(Arc<Arena>, Chunking, bool), NetError> {

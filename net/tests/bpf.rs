@@ -453,6 +453,8 @@ fn an_af_xdp_link_advertises_only_frames_its_chunks_take() {
         let mtu = target.mtu().unwrap();
         assert!(mtu <= 9000);
         assert_eq!(mtu == 9000, target.carries_jumbo_frames());
+        // The probe the automatic choice asks before attaching anything says the same.
+        assert_eq!(xdp::jumbo_chunks_available(), target.carries_jumbo_frames());
         let mut initiator = PacketLink::open(b, 64).unwrap();
         // The largest frame it advertises crosses whole.
         let bytes = frame(target.mac().0, initiator.mac().0, 0x88A2, 5, mtu + 14);
