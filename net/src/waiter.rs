@@ -14,7 +14,10 @@
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
-/// A wait for up to 8 descriptors; see the [module docs](self).
+/// One wait for up to 8 descriptors (a link and a storage waker): registered once with an
+/// `epoll` instance on Linux, so a wait costs one `epoll_wait(2)` whatever their number;
+/// `poll(2)` elsewhere. [`wait`](Self::wait) returns the mask [`crate::wait_readable_mask`]
+/// would; the descriptors must stay open as long as the `Waiter`.
 #[derive(Debug)]
 pub struct Waiter {
     #[cfg(target_os = "linux")]
