@@ -19,7 +19,7 @@
 //! vblade would misread: numbers that are not numbers, shelf 65535/4095, slot 255, a buffer
 //! count below 2, bad MACs.
 
-use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, SpecError, StatePresets};
+use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, NetOptions, SpecError, StatePresets};
 use aoe_net::LinkSpec;
 use aoe_storage::file::DiskOptions;
 use log::LevelFilter;
@@ -86,6 +86,8 @@ pub struct Settings {
     pub log_level: Option<LevelFilter>,
     /// The daemon's options.
     pub daemon: DaemonOptions,
+    /// `--link`, `--workers`, `--busy-poll`, where given (they win over the config file's).
+    pub net: NetOptions,
 }
 
 /// The usage text for `--help` (and, through `aoe-manpage`, the man page).
@@ -123,6 +125,12 @@ daemon options:
   --wait-link SECONDS  wait at most this long at start for a missing or down interface, then
                        refuse (0: refuse at once); without it, wait as long as it takes
   --allow-duplicate    serve even when another target answers the same shelf.slot
+  --link KIND          auto (default: AF_XDP where the kernel and interface allow, else the
+                       PACKET_MMAP ring, else a plain packet socket), xdp, ring or socket
+  --workers N          threads (each with its own socket, ring or AF_XDP queue) per interface
+                       [1]; each initiator's frames always go to the same one
+  --busy-poll USEC     spin up to USEC microseconds on the link before sleeping [0: never];
+                       lower latency at queue depth 1 for a busy core
   --log-level LEVEL    off, error, warn, info (default), debug or trace
 
 other commands:
@@ -245,13 +253,16 @@ struct Raw {
     wait_link: Option<String>,
     allow_duplicate: bool,
     prometheus: bool,
+    link: Option<String>,
+    workers: Option<String>,
+    busy_poll: Option<String>,
     operands: Vec<String>,
     help: bool,
     help_man: bool,
     version: bool,
 }
 
-const LONG_WITH_VALUE: [&str; 8] = [
+const LONG_WITH_VALUE: [&str; 11] = [
     "tap",
     "config",
     "log-level",
@@ -260,6 +271,9 @@ const LONG_WITH_VALUE: [&str; 8] = [
     "metrics",
     "control",
     "wait-link",
+    "link",
+    "workers",
+    "busy-poll",
 ];
 
 /// Parses `args` (without the program name).
@@ -322,6 +336,24 @@ where
             None => None,
         },
     };
+    let net = NetOptions {
+        link: raw
+            .link
+            .as_deref()
+            .map(|text| text.parse().map_err(SpecError))
+            .transpose()?,
+        workers: raw
+            .workers
+            .as_deref()
+            .map(|text| parse_number("--workers", text, "1..64"))
+            .transpose()?,
+        busy_poll_us: raw
+            .busy_poll
+            .as_deref()
+            .map(|text| parse_number("--busy-poll", text, "microseconds"))
+            .transpose()?,
+    };
+    net.validate()?;
     if let Some(config) = &raw.config {
         let vblade_flags = raw.buffer_count.is_some()
             || raw.offset.is_some()
@@ -339,6 +371,7 @@ where
             exports: Exports::ConfigFile(PathBuf::from(config)),
             log_level,
             daemon,
+            net,
         })));
     }
     let export = single_export(raw)?;
@@ -346,6 +379,7 @@ where
         exports: Exports::Single(export),
         log_level,
         daemon,
+        net,
     })))
 }
 
@@ -400,6 +434,9 @@ fn scan(args: &[String]) -> Result<Raw, SpecError> {
                 ("metrics", value) => raw.metrics = value,
                 ("control", value) => raw.control = value,
                 ("wait-link", value) => raw.wait_link = value,
+                ("link", value) => raw.link = value,
+                ("workers", value) => raw.workers = value,
+                ("busy-poll", value) => raw.busy_poll = value,
                 _ => {
                     return Err(SpecError(format!(
                         "unrecognized option --{name} (see --help)"
@@ -708,6 +745,40 @@ mod test {
     }
 
     #[test]
+    fn link_workers_and_busy_poll_options() {
+        let parsed = parse([
+            "--link=ring",
+            "--workers",
+            "2",
+            "--busy-poll",
+            "50",
+            "1",
+            "2",
+            "eth1",
+            "f",
+        ]);
+        match parsed {
+            Ok(Command::Run(settings)) => assert_eq!(
+                settings.net,
+                NetOptions {
+                    link: Some(aoe_net::LinkKind::Ring),
+                    workers: Some(2),
+                    busy_poll_us: Some(50)
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+        // They also go with --config (and win over the file's).
+        match parse(["--config", "c.toml", "--link", "xdp"]) {
+            Ok(Command::Run(settings)) => {
+                assert_eq!(settings.net.link, Some(aoe_net::LinkKind::Xdp));
+                assert_eq!(settings.net.workers, None);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn every_refusal_says_why() {
         let cases: &[(&[&str], &str)] = &[
             (&["65535", "0", "e", "f"], "broadcast shelf"),
@@ -775,6 +846,22 @@ mod test {
                 "option -b requires an argument",
             ),
             (&["--frobnicate"], "unrecognized option --frobnicate"),
+            (
+                &["--link", "dpdk", "1", "2", "e", "f"],
+                "link \"dpdk\" is not one of auto, xdp, ring, socket",
+            ),
+            (
+                &["--workers", "0", "1", "2", "e", "f"],
+                "0 workers per link",
+            ),
+            (
+                &["--workers", "65", "1", "2", "e", "f"],
+                "65 workers per link",
+            ),
+            (
+                &["--busy-poll", "-5", "1", "2", "e", "f"],
+                "--busy-poll \"-5\"",
+            ),
             (&["--help=yes"], "takes no argument"),
             (&["--tap"], "option --tap requires an argument"),
             (

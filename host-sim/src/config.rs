@@ -8,6 +8,9 @@
 //! allow_duplicate = false            # serve even when another target answers our shelf.slot
 //! wait_link = 30                     # seconds to wait for a missing or down interface at
 //!                                    # start before refusing (--wait-link; default: forever)
+//! link = "auto"                      # optional: auto, xdp, ring, socket; --link wins
+//! workers = 1                        # optional: threads per interface; --workers wins
+//! busy_poll_us = 0                   # optional: spin before sleeping; --busy-poll wins
 //!
 //! [[export]]
 //! shelf = 1
@@ -39,7 +42,7 @@
 //! writable export's sectors overlap another's (see `guard::check_shared_files`).
 
 use crate::cli::parse_level;
-use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, SpecError, StatePresets};
+use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, NetOptions, SpecError, StatePresets};
 use aoe_core::target::Pinned;
 use aoe_net::LinkSpec;
 use aoe_storage::file::DiskOptions;
@@ -56,6 +59,8 @@ pub struct ConfigFile {
     pub daemon: DaemonKeys,
     /// The exports, in file order.
     pub exports: Vec<ExportSpec>,
+    /// `link`, `workers`, `busy_poll_us`, where set.
+    pub net: NetOptions,
 }
 
 /// The top-level keys that set up the daemon rather than an export; each is also a command
@@ -83,6 +88,9 @@ struct RawFile {
     control_socket: Option<PathBuf>,
     allow_duplicate: Option<bool>,
     wait_link: Option<u32>,
+    link: Option<String>,
+    workers: Option<u16>,
+    busy_poll_us: Option<u32>,
     #[serde(default)]
     export: Vec<RawExport>,
 }
@@ -159,6 +167,16 @@ pub fn parse(text: &str, base: &Path) -> Result<ConfigFile, SpecError> {
             .wait_link
             .map(|seconds| std::time::Duration::from_secs(u64::from(seconds))),
     };
+    let net = NetOptions {
+        link: raw
+            .link
+            .as_deref()
+            .map(|text| text.parse().map_err(SpecError))
+            .transpose()?,
+        workers: raw.workers,
+        busy_poll_us: raw.busy_poll_us,
+    };
+    net.validate()?;
     if raw.export.is_empty() {
         return Err(SpecError("no [[export]] tables: nothing to serve".into()));
     }
@@ -239,6 +257,7 @@ pub fn parse(text: &str, base: &Path) -> Result<ConfigFile, SpecError> {
         log_level,
         daemon,
         exports,
+        net,
     })
 }
 
@@ -248,6 +267,9 @@ mod test {
 
     const EXAMPLE: &str = r#"
 log_level = "debug"
+link = "socket"
+workers = 2
+busy_poll_us = 20
 
 [[export]]
 shelf = 1
@@ -274,6 +296,14 @@ writeback = true
     fn the_documented_example_parses() {
         let config = parse(EXAMPLE, Path::new("/etc/aoe")).unwrap();
         assert_eq!(config.log_level, Some(LevelFilter::Debug));
+        assert_eq!(
+            config.net,
+            NetOptions {
+                link: Some(aoe_net::LinkKind::Socket),
+                workers: Some(2),
+                busy_poll_us: Some(20)
+            }
+        );
         assert_eq!(config.exports.len(), 2);
         let first = &config.exports[0];
         assert_eq!((first.shelf, first.slot, first.buffer_count), (1, 0, 32));
@@ -384,6 +414,14 @@ writeback = true
             ),
             (export("offset = -1"), "offset"),
             (export("log_level = 3"), "unknown field `log_level`"),
+            (
+                "link = \"fast\"\n".to_owned() + &export(""),
+                "link \"fast\" is not one of",
+            ),
+            (
+                "workers = 0\n".to_owned() + &export(""),
+                "0 workers per link",
+            ),
             (
                 "log_level = \"loud\"\n".to_owned() + &export(""),
                 "log level \"loud\"",

@@ -29,13 +29,15 @@ use crate::config::{self, DaemonKeys};
 use crate::control::{self, Registry};
 use crate::export::{Export, ExportError};
 use crate::guard::{AddressClaim, AddressClaims, PROBE_WAIT};
+use crate::latency::WorkerLatency;
 use crate::logger;
 use crate::metrics::{ExportOnLink, LinkMetrics};
 use crate::notify;
-use crate::spec::ExportSpec;
+use crate::spec::{ExportSpec, NetOptions};
 use crate::state::StateStore;
-use crate::worker::{LinkShared, LinkWorker, Routes, WorkerStats};
+use crate::worker::{FanoutGroup, LinkShared, LinkWorker, Routes, WorkerStats};
 use aoe_net::{self as net, LinkSpec, NetError};
+use aoe_storage::Waker;
 use log::LevelFilter;
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -118,11 +120,67 @@ impl Options {
     }
 }
 
+struct WorkerHandle {
+    stop: Arc<AtomicBool>,
+    /// Signalled after `stop` or the routes change: the worker may sleep without a timeout.
+    waker: Waker,
+    latency: Arc<WorkerLatency>,
+    thread: JoinHandle<WorkerStats>,
+}
+
+/// The workers of one link (one, or `--workers` in a fan-out group), their routes and the
+/// link's counters.
 struct LinkHandle {
     routes: Arc<Routes>,
-    stop: Arc<AtomicBool>,
     metrics: Arc<LinkMetrics>,
-    thread: JoinHandle<WorkerStats>,
+    workers: Vec<WorkerHandle>,
+}
+
+impl LinkHandle {
+    fn stop(&self) {
+        for worker in &self.workers {
+            worker.stop.store(true, Ordering::SeqCst);
+            worker.waker.wake();
+        }
+    }
+
+    fn wake(&self) {
+        for worker in &self.workers {
+            worker.waker.wake();
+        }
+    }
+
+    /// Joins every worker; their counters added up, or `None` if one panicked.
+    fn join(self) -> Option<WorkerStats> {
+        let mut total = WorkerStats::default();
+        let mut panicked = false;
+        for worker in self.workers {
+            match worker.thread.join() {
+                Ok(stats) => {
+                    total.frames += stats.frames;
+                    total.replies += stats.replies;
+                    total.kernel_drops += stats.kernel_drops;
+                    total.pool_drops += stats.pool_drops;
+                }
+                Err(_) => panicked = true,
+            }
+        }
+        (!panicked).then_some(total)
+    }
+
+    fn latency_lines(&self) -> Vec<String> {
+        self.workers
+            .iter()
+            .enumerate()
+            .map(|(index, worker)| {
+                format!(
+                    "worker {index}: wake-up {}; turn {}",
+                    worker.latency.wake_up.summary(),
+                    worker.latency.turn.summary()
+                )
+            })
+            .collect()
+    }
 }
 
 /// Whether `apply` runs at start-up (where `--wait-link` applies) or for a reload.
@@ -137,6 +195,8 @@ pub struct Supervisor {
     level: LevelFilter,
     /// The storage engine every export's file is opened on.
     engine: aoe_storage::Engine,
+    /// `--link`, `--workers`, `--busy-poll`.
+    net: NetOptions,
     options: Options,
     store: Option<StateStore>,
     registry: Arc<Registry>,
@@ -178,6 +238,7 @@ impl Supervisor {
     fn new(
         level: LevelFilter,
         engine: aoe_storage::Engine,
+        net: NetOptions,
         options: Options,
         store: Option<StateStore>,
         registry: Arc<Registry>,
@@ -185,6 +246,7 @@ impl Supervisor {
         Supervisor {
             level,
             engine,
+            net,
             options,
             store,
             registry,
@@ -219,17 +281,20 @@ impl Supervisor {
         }
     }
 
-    /// Opens `spec`, waiting for it at start-up as `--wait-link` says. `Ok(None)`: it is
-    /// missing or down; a worker waits for it.
+    /// Opens `spec` for every worker it gets (`--workers`, with the back end `--link` asks
+    /// for), waiting for it at start-up as `--wait-link` says. `Ok(None)`: it is missing or
+    /// down; a worker waits for it.
     fn open_link(
         &self,
         spec: &LinkSpec,
         phase: Phase,
-    ) -> Result<Option<Box<dyn net::Link>>, String> {
+    ) -> Result<Option<Vec<net::TargetLink>>, String> {
         let started = Instant::now();
+        let kind = self.net.link.unwrap_or_default();
+        let workers = usize::from(self.net.workers.unwrap_or(1));
         loop {
-            match net::open_target(spec) {
-                Ok(link) => return Ok(Some(link)),
+            match net::open_target_group(spec, kind, workers) {
+                Ok(links) => return Ok(Some(links)),
                 Err(error) if waitable(&error) => {
                     let limit = match (phase, self.options.wait_link) {
                         (Phase::Start, Some(limit)) => limit,
@@ -296,8 +361,8 @@ impl Supervisor {
             .flat_map(|export: &Arc<Export>| &export.spec().links)
         {
             if !self.links.contains_key(spec) && !new_links.iter().any(|(s, _)| s == spec) {
-                let link = self.open_link(spec, phase)?;
-                new_links.push((spec.clone(), link));
+                let links = self.open_link(spec, phase)?;
+                new_links.push((spec.clone(), links));
             }
         }
         logger::set_level(self.level);
@@ -348,45 +413,9 @@ impl Supervisor {
                 log::info!("{line}");
             }
         }
-        for (spec, link) in new_links {
-            let routes = Arc::new(Routes::default());
-            let stop = Arc::new(AtomicBool::new(false));
-            let metrics = Arc::new(LinkMetrics::new(spec.interface()));
-            let shared = LinkShared {
-                metrics: Arc::clone(&metrics),
-                probe: true,
-                allow_duplicate: self.options.allow_duplicate,
-            };
-            let worker = match link {
-                Some(link) => LinkWorker::new(
-                    spec.clone(),
-                    link,
-                    Arc::clone(&routes),
-                    Arc::clone(&stop),
-                    &SHUTDOWN,
-                ),
-                None => LinkWorker::waiting(
-                    spec.clone(),
-                    Arc::clone(&routes),
-                    Arc::clone(&stop),
-                    &SHUTDOWN,
-                ),
-            }
-            .map_err(|error| format!("cannot make a wake-up descriptor: {error}"))?
-            .with_shared(shared);
-            let thread = std::thread::Builder::new()
-                .name(format!("link {}", spec.interface()))
-                .spawn(move || worker.run())
-                .map_err(|error| format!("cannot start a thread: {error}"))?;
-            self.links.insert(
-                spec,
-                LinkHandle {
-                    routes,
-                    stop,
-                    metrics,
-                    thread,
-                },
-            );
+        for (spec, links) in new_links {
+            let handle = self.start_workers(&spec, links)?;
+            self.links.insert(spec, handle);
         }
         for (spec, handle) in &self.links {
             let serving: Vec<Arc<Export>> = next
@@ -395,6 +424,7 @@ impl Supervisor {
                 .cloned()
                 .collect();
             handle.routes.set(serving);
+            handle.wake();
         }
         for export in &self.exports {
             let kept = next.iter().any(|other| Arc::ptr_eq(other, export));
@@ -413,8 +443,8 @@ impl Supervisor {
             .collect();
         for spec in unused {
             if let Some(handle) = self.links.remove(&spec) {
-                handle.stop.store(true, Ordering::SeqCst);
-                let _ = handle.thread.join();
+                handle.stop();
+                let _ = handle.join();
                 log::info!("{}: closed", spec.interface());
             }
         }
@@ -470,19 +500,22 @@ impl Supervisor {
     fn shut_down(self) -> Result<(), String> {
         SHUTDOWN.store(true, Ordering::SeqCst);
         let mut failed = false;
+        for handle in self.links.values() {
+            handle.stop();
+        }
         for (spec, handle) in self.links {
-            handle.stop.store(true, Ordering::SeqCst);
-            match handle.thread.join() {
-                Ok(stats) => log::info!(
+            let latency = handle.latency_lines().join("; ");
+            match handle.join() {
+                Some(stats) => log::info!(
                     "{}: {} frames in, {} replies out, {} kernel drops, {} requests dropped \
-                     for lack of frame buffers",
+                     for lack of frame buffers; {latency}",
                     spec.interface(),
                     stats.frames,
                     stats.replies,
                     stats.kernel_drops,
                     stats.pool_drops
                 ),
-                Err(_) => failed = true,
+                None => failed = true,
             }
         }
         for export in &self.exports {
@@ -498,8 +531,13 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Logs each export's counters (SIGUSR1).
+    /// Logs each export's counters and each worker's latency histograms (SIGUSR1).
     fn report(&self) {
+        for (spec, handle) in &self.links {
+            for line in handle.latency_lines() {
+                log::info!("{}: {line}", spec.interface());
+            }
+        }
         for export in &self.exports {
             let stats = *export.target().stats();
             log::info!(
@@ -536,7 +574,99 @@ impl Supervisor {
             && self
                 .links
                 .values()
-                .all(|handle| handle.thread.is_finished())
+                .flat_map(|handle| &handle.workers)
+                .all(|worker| worker.thread.is_finished())
+    }
+
+    /// Starts one worker thread per link of `links` (all on the interface `spec` names), or,
+    /// for a link that is missing or down (`None`), one worker that waits for it and then
+    /// serves alone (a restart brings the other workers back).
+    fn start_workers(
+        &self,
+        spec: &LinkSpec,
+        links: Option<Vec<net::TargetLink>>,
+    ) -> Result<LinkHandle, String> {
+        let routes = Arc::new(Routes::default());
+        let metrics = Arc::new(LinkMetrics::new(spec.interface()));
+        let busy_poll = Duration::from_micros(u64::from(self.net.busy_poll_us.unwrap_or(0)));
+        let kind = self.net.link.unwrap_or_default();
+        let probe_answers = Arc::default();
+        let shared = |first: bool| LinkShared {
+            metrics: Arc::clone(&metrics),
+            // The first worker probes for duplicates and announces; the others follow it.
+            probe: first,
+            allow_duplicate: self.options.allow_duplicate,
+            leader: first,
+            probe_answers: Arc::clone(&probe_answers),
+        };
+        let mut workers = Vec::new();
+        let mut start = |worker: LinkWorker, index: usize| -> Result<(), String> {
+            let stop = worker.stop_flag();
+            let waker = worker.waker();
+            let latency = worker.latency();
+            let thread = std::thread::Builder::new()
+                .name(format!("link {} #{index}", spec.interface()))
+                .spawn(move || worker.run())
+                .map_err(|error| format!("cannot start a thread: {error}"))?;
+            workers.push(WorkerHandle {
+                stop,
+                waker,
+                latency,
+                thread,
+            });
+            Ok(())
+        };
+        match links {
+            None => {
+                let worker = LinkWorker::waiting(
+                    spec.clone(),
+                    Arc::clone(&routes),
+                    Arc::new(AtomicBool::new(false)),
+                    &SHUTDOWN,
+                )
+                .map_err(|error| format!("cannot make a wake-up descriptor: {error}"))?
+                .with_busy_poll(busy_poll)
+                .with_kind(kind)
+                .with_shared(shared(true));
+                start(worker, 0)?;
+            }
+            Some(links) => {
+                let grouped = links.len() > 1;
+                let group = Arc::new(FanoutGroup::new(
+                    links.first().and_then(|link| link.group).unwrap_or(0),
+                ));
+                for (index, opened) in links.into_iter().enumerate() {
+                    log::info!(
+                        "{}: worker {index} on a {} link{}",
+                        spec.interface(),
+                        opened.kind.name(),
+                        opened
+                            .group
+                            .map_or(String::new(), |id| format!(" (fan-out group {id})"))
+                    );
+                    let mut worker = LinkWorker::new(
+                        spec.clone(),
+                        opened.link,
+                        Arc::clone(&routes),
+                        Arc::new(AtomicBool::new(false)),
+                        &SHUTDOWN,
+                    )
+                    .map_err(|error| format!("cannot make a wake-up descriptor: {error}"))?
+                    .with_busy_poll(busy_poll)
+                    .with_kind(opened.kind)
+                    .with_shared(shared(index == 0));
+                    if grouped {
+                        worker = worker.in_group(opened.kind, Arc::clone(&group), index == 0);
+                    }
+                    start(worker, index)?;
+                }
+            }
+        }
+        Ok(LinkHandle {
+            routes,
+            metrics,
+            workers,
+        })
     }
 
     /// One line for systemd's STATUS=.
@@ -561,6 +691,7 @@ struct Loaded {
     specs: Vec<ExportSpec>,
     level: Option<LevelFilter>,
     daemon: DaemonKeys,
+    net: NetOptions,
 }
 
 fn load(exports: &Exports) -> Result<Loaded, String> {
@@ -569,6 +700,7 @@ fn load(exports: &Exports) -> Result<Loaded, String> {
             specs: vec![spec.clone()],
             level: None,
             daemon: DaemonKeys::default(),
+            net: NetOptions::default(),
         }),
         Exports::ConfigFile(path) => {
             let config = config::load(path).map_err(|error| error.to_string())?;
@@ -576,6 +708,7 @@ fn load(exports: &Exports) -> Result<Loaded, String> {
                 specs: config.exports,
                 level: config.log_level,
                 daemon: config.daemon,
+                net: config.net,
             })
         }
     }
@@ -603,8 +736,14 @@ pub fn run(settings: Settings) -> Result<(), String> {
         .transpose()?;
     let registry = Arc::new(Registry::new());
     let (engine, why_not_uring) = aoe_storage::Engine::detect();
-    let mut supervisor =
-        Supervisor::new(level, engine, options.clone(), store, Arc::clone(&registry));
+    let mut supervisor = Supervisor::new(
+        level,
+        engine,
+        settings.net.or(loaded.net),
+        options.clone(),
+        store,
+        Arc::clone(&registry),
+    );
     supervisor.apply(loaded.specs, Phase::Start)?;
     // Said after the exports opened, so that a refusal stays the only line of a failed start.
     match why_not_uring {

@@ -5,7 +5,8 @@
 //! * [`export`]: one export, its engine (`aoe_core::Target`) and its storage
 //!   (`aoe_storage::Storage`).
 //! * [`worker`]: the event loop, one thread per link (`aoe_net::Link`); [`channel`]: one
-//!   worker's path to one export, frames through the engine and the storage queue.
+//!   worker's path to one export, frames through the engine and the storage queue;
+//!   [`latency`]: where a worker's time per request goes.
 //! * [`daemon`]: start-up, SIGHUP reload, clean SIGINT/SIGTERM shutdown; [`logger`]: log lines.
 //!
 //! `docs/ARCHITECTURE.md` at the top of the repository shows how the crates fit together and
@@ -20,6 +21,7 @@ pub mod control;
 pub mod daemon;
 pub mod export;
 pub mod guard;
+pub mod latency;
 pub mod logger;
 pub mod metrics;
 pub mod notify;

@@ -99,6 +99,47 @@ impl ExportSpec {
     }
 }
 
+/// How the process serves its links, for every export (command line `--link`, `--workers`,
+/// `--busy-poll`; config file keys `link`, `workers`, `busy_poll_us`). Each is `None` when not
+/// given; the command line wins over the file. Read at start; a reload keeps the running ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NetOptions {
+    /// The link back end on network interfaces (default: automatic).
+    pub link: Option<aoe_net::LinkKind>,
+    /// Workers (threads, each with its own socket or ring) per interface (default 1).
+    pub workers: Option<u16>,
+    /// Microseconds a worker spins on its link before it sleeps (default 0: never).
+    pub busy_poll_us: Option<u32>,
+}
+
+/// The most workers one link may have.
+pub const MAX_WORKERS: u16 = 64;
+
+impl NetOptions {
+    /// `self`, with what it leaves open taken from `fallback`.
+    #[must_use]
+    pub fn or(self, fallback: NetOptions) -> NetOptions {
+        NetOptions {
+            link: self.link.or(fallback.link),
+            workers: self.workers.or(fallback.workers),
+            busy_poll_us: self.busy_poll_us.or(fallback.busy_poll_us),
+        }
+    }
+
+    /// Checks the worker count.
+    ///
+    /// # Errors
+    /// For 0 workers or more than [`MAX_WORKERS`].
+    pub fn validate(&self) -> Result<(), SpecError> {
+        match self.workers {
+            Some(workers) if workers == 0 || workers > MAX_WORKERS => Err(SpecError(format!(
+                "{workers} workers per link: use 1 to {MAX_WORKERS}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A refused export or argument, worded for a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecError(pub String);

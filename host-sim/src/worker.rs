@@ -3,8 +3,10 @@
 //!
 //! Per turn a [`LinkWorker`]:
 //!
-//! 1. waits until the link has frames or a storage queue has completions (one `poll(2)` on the
-//!    link and the worker's [`Waker`]), unless there is work at hand;
+//! 1. waits until the link has frames or a storage queue has completions (one wait on the
+//!    link and the worker's [`Waker`]: `epoll_wait(2)` on Linux, through [`net::Waiter`]),
+//!    unless there is work at hand (frames already in the ring); with busy polling
+//!    ([`LinkWorker::with_busy_poll`]) it first spins on the link for up to that long;
 //! 2. takes up to [`RECV_BATCH`] frames from the link and hands each to every export whose
 //!    shelf.slot it names (wildcards included; a frame for several exports is copied for all
 //!    but the last) through its [`Channel`]: replies that need no disk work are built at once,
@@ -17,6 +19,19 @@
 //! data); every reply leaves the turn its I/O completed in, while other I/O still waits; the
 //! worker finishes and answers everything in flight (draining every queue) before it stops or
 //! drops an export that a reload removed.
+//!
+//! Waiting costs one system call per turn, and none when frames already wait in the ring:
+//! with nothing in flight the worker sleeps without a timeout (no timer armed), and whoever
+//! changes its routes or stops it signals its waker ([`LinkWorker::waker`]); the waker is read
+//! only when the wait said it was signalled. Each
+//! turn's wake-up and service time go into the worker's [`WorkerLatency`].
+//!
+//! Several workers may serve one interface ([`LinkWorker::in_group`]): each has its own link in
+//! one fan-out group that steers every initiator's frames to one worker, so the ordering rules
+//! of `aoe_storage::ordered` hold for each initiator's requests; the engine state of an export
+//! (config string, mask, reservations) is one `aoe_core::Target` behind the export's mutex. Only
+//! the first worker announces. When the link fails, the first worker reopens it in a new group
+//! and the others join that one.
 //!
 //! The MTU is re-read from the kernel for every Query Config (so the advertised sectors per
 //! frame follow an MTU change) and once a second otherwise. A link that fails (interface
@@ -33,10 +48,11 @@
 use crate::channel::{Channel, OnLink};
 use crate::export::Export;
 use crate::guard::{self, PROBE_WAIT, Probe};
+use crate::latency::WorkerLatency;
 use crate::metrics::{ExportOnLink, LinkMetrics};
 use aoe_core::Port;
 use aoe_core::wire::{self, aoe};
-use aoe_net::{self as net, EthernetAddress, Frame, Link, LinkSpec, MacText};
+use aoe_net::{self as net, EthernetAddress, Frame, Link, LinkKind, LinkSpec, MacText, Membership};
 use aoe_storage::Waker;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,6 +73,14 @@ const MTU_REFRESH: Duration = Duration::from_secs(1);
 /// How often receive drops are checked and reported.
 const DROP_REPORT: Duration = Duration::from_secs(10);
 
+/// How often a worker looks at a probe in progress (or a follower at the leader's decisions)
+/// when nothing else wakes it.
+const PROBE_TICK: Duration = Duration::from_millis(50);
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// How often an export held back by a duplicate on the LAN is probed again.
 pub const CONFLICT_RETRY: Duration = Duration::from_secs(10);
 
@@ -69,7 +93,16 @@ pub struct LinkShared {
     pub probe: bool,
     /// Serve (with a warning) even when a probe found another target.
     pub allow_duplicate: bool,
+    /// This worker announces and probes (the only one, or the first of a fan-out group); the
+    /// others serve an export once the leader's state for it on the link says so.
+    pub leader: bool,
+    /// Query Config responses the other workers of the link received while the leader
+    /// probes: the fan-out group may steer another target's answer to any worker.
+    pub probe_answers: Arc<Mutex<Vec<Vec<u8>>>>,
 }
+
+/// Responses kept for the leader's probes at most (more would be a flood, not answers).
+const PROBE_ANSWERS_KEPT: usize = 64;
 
 impl LinkShared {
     /// No probing, counters of its own (tests, in-memory links).
@@ -78,6 +111,8 @@ impl LinkShared {
             metrics: Arc::new(LinkMetrics::new(name)),
             probe: false,
             allow_duplicate: false,
+            leader: true,
+            probe_answers: Arc::default(),
         }
     }
 }
@@ -143,6 +178,37 @@ impl Routes {
     }
 }
 
+/// The fan-out group the workers of one interface share: its id, and a generation that the
+/// first worker advances each time it reopens the link in a new group.
+#[derive(Debug, Default)]
+pub struct FanoutGroup(Mutex<(u64, u16)>);
+
+impl FanoutGroup {
+    /// A group with id `id`, generation 0.
+    pub fn new(id: u16) -> FanoutGroup {
+        FanoutGroup(Mutex::new((0, id)))
+    }
+
+    fn get(&self) -> (u64, u16) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(&self, id: u16) -> u64 {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *state = (state.0 + 1, id);
+        state.0
+    }
+}
+
+/// A worker's place in its interface's fan-out group.
+#[derive(Debug)]
+struct Member {
+    group: Arc<FanoutGroup>,
+    first: bool,
+    /// The generation of the group this worker's link is in.
+    generation: u64,
+}
+
 /// Counters a worker reports when it stops.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct WorkerStats {
@@ -176,6 +242,17 @@ pub struct LinkWorker {
     shared: LinkShared,
     /// The link could not be opened: start in the reopen loop.
     absent: bool,
+    /// When a following worker last looked at the leader's states.
+    followed: Instant,
+    /// How long to spin on the link for frames before sleeping (zero: never).
+    busy_poll: Duration,
+    latency: Arc<WorkerLatency>,
+    /// One wait for the link and the waker, registered once (made on first use and again
+    /// after the link is reopened).
+    waiter: Option<net::Waiter>,
+    /// The back end to reopen the link with.
+    kind: LinkKind,
+    member: Option<Member>,
 }
 
 impl LinkWorker {
@@ -211,6 +288,12 @@ impl LinkWorker {
             stats: WorkerStats::default(),
             shared: LinkShared::unguarded(&name),
             absent: false,
+            followed: Instant::now(),
+            busy_poll: Duration::ZERO,
+            latency: Arc::new(WorkerLatency::default()),
+            waiter: None,
+            kind: LinkKind::Auto,
+            member: None,
         })
     }
 
@@ -235,6 +318,57 @@ impl LinkWorker {
     pub fn with_shared(mut self, shared: LinkShared) -> LinkWorker {
         self.shared = shared;
         self
+    }
+
+    /// Makes this worker one of several on its interface, its link (of back end `kind`) in
+    /// fan-out group `group`; the `first` announces exports and starts a new group when the
+    /// link must be reopened.
+    #[must_use]
+    pub fn in_group(mut self, kind: LinkKind, group: Arc<FanoutGroup>, first: bool) -> LinkWorker {
+        self.kind = kind;
+        self.member = Some(Member {
+            group,
+            first,
+            generation: 0,
+        });
+        self
+    }
+
+    /// The back end to reopen the link with after a failure (default: automatic).
+    #[must_use]
+    pub fn with_kind(mut self, kind: LinkKind) -> LinkWorker {
+        self.kind = kind;
+        self
+    }
+
+    /// True for the worker that announces exports and probes for duplicates (the only one,
+    /// or the first of a fan-out group); the others follow its decisions.
+    fn announces(&self) -> bool {
+        self.shared.leader
+    }
+
+    /// The stop flag (set it, then signal the [`waker`](Self::waker)).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    /// Spins on the link for up to `spin` before each sleep (zero, the default: never):
+    /// trades a core for the wake-up latency of a request that arrives within that time.
+    #[must_use]
+    pub fn with_busy_poll(mut self, spin: Duration) -> LinkWorker {
+        self.busy_poll = spin;
+        self
+    }
+
+    /// The worker's waker: signal it after setting the stop flag or changing the routes, so
+    /// that a worker sleeping without a timeout looks at them.
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
+    /// The worker's latency histograms (filled while it runs).
+    pub fn latency(&self) -> Arc<WorkerLatency> {
+        Arc::clone(&self.latency)
     }
 
     fn stopping(&self) -> bool {
@@ -312,30 +446,46 @@ impl LinkWorker {
     fn turn(&mut self) -> Result<(), net::NetError> {
         let in_flight = self.channels.iter().any(|channel| channel.in_flight() > 0);
         // Requests in flight on a queue without a waker complete on reap: do not sleep long.
+        // A probe in progress, or (for a worker that follows the leader) an export not yet
+        // served, needs a look now and then. Otherwise sleep until the link or the waker
+        // (stop, new routes) says something.
+        let watching = self.channels.iter().any(|channel| match channel.on_link {
+            OnLink::Probing { .. } | OnLink::Conflict { .. } => true,
+            OnLink::New => !self.announces(),
+            OnLink::Serving => false,
+        });
         let timeout = if in_flight {
-            Duration::from_millis(1).min(POLL_INTERVAL)
+            Some(Duration::from_millis(1))
         } else {
-            POLL_INTERVAL
+            watching.then_some(PROBE_TICK)
         };
-        match self.link.readiness_fd() {
-            Some(link_fd) => {
-                let fds = [link_fd, self.waker.fd()];
-                net::wait_readable_any(&fds, Some(timeout)).map_err(|error| net::NetError::Io {
-                    interface: self.link.name().to_owned(),
-                    step: "wait for frames",
-                    source: error,
-                })?;
-            }
-            None => {
-                self.link.wait(Some(timeout))?;
+        // Frames already waiting in a ring (a multi-frame request, a burst): no poll(2).
+        if !self.link.frames_known_ready() && !self.spin_for_frames() {
+            let woken = match self.wait_for_work(timeout) {
+                Ok(woken) => woken,
+                Err(error) => {
+                    return Err(net::NetError::Io {
+                        interface: self.link.name().to_owned(),
+                        step: "wait for frames",
+                        source: error,
+                    });
+                }
+            };
+            if woken & 2 != 0 {
+                self.waker.clear();
             }
         }
-        self.waker.clear();
         let received = self.link.recv(&mut self.rx, RECV_BATCH)?;
         self.stats.frames += received as u64;
         self.shared.metrics.frames.add(received as u64);
+        let held = (received > 0).then(Instant::now);
         if received > 0 {
-            self.dispatch(Instant::now());
+            if let Some(arrival) = self.link.last_arrival()
+                && let Ok(waited) = std::time::SystemTime::now().duration_since(arrival)
+            {
+                self.latency.wake_up.record(waited);
+            }
+            self.dispatch(held.unwrap_or_else(Instant::now));
         }
         for channel in &mut self.channels {
             channel.commit();
@@ -343,12 +493,54 @@ impl LinkWorker {
         for channel in &mut self.channels {
             channel.reap(&mut self.replies);
         }
+        let replied = !self.replies.is_empty();
         self.send_replies();
         let sent = Instant::now();
         for channel in &mut self.channels {
             channel.replies_sent(sent);
         }
+        if let Some(held) = held
+            && replied
+        {
+            self.latency.turn.record(held.elapsed());
+        }
         Ok(())
+    }
+
+    /// One wait for the link (bit 0) and the waker (bit 1); see [`LinkWorker::turn`].
+    fn wait_for_work(&mut self, timeout: Option<Duration>) -> std::io::Result<u32> {
+        if self.waiter.is_none()
+            && let Some(link_fd) = self.link.readiness_fd()
+        {
+            self.waiter = Some(net::Waiter::new(&[link_fd, self.waker.fd()])?);
+        }
+        match &self.waiter {
+            Some(waiter) => waiter.wait(timeout),
+            None => {
+                // A link without a descriptor cannot be woken by the waker: nap briefly.
+                self.link
+                    .wait(Some(timeout.unwrap_or(POLL_INTERVAL)))
+                    .map_err(|error| std::io::Error::other(error.to_string()))?;
+                Ok(2)
+            }
+        }
+    }
+
+    /// Busy polling: spins until the link has frames, at most `busy_poll`; true if it has.
+    fn spin_for_frames(&mut self) -> bool {
+        if self.busy_poll.is_zero() {
+            return false;
+        }
+        let deadline = Instant::now() + self.busy_poll;
+        loop {
+            if self.link.has_frames() {
+                return true;
+            }
+            if Instant::now() >= deadline || self.stopping() {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
     }
 
     /// While the link is broken: let storage finish what it has (replies are dropped).
@@ -374,7 +566,17 @@ impl LinkWorker {
                 .get(14)
                 .is_some_and(|flags| flags & 0x08 != 0)
             {
-                // A response: never for an export, maybe for a probe.
+                // A response: never for an export, maybe for a probe (the leader's; the other
+                // workers of the link pass Query Config answers on to it).
+                if !self.announces() {
+                    if command == aoe::Command::QueryConfig {
+                        let mut answers = lock(&self.shared.probe_answers);
+                        if answers.len() < PROBE_ANSWERS_KEPT {
+                            answers.push(frame.as_slice().to_vec());
+                        }
+                    }
+                    continue;
+                }
                 let ours = own_macs.get_or_insert_with(guard::own_macs);
                 for channel in &mut self.channels {
                     if let OnLink::Probing { probe, .. } = &mut channel.on_link {
@@ -492,6 +694,21 @@ impl LinkWorker {
     /// Ends the probes that are due: serves their exports, or holds them back when another
     /// target answered; probes held-back exports again every [`CONFLICT_RETRY`].
     fn check_probes(&mut self) {
+        if !self.announces() {
+            self.follow_the_leader();
+            return;
+        }
+        let answers = std::mem::take(&mut *lock(&self.shared.probe_answers));
+        if !answers.is_empty() {
+            let ours = guard::own_macs();
+            for channel in &mut self.channels {
+                if let OnLink::Probing { probe, .. } = &mut channel.on_link {
+                    for answer in &answers {
+                        probe.observe(answer, &ours);
+                    }
+                }
+            }
+        }
         for index in 0..self.channels.len() {
             let name = self.channels[index].export().spec().name();
             match &mut self.channels[index].on_link {
@@ -550,24 +767,64 @@ impl LinkWorker {
         }
     }
 
+    /// A worker that does not lead: serves each export exactly while the leader's state for it
+    /// on this link is `Serving` (looked up only while one is not served, or once a second).
+    fn follow_the_leader(&mut self) {
+        let all_served = self
+            .channels
+            .iter()
+            .all(|channel| channel.on_link == OnLink::Serving);
+        if all_served && self.followed.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.followed = Instant::now();
+        let states = self.shared.metrics.states();
+        for channel in &mut self.channels {
+            let serving =
+                states.get(&channel.export().spec().name()) == Some(&ExportOnLink::Serving);
+            channel.on_link = if serving { OnLink::Serving } else { OnLink::New };
+        }
+    }
+
     /// Opens the link again by name (after it failed); true on success. A new link starts
     /// with no exports picked up, so every export is announced again.
     fn reopen(&mut self) -> bool {
-        match net::open_target(&self.spec) {
-            Ok(link) => {
+        let membership = match &self.member {
+            None => Membership::Alone,
+            Some(member) if member.first => Membership::NewGroup,
+            Some(member) => {
+                // Join the group the first worker made after the failure, once it exists.
+                let (generation, id) = member.group.get();
+                if generation <= member.generation {
+                    return false;
+                }
+                Membership::Join(id)
+            }
+        };
+        match net::open_target_member(&self.spec, self.kind, membership) {
+            Ok(opened) => {
                 log::info!(
                     "{}: {} ({})",
                     self.spec.interface(),
                     if self.absent { "is up" } else { "reopened" },
-                    MacText(link.mac())
+                    MacText(opened.link.mac())
                 );
-                guard::register_own_mac(link.mac());
+                guard::register_own_mac(opened.link.mac());
                 if !self.absent {
                     self.shared.metrics.reopens.add(1);
                 }
                 self.absent = false;
                 self.shared.metrics.up.store(true, Ordering::Relaxed);
-                self.link = link;
+                if let Some(member) = &mut self.member {
+                    let id = opened.group.unwrap_or(0);
+                    member.generation = match membership {
+                        Membership::NewGroup => member.group.publish(id),
+                        _ => member.group.get().0,
+                    };
+                }
+                // The waiter holds the old link's descriptor: make a new one with the new link.
+                self.waiter = None;
+                self.link = opened.link;
                 self.current = Arc::new(Vec::new());
                 true
             }
@@ -644,7 +901,7 @@ impl LinkWorker {
         let previous = std::mem::replace(&mut self.current, Arc::clone(&routes));
         for index in 0..self.channels.len() {
             let export = Arc::clone(self.channels[index].export());
-            if !previous.iter().any(|old| Arc::ptr_eq(old, &export)) {
+            if !previous.iter().any(|old| Arc::ptr_eq(old, &export)) && self.announces() {
                 self.start(index);
             }
         }
@@ -725,11 +982,15 @@ mod test {
     /// thread; returns the other end, the stop flag and the thread.
     fn serve(
         storage: Arc<dyn Storage>,
-    ) -> (
-        MemLink,
-        Arc<AtomicBool>,
-        std::thread::JoinHandle<WorkerStats>,
-    ) {
+    ) -> (MemLink, Stopper, std::thread::JoinHandle<WorkerStats>) {
+        serve_with(storage, Duration::ZERO)
+    }
+
+    /// As [`serve`], with busy polling of `spin`.
+    fn serve_with(
+        storage: Arc<dyn Storage>,
+        spin: Duration,
+    ) -> (MemLink, Stopper, std::thread::JoinHandle<WorkerStats>) {
         let spec = ExportSpec {
             shelf: 9,
             slot: 4,
@@ -752,12 +1013,32 @@ mod test {
             Arc::clone(&stop),
             &NEVER,
         )
-        .unwrap();
+        .unwrap()
+        .with_busy_poll(spin);
+        let stopper = Stopper {
+            flag: stop,
+            waker: worker.waker(),
+            latency: worker.latency(),
+        };
         (
             initiator_end,
-            stop,
+            stopper,
             std::thread::spawn(move || worker.run()),
         )
+    }
+
+    /// The stop flag and the waker that makes a sleeping worker look at it.
+    struct Stopper {
+        flag: Arc<AtomicBool>,
+        waker: Waker,
+        latency: Arc<WorkerLatency>,
+    }
+
+    impl Stopper {
+        fn store(&self, value: bool, order: Ordering) {
+            self.flag.store(value, order);
+            self.waker.wake();
+        }
     }
 
     fn ata(tag: u32, command: u8, lba: u64, data: &[u8], sectors: u8) -> Vec<u8> {
@@ -910,8 +1191,17 @@ mod test {
 
     #[test]
     fn the_initiator_verifies_a_whole_export_through_the_worker() {
+        verify_through_a_worker(Duration::ZERO);
+    }
+
+    #[test]
+    fn a_busy_polling_worker_serves_the_same_and_records_its_turns() {
+        verify_through_a_worker(Duration::from_micros(200));
+    }
+
+    fn verify_through_a_worker(spin: Duration) {
         let storage = Arc::new(MemStorage::reordering(2048, 3));
-        let (link, stop, thread) = serve(storage);
+        let (link, stop, thread) = serve_with(storage, spin);
         let mut port = aoe_initiator::port::NetPort::with_link(Box::new(link)).unwrap();
         let cli = aoe_initiator::cli::Cli::parse(
             "verify -t 9.4 -i mem-b --timeout 5"
@@ -927,6 +1217,26 @@ mod test {
             "{text}"
         );
         stop.store(true, Ordering::SeqCst);
+        let stats = thread.join().unwrap();
+        assert_eq!(stats.frames, stats.replies, "every request answered");
+    }
+
+    #[test]
+    fn turns_go_into_the_latency_histogram() {
+        let storage = Arc::new(MemStorage::reordering(64, 1));
+        let (mut link, stop, thread) = serve(storage);
+        let batch: Vec<Vec<u8>> = (1..=8u32)
+            .map(|tag| ata(tag, ATA_READ_EXT, u64::from(tag), &[], 1))
+            .collect();
+        send(&mut link, &batch);
+        assert_eq!(replies(&mut link, 8).len(), 8);
+        stop.store(true, Ordering::SeqCst);
         thread.join().unwrap();
+        // At least one turn held frames and sent replies; a link without receive timestamps
+        // (this in-memory cable) records no wake-ups.
+        let turns = stop.latency.turn.count();
+        assert!((1..=8).contains(&turns), "{turns} turns");
+        assert!(stop.latency.turn.quantile(1.0).unwrap() < Duration::from_secs(5));
+        assert_eq!(stop.latency.wake_up.count(), 0);
     }
 }

@@ -819,3 +819,156 @@ fn survives_its_interface_going_down_and_being_recreated() {
         std::fs::remove_file(&file).unwrap();
     });
 }
+
+/// True if `interface` (in the calling thread's namespace) has an XDP program attached.
+fn xdp_attached(veth: &Veth, interface: &str) -> bool {
+    let out = veth
+        .ns
+        .command(&["ip", "link", "show", interface])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+}
+
+/// Writes 32 frames through `client` and reads them back; every reply must be a success.
+fn write_and_read_back(link: &mut PacketLink, client: &Initiator, base: u32) {
+    let writes: Vec<Vec<u8>> = (0..32u32)
+        .map(|i| {
+            client.write48(
+                base + i,
+                u64::from(i) * 2,
+                &pattern(u64::from(base + i), 1024),
+            ).bytes
+        })
+        .collect();
+    send_all(link, &writes);
+    let replies = collect(link, 32, 3 * SECOND);
+    assert_eq!(replies.len(), 32, "every write answered");
+    assert!(replies.iter().all(|r| r.ata_status() == 0x40));
+    let reads: Vec<Vec<u8>> = (0..32u32)
+        .map(|i| client.read48(base + 100 + i, u64::from(i) * 2, 2).bytes)
+        .collect();
+    send_all(link, &reads);
+    let mut replies = collect(link, 32, 3 * SECOND);
+    replies.sort_by_key(Reply::tag);
+    assert_eq!(replies.len(), 32, "every read answered");
+    for (i, reply) in (0..32u32).zip(&replies) {
+        assert_eq!(reply.ata_data()[..1024], pattern(u64::from(base + i), 1024)[..]);
+    }
+}
+
+#[test]
+fn each_link_back_end_serves_when_forced_and_af_xdp_detaches_on_sigkill() {
+    require_root!();
+    for kind in ["socket", "ring", "xdp"] {
+        in_netns("dk", 1500, |veth| {
+            let file = scratch(&format!("kind-{kind}"), 16 << 20);
+            let mut link = PacketLink::open(&veth.b, 256).unwrap();
+            let path = file.to_str().unwrap();
+            let mut child = Command::new(env!("CARGO_BIN_EXE_host-sim"))
+                .args(["--link", kind, "1", "3", &veth.a, path])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let ad = collect(&mut link, 1, 3 * SECOND);
+            if ad.is_empty() && kind == "xdp" {
+                let _ = child.kill();
+                let output = child.wait_with_output().unwrap();
+                let text = String::from_utf8_lossy(&output.stderr).into_owned();
+                assert!(
+                    std::env::var("AOE_REQUIRE_XDP").as_deref() != Ok("1"),
+                    "AF_XDP required (AOE_REQUIRE_XDP=1) but host-sim said: {text}"
+                );
+                eprintln!("SKIPPED the AF_XDP case: {text}");
+                std::fs::remove_file(&file).unwrap();
+                return;
+            }
+            assert_eq!(ad.len(), 1, "{kind}: announced");
+            let client = client_for(&link, ad[0].src(), 1, 3);
+            write_and_read_back(&mut link, &client, 0);
+            assert_eq!(xdp_attached(veth, &veth.a), kind == "xdp", "{kind}");
+            if kind == "xdp" {
+                // SIGKILL: no handler runs, yet the program goes with the process.
+                let pid = i32::try_from(child.id()).unwrap();
+                // SAFETY: kill(2) on the child we started.
+                assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+                child.wait().unwrap();
+                let deadline = Instant::now() + 3 * SECOND;
+                while xdp_attached(veth, &veth.a) {
+                    assert!(Instant::now() < deadline, "XDP program still attached");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                // And a new target can attach again at once.
+                let mut again = Daemon::start(&["--link", "xdp", "1", "3", &veth.a, path], 1);
+                let ad = collect(&mut link, 1, 3 * SECOND);
+                assert_eq!(ad.len(), 1, "restarted after SIGKILL");
+                write_and_read_back(&mut link, &client, 1000);
+                again.signal(libc::SIGTERM);
+                assert!(again.wait(5 * SECOND).success());
+                assert!(!xdp_attached(veth, &veth.a), "detached after SIGTERM");
+            } else {
+                let pid = i32::try_from(child.id()).unwrap();
+                // SAFETY: kill(2) on the child we started.
+                assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+                let status = child.wait_with_output().unwrap();
+                let log = String::from_utf8_lossy(&status.stderr);
+                assert!(status.status.success(), "{kind}: {log}");
+                assert!(
+                    log.contains(&format!("worker 0 on a {kind} link")),
+                    "{kind}: {log}"
+                );
+            }
+            std::fs::remove_file(&file).unwrap();
+        });
+    }
+}
+
+#[test]
+fn two_workers_share_one_link_and_announce_once() {
+    require_root!();
+    in_netns("d2", 1500, |veth| {
+        let file = scratch("workers", 16 << 20);
+        let mut link = PacketLink::open(&veth.b, 256).unwrap();
+        let mut daemon = Daemon::start(
+            &[
+                "--workers",
+                "2",
+                "--link",
+                "ring",
+                "1",
+                "4",
+                &veth.a,
+                file.to_str().unwrap(),
+            ],
+            1,
+        );
+        let ad = collect(&mut link, 2, 2 * SECOND);
+        assert_eq!(ad.len(), 1, "one announcement, not one per worker");
+        let client = client_for(&link, ad[0].src(), 1, 4);
+        for round in 0..4 {
+            write_and_read_back(&mut link, &client, round * 1000);
+        }
+        // Overlapping writes of one initiator in one batch land in arrival order.
+        let frames: Vec<Vec<u8>> = (0..16u32)
+            .map(|i| client.write48(5000 + i, 8, &pattern(u64::from(5000 + i), 1024)).bytes)
+            .collect();
+        send_all(&mut link, &frames);
+        assert_eq!(collect(&mut link, 16, 3 * SECOND).len(), 16);
+        let reply = exchange(&mut link, &client.read48(6000, 8, 2).bytes, SECOND).unwrap();
+        assert_eq!(
+            reply.ata_data()[..1024],
+            pattern(5015, 1024)[..],
+            "the last write wins"
+        );
+        daemon.signal(libc::SIGTERM);
+        assert!(daemon.wait(5 * SECOND).success());
+        assert_eq!(
+            daemon
+                .log_lines("worker 1 on a ring link (fan-out group")
+                .len(),
+            1
+        );
+        std::fs::remove_file(&file).unwrap();
+    });
+}

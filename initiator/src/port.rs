@@ -8,7 +8,9 @@
 
 use super::Transport;
 use aoe_core::wire::EthernetAddress;
-use aoe_net::{self as net, Frame, LinkSpec, NetError, PacketLink};
+#[cfg(target_os = "linux")]
+use aoe_net::PacketLink;
+use aoe_net::{self as net, Frame, LinkSpec, NetError};
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -17,11 +19,13 @@ const RX_BATCH: usize = 64;
 /// Frames the socket buffers should hold: more than any window the engine uses.
 const SOCKET_FRAMES: usize = 1024;
 /// Frames in the link's pool: a receive batch and a send batch, with room to spare.
+#[cfg(target_os = "linux")]
 const POOL_FRAMES: usize = 256;
 
 /// The link under a [`NetPort`]: a packet socket (which can wait and receive in one call) or
 /// any other link.
 enum Port {
+    #[cfg(target_os = "linux")]
     Packet(PacketLink),
     Other(Box<dyn net::Link>),
 }
@@ -45,10 +49,12 @@ impl NetPort {
     /// When the interface is missing, down, or raw sockets are not permitted.
     pub fn open(spec: &LinkSpec) -> Result<NetPort, NetError> {
         let port = match spec {
+            #[cfg(target_os = "linux")]
             LinkSpec::Packet { interface } => {
                 Port::Packet(PacketLink::open(interface, POOL_FRAMES)?)
             }
-            LinkSpec::Tap { .. } => Port::Other(net::open_queued(spec)?),
+            // FreeBSD: a BPF device; anywhere: a TAP device.
+            _ => Port::Other(net::open_queued(spec)?),
         };
         NetPort::with(port)
     }
@@ -79,6 +85,7 @@ impl NetPort {
     /// The interface name.
     pub fn name(&self) -> &str {
         match &self.port {
+            #[cfg(target_os = "linux")]
             Port::Packet(link) => net::Link::name(link),
             Port::Other(link) => link.name(),
         }
@@ -88,6 +95,7 @@ impl NetPort {
 impl Port {
     fn link(&mut self) -> &mut dyn net::Link {
         match self {
+            #[cfg(target_os = "linux")]
             Port::Packet(link) => link,
             Port::Other(link) => &mut **link,
         }
@@ -101,6 +109,7 @@ fn to_io(err: NetError) -> io::Error {
 impl Transport for NetPort {
     fn mac(&self) -> EthernetAddress {
         match &self.port {
+            #[cfg(target_os = "linux")]
             Port::Packet(link) => net::Link::mac(link),
             Port::Other(link) => link.mac(),
         }
@@ -136,6 +145,7 @@ impl Transport for NetPort {
     ) -> io::Result<usize> {
         let count = match &mut self.port {
             // Wait and receive in one system call.
+            #[cfg(target_os = "linux")]
             Port::Packet(link) => link.recv_wait(&mut self.rx, RX_BATCH, Some(timeout)),
             Port::Other(link) => match link.wait(Some(timeout)) {
                 Ok(true) => link.recv(&mut self.rx, RX_BATCH),

@@ -1,8 +1,8 @@
 //! Frame memory: owned buffers of one Ethernet frame each, shared by links, the target's engine
 //! and the storage back ends.
 //!
-//! A [`Frame`] is a handle to one buffer in an [`Arena`] (a heap pool, or the memory-mapped
-//! receive ring of a socket). It is what moves between the seams: a link hands received frames
+//! A [`Frame`] is a handle to one buffer in an [`Arena`] (a heap pool, the memory-mapped
+//! receive ring of a socket, or the UMEM of an AF_XDP socket). It is what moves between the seams: a link hands received frames
 //! out, the target builds the reply in the same frame, a storage back end reads sector data
 //! into it or writes from it, and the link sends it; dropping it gives the buffer back.
 //!
@@ -23,6 +23,15 @@
 //!   (4096-octet) boundary in every arena, so `O_DIRECT` transfers need no bounce buffer.
 //! * **Given back.** Dropping a frame returns it to its arena's free list, or hands a ring
 //!   frame back to the kernel. Nothing is allocated per frame; arenas are allocated once.
+//! * **Lent to the kernel by slot.** A UMEM arena's owner (the AF_XDP link) may take a free
+//!   slot without making a `Frame` (`Arena::lend_slot`) or turn a `Frame` back into its slot
+//!   (`Frame::into_slot`) to put it in a fill or transmit ring; while the kernel holds the
+//!   slot no `Frame` names it (exclusive), and the link makes a `Frame` of it again
+//!   (`Arena::reclaim`) only when the kernel hands it back through the receive or completion
+//!   ring, or returns it to the free list (`Arena::return_slot`).
+
+// The receive-ring and UMEM parts serve Linux back ends only.
+#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
@@ -44,6 +53,12 @@ pub(crate) const HEAD: usize = DATA_ALIGN - DATA_OFFSET;
 
 /// `TP_STATUS_KERNEL`: the status of a receive-ring frame the kernel may fill.
 pub(crate) const TP_STATUS_KERNEL: u32 = 0;
+
+/// Octets per slot of a UMEM arena: four pages, so that frame octet 0 at [`UMEM_HEAD`] leaves
+/// room for an MTU-9000 frame and octet 36 is page-aligned.
+pub(crate) const UMEM_STRIDE: usize = 16384;
+/// Offset of frame octet 0 within a UMEM slot: octet 36 lands on the slot's second page.
+pub(crate) const UMEM_HEAD: usize = DATA_ALIGN - DATA_OFFSET;
 
 /// What happens to a slot when its frame is dropped.
 #[derive(Debug)]
@@ -163,6 +178,102 @@ impl Arena {
             capacity,
             recycle: Recycle::RxRing,
         })
+    }
+
+    /// A UMEM for AF_XDP: `slots` slots of [`UMEM_STRIDE`] octets in one anonymous mapping
+    /// (on huge pages if `huge` and the system has them reserved; else ordinary pages), each
+    /// frame at [`UMEM_HEAD`] in its slot and spanning `capacity` octets, all free. Returns
+    /// the arena and whether it got huge pages.
+    ///
+    /// # Errors
+    /// When the mapping fails.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn umem(
+        slots: usize,
+        capacity: usize,
+        huge: bool,
+    ) -> std::io::Result<(Arc<Arena>, bool)> {
+        assert!(
+            slots > 0 && u32::try_from(slots).is_ok() && UMEM_HEAD + capacity <= UMEM_STRIDE,
+            "UMEM of {slots} slots, {capacity} octets each"
+        );
+        // One page more than the slots (a 16 KiB chunk of the last slot starts 3804 octets
+        // into it and must end inside the mapping), rounded up to whole 2 MiB huge pages.
+        let len = (slots * UMEM_STRIDE + DATA_ALIGN).next_multiple_of(2 << 20);
+        let map = |extra| {
+            // SAFETY: a fresh private anonymous mapping at an address the kernel picks; the
+            // result is checked before use.
+            let base = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE | extra,
+                    -1,
+                    0,
+                )
+            };
+            (base != libc::MAP_FAILED).then_some(base)
+        };
+        let (base, got_huge) = match huge.then(|| map(libc::MAP_HUGETLB)).flatten() {
+            Some(base) => (base, true),
+            None => (map(0).ok_or_else(std::io::Error::last_os_error)?, false),
+        };
+        let Some(base) = NonNull::new(base.cast::<u8>()) else {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOMEM));
+        };
+        let free = (0..u32::try_from(slots).unwrap_or(u32::MAX))
+            .rev()
+            .collect();
+        let arena = Arena {
+            base,
+            backing: Backing::Mapped(len),
+            stride: UMEM_STRIDE,
+            slots,
+            head: UMEM_HEAD,
+            capacity,
+            recycle: Recycle::FreeList(Mutex::new(free)),
+        };
+        Ok((Arc::new(arena), got_huge))
+    }
+
+    /// Takes a free slot for the kernel (an AF_XDP fill or transmit ring) without making a
+    /// `Frame` of it; see the module docs (lent to the kernel by slot).
+    pub(crate) fn lend_slot(&self) -> Option<u32> {
+        match &self.recycle {
+            Recycle::FreeList(list) => lock(list).pop(),
+            Recycle::RxRing => None,
+        }
+    }
+
+    /// Puts a slot the kernel handed back (and no `Frame` names) on the free list.
+    pub(crate) fn return_slot(&self, slot: u32) {
+        debug_assert!((slot as usize) < self.slots);
+        self.give_back(slot);
+    }
+
+    /// A `Frame` of length `len` for slot `slot`, which the kernel has just handed back and
+    /// which no other `Frame` names.
+    pub(crate) fn reclaim(self: &Arc<Arena>, slot: u32, len: usize) -> Frame {
+        debug_assert!((slot as usize) < self.slots);
+        Frame {
+            arena: Arc::clone(self),
+            slot,
+            len: u32::try_from(len.min(self.capacity)).unwrap_or(0),
+        }
+    }
+
+    /// Offset of slot `slot`'s frame octet 0 from the start of the arena.
+    pub(crate) fn frame_offset(&self, slot: u32) -> usize {
+        self.frame_start(slot)
+    }
+
+    /// The slot whose frame octet 0 lies `offset` octets into the arena, if one does exactly.
+    pub(crate) fn slot_at(&self, offset: usize) -> Option<u32> {
+        let slot = offset.checked_sub(self.head)? / self.stride;
+        (slot < self.slots && offset == self.head + slot * self.stride)
+            .then(|| u32::try_from(slot).ok())
+            .flatten()
     }
 
     /// Octets each frame may span.
@@ -341,6 +452,18 @@ impl Frame {
         (ptr.cast_mut(), len)
     }
 
+    /// Gives up the handle without giving the slot back, for the arena's owner to lend it to
+    /// the kernel (see the module docs); returns the slot.
+    pub(crate) fn into_slot(self) -> u32 {
+        // `Drop` (which gives the slot back) must not run; the arena's Arc is still released.
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped after this read, so the Arc is moved out
+        // exactly once and released exactly once (below).
+        let arena = unsafe { std::ptr::read(&this.arena) };
+        drop(arena);
+        this.slot
+    }
+
     /// The arena this frame belongs to (to find its registered region).
     pub fn arena(&self) -> &Arc<Arena> {
         &self.arena
@@ -382,6 +505,33 @@ mod test {
         drop(arena);
         frame.fill(&[7; 100]);
         assert_eq!(frame.as_slice(), &[7; 100][..]);
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn umem_slots_lent_and_reclaimed_keep_their_place_and_alignment() {
+        let (arena, _) = Arena::umem(4, 9100, false).unwrap();
+        let slot = arena.lend_slot().unwrap();
+        assert_eq!(arena.free(), 3, "a lent slot is not free");
+        let offset = arena.frame_offset(slot);
+        assert_eq!(arena.slot_at(offset), Some(slot));
+        assert_eq!(arena.slot_at(offset + 1), None);
+        let mut frame = arena.reclaim(slot, 60);
+        assert_eq!(frame.len(), 60);
+        assert_eq!(
+            frame.buffer()[DATA_OFFSET..].as_ptr() as usize % DATA_ALIGN,
+            0
+        );
+        frame.fill(&[9; 60]);
+        // Into the kernel's hands again: not free, and the arena outlives nothing.
+        let again = frame.into_slot();
+        assert_eq!((again, arena.free()), (slot, 3));
+        assert_eq!(Arc::strong_count(&arena), 1, "into_slot released its Arc");
+        arena.return_slot(again);
+        assert_eq!(arena.free(), 4);
+        let frame = arena.take().unwrap();
+        drop(frame);
+        assert_eq!(arena.free(), 4);
     }
 
     #[test]

@@ -93,6 +93,8 @@ pub struct RingLink {
     pool: Arc<Arena>,
     /// Next receive frame the kernel fills (in ring order).
     rx_head: usize,
+    /// Kernel timestamp of the first frame of the last batch taken.
+    last_arrival: Option<std::time::SystemTime>,
 }
 
 impl std::fmt::Debug for RingLink {
@@ -113,6 +115,29 @@ impl RingLink {
     /// As [`PacketLink::open`](super::PacketLink::open), or [`NetError::Io`] when the kernel
     /// refuses the ring (then the plain socket still works).
     pub fn open(interface: &str, pool_frames: usize) -> Result<RingLink, NetError> {
+        Self::open_with(interface, pool_frames, None).map(|(link, _)| link)
+    }
+
+    /// Opens like [`open`](Self::open), as a member of a fan-out group that steers each
+    /// initiator (source MAC) to one member, as
+    /// [`PacketLink::open_in_group`](super::PacketLink::open_in_group) does.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open), or [`NetError::Io`] when the kernel refuses the group.
+    pub fn open_in_group(
+        interface: &str,
+        pool_frames: usize,
+        group: Option<u16>,
+    ) -> Result<(RingLink, u16), NetError> {
+        let (link, id) = Self::open_with(interface, pool_frames, Some(group))?;
+        Ok((link, id.unwrap_or(0)))
+    }
+
+    fn open_with(
+        interface: &str,
+        pool_frames: usize,
+        fanout: Option<Option<u16>>,
+    ) -> Result<(RingLink, Option<u16>), NetError> {
         let bound = packet::open_bound(interface, true, |fd| {
             let int = |option, value: libc::c_int, what| {
                 if packet::set_option(fd, libc::SOL_PACKET, option, &value) {
@@ -163,12 +188,17 @@ impl RingLink {
         let ring = unsafe {
             Arena::mapped_rx_ring(base, len, RING_FRAMES, RING_FRAME_SIZE, HEAD, LENDABLE)
         };
-        Ok(RingLink {
+        let group = fanout
+            .map(|group| packet::join_fanout(&bound.fd, interface, group))
+            .transpose()?;
+        let link = RingLink {
             socket: Socket::new(bound, interface),
             ring,
             pool: Arena::pool(pool_frames.max(1)),
             rx_head: 0,
-        })
+            last_arrival: None,
+        };
+        Ok((link, group))
     }
 
     /// Hands out up to `max` ready ring frames, in ring order; returns how many were usable.
@@ -188,14 +218,20 @@ impl RingLink {
             let header = self.ring.at(slot * RING_FRAME_SIZE).cast::<Tpacket2Hdr>();
             // SAFETY: the frame is ours (it was USER, now HELD); its header and `sockaddr_ll`
             // lie at the start of the frame, inside the mapping.
-            let (len, snaplen, mac, kind) = unsafe {
+            let (len, snaplen, mac, kind, sec, nsec) = unsafe {
                 (
                     (*header).tp_len,
                     (*header).tp_snaplen,
                     usize::from((*header).tp_mac),
                     *header.cast::<u8>().add(PKTTYPE_OFFSET),
+                    (*header).tp_sec,
+                    (*header).tp_nsec,
                 )
             };
+            if taken == 0 {
+                self.last_arrival = std::time::UNIX_EPOCH
+                    .checked_add(Duration::new(u64::from(sec), nsec.min(999_999_999)));
+            }
             let len = usize::try_from(len).unwrap_or(usize::MAX);
             let foreign = kind == packet::PACKET_OUTGOING || kind == packet::PACKET_OTHERHOST;
             // Adopting it as a Frame makes dropping it give it back to the kernel.
@@ -266,6 +302,19 @@ impl Link for RingLink {
 
     fn take_drops(&mut self) -> u64 {
         packet::take_drops(&self.socket.fd)
+    }
+
+    fn last_arrival(&self) -> Option<std::time::SystemTime> {
+        self.last_arrival
+    }
+
+    fn frames_known_ready(&mut self) -> bool {
+        self.has_frames()
+    }
+
+    fn has_frames(&mut self) -> bool {
+        // Acquire, as in `take_ready`.
+        self.ring.ring_status(self.rx_head).load(Ordering::Acquire) & TP_STATUS_USER != 0
     }
 }
 

@@ -35,6 +35,15 @@ pub(super) const fn socklen_of<T>() -> libc::socklen_t {
     size_of::<T>() as libc::socklen_t
 }
 
+/// `setsockopt(SOL_PACKET, PACKET_FANOUT)`: join a fan-out group (Linux 3.1).
+const PACKET_FANOUT: libc::c_int = 18;
+/// `setsockopt(SOL_PACKET, PACKET_FANOUT_DATA)`: the group's steering program (Linux 4.3).
+const PACKET_FANOUT_DATA: libc::c_int = 22;
+/// Fan-out mode: a classic BPF program picks the member.
+const PACKET_FANOUT_CBPF: u32 = 6;
+/// Fan-out flag: the kernel picks a group id no one uses (Linux 4.20).
+const PACKET_FANOUT_FLAG_UNIQUEID: u32 = 0x2000;
+
 /// How long [`Link::send`] keeps retrying while the device queue is full before it drops frames.
 const SEND_RETRY_LIMIT: Duration = Duration::from_millis(200);
 
@@ -240,6 +249,35 @@ pub(super) fn open_bound(
         mac,
         ignores_outgoing,
     })
+}
+
+/// Makes bound socket `fd` a member of a fan-out group that steers each source MAC to one
+/// member ([`crate::cbpf::steer_by_source`]): a new group when `group` is `None` (the kernel
+/// picks an id no other socket uses, and this socket sets the program), else group `group`.
+/// Returns the group's id, for the other members.
+pub(super) fn join_fanout(fd: &OwnedFd, name: &str, group: Option<u16>) -> Result<u16, NetError> {
+    let value = match group {
+        None => (PACKET_FANOUT_CBPF | PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+        Some(id) => PACKET_FANOUT_CBPF << 16 | u32::from(id),
+    };
+    if !set_option(fd, libc::SOL_PACKET, PACKET_FANOUT, &value) {
+        return Err(NetError::last(name, "join the packet fan-out group"));
+    }
+    if let Some(id) = group {
+        return Ok(id);
+    }
+    let joined = get_int_option(fd, libc::SOL_PACKET, PACKET_FANOUT)
+        .ok_or_else(|| NetError::last(name, "read the packet fan-out group"))?;
+    let program = crate::cbpf::steer_by_source();
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(program.len()).unwrap_or(0),
+        // The kernel only reads the program; `Insn` has `sock_filter`'s layout.
+        filter: program.as_ptr().cast_mut().cast(),
+    };
+    if !set_option(fd, libc::SOL_PACKET, PACKET_FANOUT_DATA, &fprog) {
+        return Err(NetError::last(name, "set the fan-out steering program"));
+    }
+    Ok(u16::try_from(joined & 0xFFFF).unwrap_or(0))
 }
 
 impl Socket {
@@ -489,13 +527,40 @@ impl PacketLink {
     /// [`NetError::InterfaceDown`], [`NetError::NoPermission`] (no `CAP_NET_RAW`), or
     /// [`NetError::Io`].
     pub fn open(interface: &str, pool_frames: usize) -> Result<PacketLink, NetError> {
+        Self::open_with(interface, pool_frames, None).map(|(link, _)| link)
+    }
+
+    /// Opens like [`open`](Self::open), as a member of a fan-out group of sockets on the same
+    /// interface that steers each initiator (source MAC) to one member: a new group for
+    /// `None`, else group `Some(id)`. Returns the link and the group's id.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open), or [`NetError::Io`] when the kernel refuses the group.
+    pub fn open_in_group(
+        interface: &str,
+        pool_frames: usize,
+        group: Option<u16>,
+    ) -> Result<(PacketLink, u16), NetError> {
+        let (link, id) = Self::open_with(interface, pool_frames, Some(group))?;
+        Ok((link, id.unwrap_or(0)))
+    }
+
+    fn open_with(
+        interface: &str,
+        pool_frames: usize,
+        fanout: Option<Option<u16>>,
+    ) -> Result<(PacketLink, Option<u16>), NetError> {
         let bound = open_bound(interface, true, |_| Ok(()))?;
-        Ok(PacketLink {
+        let group = fanout
+            .map(|group| join_fanout(&bound.fd, interface, group))
+            .transpose()?;
+        let link = PacketLink {
             socket: Socket::new(bound, interface),
             pool: Arena::pool(pool_frames.max(1)),
             staging: Vec::with_capacity(RECV_BATCH),
             pool_empty_warned: false,
-        })
+        };
+        Ok((link, group))
     }
 
     /// Fills `staging` with up to `max` free pool frames; false when the pool is used up.

@@ -42,8 +42,13 @@ use std::time::Duration;
 pub const DIRECT_ALIGN: usize = 4096;
 
 /// `BLKGETSIZE64`: `_IOR(0x12, 114, size_t)` in the generic ioctl encoding (x86, Arm, RISC-V).
+#[cfg(target_os = "linux")]
 const BLKGETSIZE64: libc::Ioctl =
     (2 << 30) | ((size_of::<usize>() as libc::Ioctl) << 16) | (0x12 << 8) | 114;
+
+/// `DIOCGMEDIASIZE`: `_IOR('d', 129, off_t)`, a disk's size in octets on FreeBSD.
+#[cfg(target_os = "freebsd")]
+const DIOCGMEDIASIZE: libc::c_ulong = 0x4008_6481;
 
 /// How to open an export's file: vblade's `-d -s -r -o -l`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -136,7 +141,9 @@ pub fn error_kind(error: &io::Error) -> ErrorKind {
     match error.raw_os_error() {
         Some(libc::EIO | libc::EILSEQ) => ErrorKind::Media,
         Some(libc::EROFS | libc::EBADF | libc::EPERM | libc::EACCES) => ErrorKind::WriteProtected,
-        Some(libc::ENXIO | libc::ENODEV | libc::ENOMEDIUM) => ErrorKind::NotReady,
+        Some(libc::ENXIO | libc::ENODEV) => ErrorKind::NotReady,
+        #[cfg(target_os = "linux")]
+        Some(libc::ENOMEDIUM) => ErrorKind::NotReady,
         _ => ErrorKind::Other,
     }
 }
@@ -186,7 +193,7 @@ impl FileDisk {
             })?;
         let metadata = file.metadata().map_err(|e| io_error("examine", e))?;
         let file_type = metadata.file_type();
-        let block_device = file_type.is_block_device();
+        let block_device = is_disk(&file_type);
         let bytes = if block_device {
             block_device_size(&file).map_err(|e| io_error("read the size of", e))?
         } else if file_type.is_file() {
@@ -632,6 +639,16 @@ fn window(sectors: u64, offset: u64, length: Option<u64>) -> Result<(u64, u64), 
     Ok((offset, length))
 }
 
+/// True for a disk: a block device on Linux; on FreeBSD, which has no block devices, a
+/// character device (`/dev/ada0`, `/dev/md0`, ...).
+fn is_disk(file_type: &std::fs::FileType) -> bool {
+    #[cfg(target_os = "freebsd")]
+    return file_type.is_char_device();
+    #[cfg(not(target_os = "freebsd"))]
+    return file_type.is_block_device();
+}
+
+#[cfg(target_os = "linux")]
 fn block_device_size(file: &File) -> io::Result<u64> {
     let mut bytes: u64 = 0;
     // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which points at `bytes`.
@@ -640,6 +657,17 @@ fn block_device_size(file: &File) -> io::Result<u64> {
         return Err(io::Error::last_os_error());
     }
     Ok(bytes)
+}
+
+#[cfg(target_os = "freebsd")]
+fn block_device_size(file: &File) -> io::Result<u64> {
+    let mut bytes: libc::off_t = 0;
+    // SAFETY: DIOCGMEDIASIZE writes one off_t through the pointer, which points at `bytes`.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), DIOCGMEDIASIZE, &mut bytes) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    u64::try_from(bytes).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 /// A heap buffer whose start is [`DIRECT_ALIGN`]-aligned (for `O_DIRECT` bounces).

@@ -55,6 +55,8 @@ SHELF, SLOT = 7, 1
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MODES = ["seq-write", "seq-read", "rand-write", "rand-read"]
 SYSTEM_PYTHON = "/usr/bin/python3"
+DEFAULT_CONFIGS = ("host-sim:64,host-sim-xdp:64,host-sim-socket:64,host-sim-2w:64,null:64,"
+                   "vblade:64,vblade:16")
 BASELINE_BIN = None  # --baseline: another build of host-sim, for before/after comparisons
 
 
@@ -106,7 +108,12 @@ def run(cmd, **kwargs):
 # Network and targets.
 
 
-def make_pair(mtu):
+# The initiators' interfaces: the veth end, or (--initiators N > 1) N macvlan devices on it,
+# each with a MAC of its own, so that N initiators drive the one target link at once.
+INITIATOR_IFS = [IF_INIT]
+
+
+def make_pair(mtu, initiators=1):
     for ns in (NS_TARGET, NS_INIT):
         run(["ip", "netns", "add", ns])
         _namespaces.append(ns)
@@ -114,11 +121,22 @@ def make_pair(mtu):
          "peer", "name", IF_INIT, "netns", NS_INIT, "mtu", str(mtu)])
     run(["ip", "-n", NS_TARGET, "link", "set", IF_TARGET, "up"])
     run(["ip", "-n", NS_INIT, "link", "set", IF_INIT, "up"])
+    if initiators > 1:
+        INITIATOR_IFS.clear()
+        for index in range(initiators):
+            name = f"am{index}{PID}"[:15]
+            run(["ip", "-n", NS_INIT, "link", "add", name, "link", IF_INIT, "type", "macvlan",
+                 "mode", "bridge"])
+            run(["ip", "-n", NS_INIT, "link", "set", name, "up"])
+            INITIATOR_IFS.append(name)
 
 
 def set_mtu(mtu):
     run(["ip", "-n", NS_TARGET, "link", "set", IF_TARGET, "mtu", str(mtu)])
     run(["ip", "-n", NS_INIT, "link", "set", IF_INIT, "mtu", str(mtu)])
+    for name in INITIATOR_IFS:
+        if name != IF_INIT:
+            run(["ip", "-n", NS_INIT, "link", "set", name, "mtu", str(mtu)])
 
 
 def cpu_seconds(pid):
@@ -129,9 +147,23 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def aoe_cmd(bins, *args):
+def aoe_cmd(bins, *args, interface=None):
     return ["ip", "netns", "exec", NS_INIT, os.path.join(bins, "aoe"), *args,
-            "-i", IF_INIT, "-t", f"{SHELF}.{SLOT}"]
+            "-i", interface or INITIATOR_IFS[0], "-t", f"{SHELF}.{SLOT}"]
+
+
+# The target programs --configs may name: host-sim with each link back end (and with two
+# workers), the null responder (our RAM target on recvmmsg/sendmmsg: the socket path's
+# ceiling), and Debian's vblade. Value: extra host-sim options, or None for another program.
+KINDS = {
+    "host-sim": [],                                    # automatic back end
+    "host-sim-xdp": ["--link", "xdp"],                 # AF_XDP (copy mode on veth)
+    "host-sim-ring": ["--link", "ring"],               # PACKET_MMAP receive ring
+    "host-sim-socket": ["--link", "socket"],           # recvmmsg/sendmmsg
+    "host-sim-2w": ["--link", "ring", "--workers", "2"],  # two workers, one fan-out group
+    "null": None,
+    "vblade": None,
+}
 
 
 class Target:
@@ -145,21 +177,28 @@ class Target:
     def name(self):
         return f"{self.kind} -b {self.bufcnt}"
 
-    def command(self, bins, disk):
-        if self.kind == "host-sim":
-            program = os.path.join(bins, "host-sim")
-        elif self.kind == "host-sim-base":
-            program = os.path.join(BASELINE_BIN, "host-sim")
+    @property
+    def is_host_sim(self):
+        return self.kind.startswith("host-sim")
+
+    def command(self, bins, disk, size):
+        if self.kind == "null":
+            return ["ip", "netns", "exec", NS_TARGET, os.path.join(bins, "aoe-null-target"),
+                    "-b", str(self.bufcnt), str(SHELF), str(SLOT), IF_TARGET, str(size // 512)]
+        if self.kind == "host-sim-base":
+            program, extra = os.path.join(BASELINE_BIN, "host-sim"), []
+        elif self.kind == "vblade":
+            program, extra = "vblade", []
         else:
-            program = "vblade"
-        return ["ip", "netns", "exec", NS_TARGET, program, "-b", str(self.bufcnt),
+            program, extra = os.path.join(bins, "host-sim"), KINDS[self.kind]
+        return ["ip", "netns", "exec", NS_TARGET, program, *extra, "-b", str(self.bufcnt),
                 str(SHELF), str(SLOT), IF_TARGET, disk]
 
 
-def start_target(target, bins, disk, log_path):
+def start_target(target, bins, disk, size, log_path):
     log = open(log_path, "ab")
     # `ip netns exec` execs the program, so this PID is the target's own.
-    proc = subprocess.Popen(target.command(bins, disk), stdout=log, stderr=log,
+    proc = subprocess.Popen(target.command(bins, disk, size), stdout=log, stderr=log,
                             stdin=subprocess.DEVNULL)
     log.close()
     _started.append(proc)
@@ -176,20 +215,34 @@ def start_target(target, bins, disk, log_path):
 
 
 def bench_once(bins, proc, mode, qd, seconds):
-    """One `aoe bench`: its JSON object plus target and initiator CPU seconds."""
-    cmd = aoe_cmd(bins, "bench", "--mode", mode, "--qd", str(qd), "--seconds", str(seconds),
-                  "--json", "--timeout", "10")
+    """One `aoe bench` per initiator interface, all at once: their JSON objects combined (sums
+    of MB/s, IOPS, requests, bytes, frames and retransmits; the worst p50, p99 and max), plus
+    target and initiator CPU seconds."""
+    cmds = [aoe_cmd(bins, "bench", "--mode", mode, "--qd", str(qd), "--seconds", str(seconds),
+                    "--json", "--timeout", "10", interface=name) for name in INITIATOR_IFS]
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     target_before = cpu_seconds(proc.pid)
     wall_start = time.monotonic()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    running = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for cmd in cmds]
+    outputs = [p.communicate() for p in running]
     wall = time.monotonic() - wall_start
     target_after = cpu_seconds(proc.pid)
     children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise BenchError(f"{shlex.join(cmd)} failed ({done.returncode}): "
-                         f"{done.stderr.strip() or done.stdout.strip()}")
-    result = json.loads(done.stdout)
+    results = []
+    for cmd, p, (out, err) in zip(cmds, running, outputs):
+        if p.returncode != 0:
+            raise BenchError(f"{shlex.join(cmd)} failed ({p.returncode}): "
+                             f"{err.strip() or out.strip()}")
+        results.append(json.loads(out))
+    result = dict(results[0])
+    for key in ("mb_per_s", "iops", "requests", "bytes", "frames", "retransmits"):
+        if key in result:
+            result[key] = sum(r[key] for r in results)
+    for key in ("p50_us", "p99_us", "max_us", "seconds"):
+        if key in result:
+            result[key] = max(r[key] for r in results)
+    result["initiators"] = len(results)
     initiator = (children_after.ru_utime - children_before.ru_utime
                  + children_after.ru_stime - children_before.ru_stime)
     return result, target_after - target_before, initiator, wall
@@ -302,6 +355,42 @@ def text_table(rows, left, right):
     return out
 
 
+def ratio_tables(summary, targets):
+    """Each host-sim variant's MB/s and CPU per GB as ratios to vblade (same -b) and to the
+    null responder (same -b): markdown and text lines; empty when either is missing."""
+    by = {(s["target"], s["mtu"], s["mode"], s["qd"]): s for s in summary}
+    cells = sorted({(s["mtu"], s["mode"], s["qd"]) for s in summary}, key=lambda c: cell_key(*c))
+    variants = [t for t in targets if t.is_host_sim and t.kind != "host-sim-base"]
+    names = {t.name for t in targets}
+    md, txt = [], []
+    for bufcnt in sorted({t.bufcnt for t in variants}):
+        vb, null = f"vblade -b {bufcnt}", f"null -b {bufcnt}"
+        if vb not in names and null not in names:
+            continue
+        columns = [t.name for t in variants if t.bufcnt == bufcnt]
+        head = "| MTU | workload | qd | " + " | ".join(
+            f"{c.split(' -b')[0]}: MB/s ×vb / ×null, CPU ×vb" for c in columns) + " |"
+        md += ["", f"#### Ratios to vblade -b {bufcnt} and to the null responder -b {bufcnt}",
+               "", "MB/s of each host-sim variant divided by vblade's and by the null "
+               "responder's; CPU s/GB divided by vblade's (≤ 0.5 is the issue's target).", "",
+               head, "|" + "---|" * (head.count("|") - 1)]
+        txt += ["", f"== ratios (MB/s ×vblade / ×null, CPU per GB ×vblade), -b {bufcnt}"]
+        for mtu, mode, qd in cells:
+            parts = []
+            for column in columns:
+                a = by.get((column, mtu, mode, qd))
+                v, n = by.get((vb, mtu, mode, qd)), by.get((null, mtu, mode, qd))
+
+                def ratio(x, y, key):
+                    return f"{x[key] / y[key]:.2f}" if x and y and y[key] > 0 else "–"
+                parts.append(f"{ratio(a, v, 'mb_per_s')} / {ratio(a, n, 'mb_per_s')}, "
+                             f"{ratio(a, v, 'cpu_s_per_gb')}")
+            md.append(f"| {mtu} | {mode} | {qd} | " + " | ".join(parts) + " |")
+            txt.append(f"{mtu:>5} {mode:<10} qd {qd:>2}: " + "; ".join(
+                f"{c.split(' -b')[0]} {p}" for c, p in zip(columns, parts)))
+    return md, txt
+
+
 def plot(summary_path, png_path, left, right):
     """Bar charts of one pair. Returns None on success, else why not."""
     try:
@@ -357,16 +446,21 @@ def parse_args(argv):
     p.add_argument("--mtus", default="1500,9000")
     p.add_argument("--qds", default="1,16,64")
     p.add_argument("--modes", default=",".join(MODES))
-    p.add_argument("--configs", default="host-sim:64,vblade:64,vblade:16",
-                   help="targets as PROGRAM:BUFCNT, run in this order in every round "
-                        "[host-sim:64,vblade:64,vblade:16]: both with -b 64, and each with its "
-                        "default (host-sim 64, vblade 16). PROGRAM is host-sim or vblade")
+    p.add_argument("--configs", default=DEFAULT_CONFIGS,
+                   help=f"targets as PROGRAM:BUFCNT, run in this order in every round "
+                        f"[{DEFAULT_CONFIGS}]. PROGRAM is one of {', '.join(KINDS)}: host-sim "
+                        f"with the automatic link back end, forced to AF_XDP, the ring or the "
+                        f"socket, or with two workers; the null responder; vblade")
     p.add_argument("--size", default="1G", help="sparse backing file size [1G]")
     p.add_argument("--dir", help="where the backing files go [a fresh directory in /dev/shm]")
     p.add_argument("--bin", help="directory with host-sim and aoe [target/release, built]")
     p.add_argument("--out", default=os.path.join(REPO, "target", "aoe-bench"))
     p.add_argument("--baseline", metavar="DIR",
                    help="also run DIR/host-sim as target 'host-sim-base' (before/after)")
+    p.add_argument("--initiators", type=int, default=1,
+                   help="initiators driving the target at once, each on a macvlan device with "
+                        "a MAC of its own (results summed) [1]; with 2, host-sim-2w can use "
+                        "both its workers")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--plot-only", nargs=4, metavar=("SUMMARY", "PNG", "LEFT", "RIGHT"),
                    help=argparse.SUPPRESS)
@@ -400,13 +494,16 @@ def main(argv):
     targets = []
     for item in (c for c in args.configs.split(",") if c):
         kind, _, bufcnt = item.partition(":")
-        if kind not in ("host-sim", "vblade") or not bufcnt.isdigit() or int(bufcnt) < 2:
-            raise BenchError(f"bad --configs entry {item!r}: want host-sim:N or vblade:N")
+        if kind not in KINDS or not bufcnt.isdigit() or int(bufcnt) < 2:
+            raise BenchError(f"bad --configs entry {item!r}: want PROGRAM:N with PROGRAM one "
+                             f"of {', '.join(KINDS)}")
         targets.append(Target(kind, int(bufcnt)))
     if args.baseline:
         global BASELINE_BIN
         BASELINE_BIN = os.path.abspath(args.baseline)
         targets += [Target("host-sim-base", t.bufcnt) for t in targets if t.kind == "host-sim"]
+    needed = ("host-sim",) + (("aoe-null-target",) if any(t.kind == "null" for t in targets)
+                              else ())
     names = {t.name for t in targets}
 
     bins = args.bin
@@ -414,6 +511,9 @@ def main(argv):
         run(["cargo", "build", "--release", "-q", "-p", "aoe-host-sim", "-p", "aoe-initiator", "--bins"], cwd=REPO)
         bins = os.path.join(REPO, "target", "release")
     bins = os.path.abspath(bins)
+    for program in needed:
+        if not os.path.exists(os.path.join(bins, program)):
+            raise BenchError(f"no {program} in {bins} (cargo build -p aoe-host-sim --bins)")
 
     atexit.register(cleanup)
     signal.signal(signal.SIGTERM, on_signal)
@@ -434,7 +534,7 @@ def main(argv):
           f"{args.repeat} repeats of {args.seconds} s; files in {scratch}; load {load[0]:.1f}",
           flush=True)
 
-    make_pair(mtus[0])
+    make_pair(mtus[0], args.initiators)
     runs = []
     with open(runs_path, "a", encoding="utf-8") as runs_file:
         for mtu in mtus:
@@ -444,7 +544,7 @@ def main(argv):
                     disk = os.path.join(scratch, "disk.img")
                     with open(disk, "wb") as f:
                         f.truncate(parse_size(args.size))
-                    proc = start_target(target, bins, disk, log_path)
+                    proc = start_target(target, bins, disk, parse_size(args.size), log_path)
                     try:
                         for mode in modes:
                             for qd in qds:
@@ -504,8 +604,9 @@ def main(argv):
     md, txt = header[:], header[:]
     pairs = []
     for t in targets:
-        if t.kind == "host-sim" and f"vblade -b {t.bufcnt}" in names:
-            pairs.append((t.name, f"vblade -b {t.bufcnt}", t.bufcnt, f"both with -b {t.bufcnt}"))
+        if t.is_host_sim and t.kind != "host-sim-base" and f"vblade -b {t.bufcnt}" in names:
+            pairs.append((t.name, f"vblade -b {t.bufcnt}", t.bufcnt,
+                          f"{t.kind} and vblade, both with -b {t.bufcnt}"))
     if "host-sim -b 64" in names and "vblade -b 16" in names:
         pairs.append(("host-sim -b 64", "vblade -b 16", 64,
                       "each with its default (host-sim -b 64, vblade -b 16)"))
@@ -519,6 +620,9 @@ def main(argv):
                                                                          left_b)
         txt += ["", f"== {title}: hs = {left}, vb = {right}", verdict] + text_table(rows, left,
                                                                                    right)
+    ratio_md, ratio_txt = ratio_tables(summary, targets)
+    md += ratio_md
+    txt += ratio_txt
     for path, lines in ((os.path.join(args.out, "table.md"), md),
                         (os.path.join(args.out, "table.txt"), txt)):
         with open(path, "w", encoding="utf-8") as f:
