@@ -78,7 +78,9 @@ const DROP_REPORT: Duration = Duration::from_secs(10);
 const PROBE_TICK: Duration = Duration::from_millis(50);
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// How often an export held back by a duplicate on the LAN is probed again.
@@ -782,7 +784,11 @@ impl LinkWorker {
         for channel in &mut self.channels {
             let serving =
                 states.get(&channel.export().spec().name()) == Some(&ExportOnLink::Serving);
-            channel.on_link = if serving { OnLink::Serving } else { OnLink::New };
+            channel.on_link = if serving {
+                OnLink::Serving
+            } else {
+                OnLink::New
+            };
         }
     }
 

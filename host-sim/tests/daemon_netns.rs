@@ -834,11 +834,13 @@ fn xdp_attached(veth: &Veth, interface: &str) -> bool {
 fn write_and_read_back(link: &mut PacketLink, client: &Initiator, base: u32) {
     let writes: Vec<Vec<u8>> = (0..32u32)
         .map(|i| {
-            client.write48(
-                base + i,
-                u64::from(i) * 2,
-                &pattern(u64::from(base + i), 1024),
-            ).bytes
+            client
+                .write48(
+                    base + i,
+                    u64::from(i) * 2,
+                    &pattern(u64::from(base + i), 1024),
+                )
+                .bytes
         })
         .collect();
     send_all(link, &writes);
@@ -853,7 +855,10 @@ fn write_and_read_back(link: &mut PacketLink, client: &Initiator, base: u32) {
     replies.sort_by_key(Reply::tag);
     assert_eq!(replies.len(), 32, "every read answered");
     for (i, reply) in (0..32u32).zip(&replies) {
-        assert_eq!(reply.ata_data()[..1024], pattern(u64::from(base + i), 1024)[..]);
+        assert_eq!(
+            reply.ata_data()[..1024],
+            pattern(u64::from(base + i), 1024)[..]
+        );
     }
 }
 
@@ -951,7 +956,11 @@ fn two_workers_share_one_link_and_announce_once() {
         }
         // Overlapping writes of one initiator in one batch land in arrival order.
         let frames: Vec<Vec<u8>> = (0..16u32)
-            .map(|i| client.write48(5000 + i, 8, &pattern(u64::from(5000 + i), 1024)).bytes)
+            .map(|i| {
+                client
+                    .write48(5000 + i, 8, &pattern(u64::from(5000 + i), 1024))
+                    .bytes
+            })
             .collect();
         send_all(&mut link, &frames);
         assert_eq!(collect(&mut link, 16, 3 * SECOND).len(), 16);
