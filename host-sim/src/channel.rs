@@ -109,7 +109,9 @@ pub struct Channel {
     plans: PlanSlab,
     completions: Vec<Completion>,
     /// When the requests of the replies built but not yet sent arrived.
-    unsent: Vec<Instant>,
+    /// Replies built and not yet sent: when their request came, and the successful disk
+    /// operation they answer (counted once the reply is out, with its latency).
+    unsent: Vec<(Instant, Option<(IoOp, u64)>)>,
     errors: ErrorLog,
     /// Requests dropped because no pool frame was free to copy a ring frame into.
     pub pool_drops: u64,
@@ -186,7 +188,7 @@ impl Channel {
             if let Some(len) = target.complete(&plan, Ok(()), frame.buffer_mut()) {
                 frame.set_len(len);
                 replies.push(frame);
-                self.unsent.push(received);
+                self.unsent.push((received, None));
             }
             return;
         };
@@ -208,10 +210,24 @@ impl Channel {
     }
 
     /// Records the latency of every reply built since the last call, now that they were sent.
+    /// The counters of requests and bytes move here too, so that every request counted has
+    /// its latency recorded (a scrape never sees one without the other).
     pub fn replies_sent(&mut self, now: Instant) {
-        let latency = &self.export.metrics().latency;
-        for received in self.unsent.drain(..) {
-            latency.record(now.saturating_duration_since(received));
+        let metrics = self.export.metrics();
+        for (received, done) in self.unsent.drain(..) {
+            metrics.latency.record(now.saturating_duration_since(received));
+            match done {
+                Some((IoOp::Read, bytes)) => {
+                    metrics.reads.add(1);
+                    metrics.read_bytes.add(bytes);
+                }
+                Some((IoOp::Write, bytes)) => {
+                    metrics.writes.add(1);
+                    metrics.written_bytes.add(bytes);
+                }
+                Some((IoOp::Flush, _)) => metrics.flushes.add(1),
+                None => {}
+            }
         }
     }
 
@@ -245,22 +261,12 @@ impl Channel {
                 continue;
             };
             metrics.in_flight.add(-1);
+            let done = completion
+                .result
+                .is_ok()
+                .then(|| (completion.io.op, u64::from(completion.io.sectors) * 512));
             let result = match completion.result {
-                Ok(()) => {
-                    let bytes = u64::from(completion.io.sectors) * 512;
-                    match completion.io.op {
-                        IoOp::Read => {
-                            metrics.reads.add(1);
-                            metrics.read_bytes.add(bytes);
-                        }
-                        IoOp::Write => {
-                            metrics.writes.add(1);
-                            metrics.written_bytes.add(bytes);
-                        }
-                        IoOp::Flush => metrics.flushes.add(1),
-                    }
-                    Ok(())
-                }
+                Ok(()) => Ok(()),
                 Err(error) => {
                     let key = error.to_string();
                     metrics.io_error(&key);
@@ -289,7 +295,7 @@ impl Channel {
             if let Some(len) = target.complete(&plan, result, frame.buffer_mut()) {
                 frame.set_len(len);
                 replies.push(frame);
-                self.unsent.push(received);
+                self.unsent.push((received, done));
             }
         }
     }

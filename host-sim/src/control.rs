@@ -134,7 +134,7 @@ impl Registry {
                 out.sample(
                     "vblade_rs_export_requests_total",
                     "counter",
-                    "disk requests completed, by operation (rate() is IOPS)",
+                    "disk requests answered with success, by operation (rate() is IOPS)",
                     &format!("{labels},op=\"{op}\""),
                     count as f64,
                 );

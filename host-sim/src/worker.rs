@@ -439,6 +439,10 @@ impl LinkWorker {
             channel.drain(&mut self.replies);
         }
         self.send_replies();
+        let sent = Instant::now();
+        for channel in &mut self.channels {
+            channel.replies_sent(sent);
+        }
         self.report_drops();
         self.stats.pool_drops = self.channels.iter().map(|c| c.pool_drops).sum();
         self.stats
