@@ -43,11 +43,13 @@
 //!
 //! Back ends: [`file`] (files and block devices, run synchronously at `commit`, contiguous
 //! transfers merged into one `preadv`/`pwritev`), [`mem`] (memory, with optional reordering of
-//! completions: the reference model in tests).
+//! completions: the reference model in tests), [`rbd`] (Ceph RBD images through librbd's aio,
+//! loaded at run time).
 
 pub mod file;
 pub mod mem;
 pub mod ordered;
+pub mod rbd;
 mod waker;
 
 pub use aoe_core::disk::ErrorKind;
@@ -173,6 +175,13 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// # Errors
     /// When the back end reports that written data could not be stored.
     fn flush(&self) -> Result<(), IoError>;
+
+    /// The back end's size now, in sectors, when it can change while exported (an RBD image
+    /// that was resized); `None` when it cannot tell. A reload compares it with
+    /// [`Capabilities::sectors`] to show a new capacity.
+    fn capacity_now(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// One worker's submission and completion queue; see the [crate docs](crate).
