@@ -19,7 +19,7 @@ fn spec(cluster: &Cluster, image: &str) -> RbdSpec {
 
 fn pattern(tag: u64, len: usize) -> Vec<u8> {
     (0..len)
-        .map(|i| (tag as u8).wrapping_mul(31) ^ (i as u8).wrapping_mul(7))
+        .map(|i| tag.to_le_bytes()[0].wrapping_mul(31) ^ i.to_le_bytes()[0].wrapping_mul(7))
         .collect()
 }
 
