@@ -44,10 +44,11 @@
 //! Back ends: [`file`] (files and block devices, run synchronously at `commit`, contiguous
 //! transfers merged into one `preadv`/`pwritev`), [`mem`] (memory, with optional reordering of
 //! completions: the reference model in tests), [`rbd`] (Ceph RBD images through librbd's aio,
-//! loaded at run time).
+//! loaded at run time), [`nbd`] (an NBD server's export, through our own client).
 
 pub mod file;
 pub mod mem;
+pub mod nbd;
 pub mod ordered;
 pub mod rbd;
 mod waker;
