@@ -19,6 +19,12 @@
 //!   pool frame first, so a slow disk never stops the ring.
 //! * Nothing is allocated per frame: the plan slab and the completion list keep their
 //!   capacity.
+//! * While the export's gate is closed (a failover gateway that does not hold its image) no
+//!   reply leaves, not even for I/O that completed; a failover export whose storage refuses an
+//!   I/O as "not ready" (blocklisted, lost the lock) closes its gate at once and that request
+//!   gets no reply (the initiator retries it on the gateway that took over). A control command
+//!   that changed the export's state replies only after a failover export saved the state in
+//!   its image.
 
 use crate::export::Export;
 use aoe_core::{Plan, Port};
@@ -79,6 +85,8 @@ pub struct Channel {
     errors: DiskErrors,
     /// Requests dropped because no pool frame was free to copy a ring frame into.
     pub pool_drops: u64,
+    /// The export's gate epoch the worker last announced.
+    pub announced_epoch: u32,
 }
 
 impl std::fmt::Debug for Channel {
@@ -102,13 +110,14 @@ impl Channel {
             .map_err(|error| format!("{}: {error}", export.spec().name()))?;
         let inline = export.storage().capabilities().completes_inline;
         Ok(Channel {
-            export,
             queue: Ordered::new(queue),
             inline,
             plans: PlanSlab::default(),
             completions: Vec::with_capacity(256),
             errors: DiskErrors::default(),
             pool_drops: 0,
+            announced_epoch: export.gate().epoch(),
+            export,
         })
     }
 
@@ -142,7 +151,9 @@ impl Channel {
             return;
         };
         let Some(io) = plan.io() else {
-            if let Some(len) = target.complete(&plan, Ok(()), frame.buffer_mut()) {
+            if let Some(len) = target.complete(&plan, Ok(()), frame.buffer_mut())
+                && self.export.after_control(&target)
+            {
                 frame.set_len(len);
                 replies.push(frame);
             }
@@ -187,10 +198,20 @@ impl Channel {
             return;
         }
         let mut target = self.export.target();
+        let failover = self.export.is_failover();
         for completion in self.completions.drain(..) {
             let Some(plan) = self.plans.take(completion.tag) else {
                 continue;
             };
+            if failover
+                && matches!(completion.result, Err(e) if e.kind == aoe_core::disk::ErrorKind::NotReady)
+            {
+                // Blocklisted or no longer the lock holder: another gateway owns the image now.
+                self.export.gate().close_fenced();
+            }
+            if !self.export.serving() {
+                continue;
+            }
             let result = match completion.result {
                 Ok(()) => Ok(()),
                 Err(error) => {

@@ -17,7 +17,7 @@
 //! vblade would misread: numbers that are not numbers, shelf 65535/4095, slot 255, a buffer
 //! count below 2, bad MACs.
 
-use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, SpecError};
+use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, Ha, SpecError};
 use aoe_net::LinkSpec;
 use aoe_storage::file::DiskOptions;
 use log::LevelFilter;
@@ -61,6 +61,8 @@ usage: host-sim [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] [-m mac[,mac.
        host-sim --help | --version
 
 Export filename (a file or block device) as AoE target e<shelf>.<slot> on interface netif.
+filename may also be a Ceph RBD image, rbd:POOL/IMAGE[@SNAP][:conf=PATH][:id=NAME][:keyring=PATH],
+or an NBD export, nbd+unix:///EXPORT?socket=PATH or nbd://HOST[:PORT]/EXPORT.
 
   -b bufcnt   Buffer Count to advertise (frames queued without loss; default 64, at least 2)
   -o offset   skip offset 512-byte sectors at the start of the file
@@ -70,6 +72,7 @@ Export filename (a file or block device) as AoE target e<shelf>.<slot> on interf
   -r          read-only export (writes fail with ATA ABRT)
   -m macs     answer only these initiator MACs (comma-separated, with or without colons)
   --tap NAME  also (or, without netif, only) export over TAP device NAME
+  --ha rbd-lock  one of several gateways of an RBD image: answer only while holding its lock
   --config FILE      serve the exports listed in a TOML file; SIGHUP reloads it
   --log-level LEVEL  off, error, warn, info (default), debug or trace
   --help, --version
@@ -112,12 +115,13 @@ struct Raw {
     tap: Option<String>,
     config: Option<String>,
     log_level: Option<String>,
+    ha: Option<String>,
     operands: Vec<String>,
     help: bool,
     version: bool,
 }
 
-const LONG_WITH_VALUE: [&str; 3] = ["tap", "config", "log-level"];
+const LONG_WITH_VALUE: [&str; 4] = ["tap", "config", "log-level", "ha"];
 
 /// Parses `args` (without the program name).
 ///
@@ -143,7 +147,8 @@ where
             || raw.length.is_some()
             || !raw.macs.is_empty()
             || raw.disk != DiskOptions::default()
-            || raw.tap.is_some();
+            || raw.tap.is_some()
+            || raw.ha.is_some();
         if !raw.operands.is_empty() || vblade_flags {
             return Err(SpecError(
                 "--config takes the exports from the file; give no shelf, slot, netif, filename or export options with it"
@@ -204,6 +209,7 @@ fn scan(args: &[String]) -> Result<Raw, SpecError> {
                 ("tap", value) => raw.tap = value,
                 ("config", value) => raw.config = value,
                 ("log-level", value) => raw.log_level = value,
+                ("ha", value) => raw.ha = value,
                 _ => {
                     return Err(SpecError(format!(
                         "unrecognized option --{name} (see --help)"
@@ -296,6 +302,12 @@ fn single_export(raw: Raw) -> Result<ExportSpec, SpecError> {
         buffer_count,
         disk,
         mac_mask,
+        ha: raw
+            .ha
+            .as_deref()
+            .map(Ha::parse)
+            .transpose()?
+            .unwrap_or_default(),
     };
     export.validate()?;
     Ok(export)
@@ -321,6 +333,20 @@ mod test {
             Err(error) => error.0,
             Ok(other) => panic!("{args:?} accepted: {other:?}"),
         }
+    }
+
+    #[test]
+    fn network_storage_and_ha_parse_from_the_command_line() {
+        let spec = run(&["--ha", "rbd-lock", "1", "0", "eth1", "rbd:rbd/img:id=aoe"]);
+        assert_eq!(spec.ha, Ha::RbdLock);
+        assert_eq!(spec.file, PathBuf::from("rbd:rbd/img:id=aoe"));
+        let spec = run(&["-r", "1", "0", "eth1", "nbd+unix:///x?socket=/s"]);
+        assert_eq!(spec.ha, Ha::None);
+        assert!(refused(&["--ha", "rbd-lock", "1", "0", "eth1", "/srv/disk"]).contains("rbd-lock"));
+        assert!(refused(&["--ha", "carp", "1", "0", "eth1", "rbd:a/b"]).contains("carp"));
+        assert!(refused(&["-d", "1", "0", "eth1", "rbd:a/b"]).contains("apply to files"));
+        assert!(refused(&["1", "0", "eth1", "rbd:a"]).contains("POOL/IMAGE"));
+        assert!(refused(&["--config", "c.toml", "--ha", "rbd-lock"]).contains("--config"));
     }
 
     #[test]

@@ -16,6 +16,15 @@
 //! sync = false                       # -s
 //! read_only = false                  # -r
 //! mac_mask = ["00:11:22:33:44:55"]   # -m
+//!
+//! [[export]]
+//! shelf = 1
+//! slot = 1
+//! interfaces = ["eth1"]
+//! # A Ceph RBD image (conf, id, keyring and a snapshot are optional) or an NBD export
+//! # ("nbd+unix:///EXPORT?socket=PATH", "nbd://HOST:PORT/EXPORT").
+//! file = "rbd:rbd/disk1:conf=/etc/ceph/ceph.conf:id=aoe"
+//! ha = "rbd-lock"                    # several gateways, one active (the lock holder)
 //! ```
 //!
 //! Guarantees: [`parse`] never panics; it refuses unknown keys (a typo must not silently
@@ -24,7 +33,7 @@
 //! names the export or the line.
 
 use crate::cli::parse_level;
-use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, SpecError};
+use crate::spec::{self, Backing, DEFAULT_BUFFER_COUNT, ExportSpec, Ha, SpecError};
 use aoe_net::LinkSpec;
 use aoe_storage::file::DiskOptions;
 use log::LevelFilter;
@@ -70,6 +79,7 @@ struct RawExport {
     read_only: bool,
     #[serde(default)]
     mac_mask: Vec<String>,
+    ha: Option<String>,
 }
 
 /// Reads and parses `path`; relative `file` paths are taken relative to the config file's
@@ -118,7 +128,12 @@ pub fn parse(text: &str, base: &Path) -> Result<ConfigFile, SpecError> {
             shelf: export.shelf,
             slot: export.slot,
             links,
-            file: base.join(&export.file),
+            // Network storage names no path relative to the config file.
+            file: if Backing::is_remote(&export.file) {
+                export.file.clone()
+            } else {
+                base.join(&export.file)
+            },
             buffer_count: export.buffer_count.unwrap_or(DEFAULT_BUFFER_COUNT),
             disk: DiskOptions {
                 direct: export.direct,
@@ -128,6 +143,13 @@ pub fn parse(text: &str, base: &Path) -> Result<ConfigFile, SpecError> {
                 length: export.length,
             },
             mac_mask,
+            ha: export
+                .ha
+                .as_deref()
+                .map(Ha::parse)
+                .transpose()
+                .map_err(|e| SpecError(format!("{name}: {e}")))?
+                .unwrap_or_default(),
         };
         spec.validate()
             .map_err(|e| SpecError(format!("{name}: {e}")))?;
@@ -223,6 +245,13 @@ file = "disk1.img"
             .join("\n");
         let config = parse(&example, Path::new("/")).unwrap();
         assert_eq!(config.exports[0].links.len(), 2);
+        let rbd = &config.exports[1];
+        assert_eq!(rbd.ha, Ha::RbdLock);
+        assert_eq!(
+            rbd.file,
+            PathBuf::from("rbd:rbd/disk1:conf=/etc/ceph/ceph.conf:id=aoe"),
+            "not joined to the config's directory"
+        );
     }
 
     #[test]
@@ -246,6 +275,8 @@ file = "disk1.img"
                 "export #1 (e1.0): \"nonsense\" is not a MAC",
             ),
             (export("offset = -1"), "offset"),
+            (export("ha = \"rbd-lock\""), "needs a writable rbd:"),
+            (export("ha = \"vrrp\""), "ha \"vrrp\""),
             (export("log_level = 3"), "unknown field `log_level`"),
             (
                 "log_level = \"loud\"\n".to_owned() + &export(""),

@@ -129,14 +129,26 @@ impl Supervisor {
                 new_links.push((spec.clone(), link));
             }
         }
+        for export in &opened {
+            export.start()?;
+        }
         logger::set_level(self.level);
+        // A kept export whose storage was resized (an RBD image) shows its new capacity.
+        for export in next.iter().filter(|e| !opened.iter().any(|o| Arc::ptr_eq(o, e))) {
+            export.refresh_capacity();
+        }
         // Commit: nothing below can fail.
         for export in &opened {
             // vblade's line on stdout; a closed or broken stdout must not stop the daemon.
             let _ = writeln!(std::io::stdout(), "{}", export.startup_line());
             log::info!(
-                "{}: serving {} ({} sectors{}{}{}{})",
+                "{}: {} {} ({} sectors{}{}{}{})",
                 export.spec().name(),
+                if export.is_failover() {
+                    "failover gateway for"
+                } else {
+                    "serving"
+                },
                 export.spec().file.display(),
                 export.sectors(),
                 if export.spec().disk.read_only {

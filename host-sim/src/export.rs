@@ -7,14 +7,24 @@
 //! * The engine is told the storage's capacity once, at open; it never runs disk work itself
 //!   (the workers run each `DiskIo` through their storage queue), see [`Capacity`].
 //! * When the last holder drops an export (shutdown, or a reload that removed or changed it),
-//!   its storage is flushed, so every acknowledged write is durable before the process exits.
+//!   its storage is flushed, so every acknowledged write is durable before the process exits
+//!   (and a failover gateway releases the image's lock, so that a standby takes over at once).
+//! * [`Export::open`] chooses the back end from the spec's `file` ([`Backing`]): a file or
+//!   block device, a Ceph RBD image (`rbd:`), or an NBD export (`nbd://`, `nbd+unix://`).
+//! * An export answers only while its [`Gate`] is open: always, except for a failover export
+//!   (`ha = "rbd-lock"`), whose gate the manager of [`crate::ha`] opens while this gateway holds
+//!   the image's lock.
 
-use crate::spec::{ExportSpec, SpecError};
+use crate::ha::{self, Gate};
+use crate::spec::{Backing, ExportSpec, Ha, SpecError};
 use aoe_core::disk::{Disk, ErrorKind, Sector};
 use aoe_core::identify::Identity;
 use aoe_core::{Config, Target};
 use aoe_storage::Storage;
 use aoe_storage::file::{FileStorage, OpenError};
+use aoe_storage::nbd::{NbdOptions, NbdStorage};
+use aoe_storage::rbd::{RbdOptions, RbdStorage};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Largest frame the host target handles: MTU 9000 plus the Ethernet header. The engine
@@ -63,6 +73,8 @@ impl Disk for Capacity {
 pub enum ExportError {
     /// The file.
     Disk(OpenError),
+    /// Network storage (RBD, NBD) could not be opened.
+    Remote(String),
     /// The engine refused the configuration.
     Config(aoe_core::ConfigError),
     /// The spec was refused.
@@ -73,6 +85,7 @@ impl std::fmt::Display for ExportError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ExportError::Disk(error) => error.fmt(f),
+            ExportError::Remote(error) => f.write_str(error),
             ExportError::Config(error) => error.fmt(f),
             ExportError::Spec(error) => error.fmt(f),
         }
@@ -91,6 +104,11 @@ pub struct Export {
     config: Config,
     storage: Arc<dyn Storage>,
     target: Mutex<Target<Capacity>>,
+    gate: Gate,
+    /// The RBD image of a failover export (its lock, heartbeat and metadata).
+    failover: Option<Arc<RbdStorage>>,
+    /// The engine's state generation last written to the image (failover exports).
+    saved_generation: AtomicU32,
 }
 
 impl Export {
@@ -100,11 +118,113 @@ impl Export {
     /// When the spec, the file or the engine configuration is refused.
     pub fn open(spec: ExportSpec) -> Result<Export, ExportError> {
         spec.validate().map_err(ExportError::Spec)?;
-        let storage = FileStorage::open(&spec.file, spec.disk).map_err(ExportError::Disk)?;
-        let block_device = storage.disk().is_block_device();
-        let mut export = Export::with_storage(spec, Arc::new(storage))?;
-        export.block_device = block_device;
-        Ok(export)
+        let read_only = spec.disk.read_only;
+        match Backing::of(&spec.file).map_err(ExportError::Spec)? {
+            Backing::File(path) => {
+                let storage = FileStorage::open(&path, spec.disk).map_err(ExportError::Disk)?;
+                let block_device = storage.disk().is_block_device();
+                let mut export = Export::with_storage(spec, Arc::new(storage))?;
+                export.block_device = block_device;
+                Ok(export)
+            }
+            Backing::Rbd(rbd) => {
+                let storage = Arc::new(
+                    RbdStorage::open(&rbd, RbdOptions { read_only })
+                        .map_err(ExportError::Remote)?,
+                );
+                let failover = spec.ha == Ha::RbdLock;
+                let mut export =
+                    Export::with_storage(spec, Arc::clone(&storage) as Arc<dyn Storage>)?;
+                if failover {
+                    export.failover = Some(storage);
+                }
+                Ok(export)
+            }
+            Backing::Nbd(address) => {
+                let storage = NbdStorage::open(&address, NbdOptions { read_only })
+                    .map_err(ExportError::Remote)?;
+                Export::with_storage(spec, Arc::new(storage))
+            }
+        }
+    }
+
+    /// Starts what runs beside the workers: the failover manager of an `rbd-lock` export
+    /// (see [`crate::ha`]). Call once, after the export is shared.
+    ///
+    /// # Errors
+    /// When a thread cannot be started.
+    pub fn start(self: &Arc<Export>) -> Result<(), String> {
+        match &self.failover {
+            Some(storage) => ha::start(self, Arc::clone(storage)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether and when the export answers.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// True while the export answers frames (see [`Gate`]).
+    pub fn serving(&self) -> bool {
+        self.gate.is_open()
+    }
+
+    /// True for a failover export.
+    pub fn is_failover(&self) -> bool {
+        self.failover.is_some()
+    }
+
+    /// Called after a control command was applied and before its reply leaves: a failover
+    /// export writes a changed config string, mask or reserve list into the image's metadata,
+    /// so that it follows the image to another gateway. False if the reply must not leave (the
+    /// state could not be saved: this gateway may have lost the image, and is fenced).
+    pub fn after_control(&self, target: &Target<Capacity>) -> bool {
+        let Some(storage) = &self.failover else {
+            return true;
+        };
+        let generation = target.generation();
+        if self.saved_generation.load(Ordering::Acquire) == generation {
+            return true;
+        }
+        match ha::save_state(storage, target) {
+            Ok(()) => {
+                self.saved_generation.store(generation, Ordering::Release);
+                true
+            }
+            Err(error) => {
+                log::error!(
+                    "{}: state not saved in the image: {error}",
+                    self.spec.name()
+                );
+                self.gate.close_fenced();
+                false
+            }
+        }
+    }
+
+    /// Reads the storage's size again (a reload): a resized RBD image gets an engine of the new
+    /// capacity, with the same config string, mask and reservations. Returns the new size when
+    /// it changed.
+    pub fn refresh_capacity(&self) -> Option<u64> {
+        let now = self.storage.capacity_now()?;
+        let mut target = self.target();
+        let old = target.sector_count();
+        if now == old || now == 0 {
+            return None;
+        }
+        let mut resized = Target::new(*target.config(), Capacity(now)).ok()?;
+        let _ = resized.set_config_string(target.config_string());
+        for mac in target.mask() {
+            let _ = resized.mask_add(*mac);
+        }
+        let _ = resized.set_reservations(target.reservations());
+        *target = resized;
+        log::info!(
+            "{}: capacity is now {now} sectors (was {old})",
+            self.spec.name()
+        );
+        Some(now)
     }
 
     /// Builds the engine for `spec` over an opened `storage` (the spec's file is only named).
@@ -126,6 +246,7 @@ impl Export {
         );
         let sectors = storage.capabilities().sectors;
         let mut target = Target::new(config, Capacity(sectors)).map_err(ExportError::Config)?;
+        let gate = Gate::new(spec.ha == Ha::None);
         for mac in &spec.mac_mask {
             // validate() bounded the list by the mask capacity.
             let _ = target.mask_add(*mac);
@@ -135,7 +256,10 @@ impl Export {
             block_device: false,
             config,
             storage,
+            saved_generation: AtomicU32::new(target.generation()),
             target: Mutex::new(target),
+            gate,
+            failover: None,
         })
     }
 
@@ -154,9 +278,9 @@ impl Export {
         self.block_device
     }
 
-    /// Exported sectors.
+    /// Exported sectors (the engine's capacity: a reload may have updated it).
     pub fn sectors(&self) -> u64 {
-        self.storage.capabilities().sectors
+        self.target().sector_count()
     }
 
     /// The engine, locked. A worker that panicked while holding it left nothing half-done that
@@ -190,6 +314,9 @@ impl Export {
 
 impl Drop for Export {
     fn drop(&mut self) {
+        if let Some(storage) = &self.failover {
+            ha::release(storage, &self.gate);
+        }
         // The last holder is gone (shutdown or reload): make every acknowledged write durable.
         if let Err(error) = self.storage.flush() {
             log::error!(

@@ -6,6 +6,7 @@
 //!   (`aoe_storage::Storage`).
 //! * [`worker`]: the event loop, one thread per link (`aoe_net::Link`); [`channel`]: one
 //!   worker's path to one export, frames through the engine and the storage queue.
+//! * [`ha`]: failover between gateways of one RBD image (only the lock holder answers).
 //! * [`daemon`]: start-up, SIGHUP reload, clean SIGINT/SIGTERM shutdown; [`logger`]: log lines.
 //!
 //! `docs/ARCHITECTURE.md` at the top of the repository shows how the crates fit together and
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod export;
+pub mod ha;
 pub mod logger;
 pub mod spec;
 pub mod worker;

@@ -227,7 +227,23 @@ impl LinkWorker {
             channel.reap(&mut self.replies);
         }
         self.send_replies();
+        self.announce_activations();
         Ok(())
+    }
+
+    /// Announces every export whose gate opened since the last turn (a failover gateway that
+    /// just took over its image).
+    fn announce_activations(&mut self) {
+        for index in 0..self.channels.len() {
+            let epoch = self.channels[index].export().gate().epoch();
+            if epoch != self.channels[index].announced_epoch {
+                self.channels[index].announced_epoch = epoch;
+                let export = Arc::clone(self.channels[index].export());
+                if export.serving() {
+                    self.announce(&export);
+                }
+            }
+        }
     }
 
     /// While the link is broken: let storage finish what it has (replies are dropped).
@@ -252,7 +268,8 @@ impl LinkWorker {
             }
             self.matches.clear();
             for (index, channel) in self.channels.iter().enumerate() {
-                if channel.export().answers(major, minor) {
+                // A failover export is silent (to discovery too) until it holds its image.
+                if channel.export().answers(major, minor) && channel.export().serving() {
                     self.matches.push(index);
                 }
             }
@@ -370,8 +387,12 @@ impl LinkWorker {
         }
     }
 
-    /// Sends the start-up Query Config reply (broadcast, or to each mask MAC).
+    /// Sends the start-up Query Config reply (broadcast, or to each mask MAC); nothing while
+    /// the export is silent (a failover standby).
     fn announce(&mut self, export: &Export) {
+        if !export.serving() {
+            return;
+        }
         let port = self.port();
         let target = export.target();
         let destinations: Vec<EthernetAddress> = target.announcement_destinations().collect();
@@ -455,6 +476,7 @@ mod test {
             buffer_count: DEFAULT_BUFFER_COUNT,
             disk: DiskOptions::default(),
             mac_mask: vec![],
+            ha: crate::spec::Ha::None,
         };
         let export = Arc::new(Export::with_storage(spec, storage).unwrap());
         let routes = Arc::new(Routes::default());

@@ -253,3 +253,81 @@ impl Veth {
         self.ns.enter();
     }
 }
+
+/// A bridge in a namespace of its own, to which other namespaces attach by veth: one LAN for
+/// several targets (failover gateways), an initiator and, over IP, a storage cluster. The
+/// bridge's namespace (and so the bridge and every veth) is deleted on drop.
+#[derive(Debug)]
+pub struct Lan {
+    /// The bridge's namespace.
+    pub ns: Namespace,
+    /// The bridge's name.
+    pub bridge: String,
+    mtu: u32,
+}
+
+impl Lan {
+    /// A new bridge of MTU `mtu`, up, in a new namespace named after `tag`.
+    pub fn new(tag: &str, mtu: u32) -> Lan {
+        let ns = Namespace::new(tag);
+        let bridge = unique_name("br", 15);
+        let mtu_text = mtu.to_string();
+        ns.ip_ok(&["link", "add", &bridge, "mtu", &mtu_text, "type", "bridge"]);
+        // No IPv6 chatter on the test LAN; forward at once (no STP listening delay).
+        let _ = ns
+            .command(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
+            .output();
+        ns.ip_ok(&[
+            "link",
+            "set",
+            &bridge,
+            "type",
+            "bridge",
+            "forward_delay",
+            "0",
+        ]);
+        ns.ip_ok(&["link", "set", &bridge, "up"]);
+        Lan { ns, bridge, mtu }
+    }
+
+    /// Gives the bridge itself an address (`10.15.0.1/24`): a host on the LAN in the bridge's
+    /// namespace.
+    pub fn address_bridge(&self, cidr: &str) {
+        self.ns.ip_ok(&["addr", "add", cidr, "dev", &self.bridge]);
+    }
+
+    /// Attaches `other` to the LAN with a new veth pair, its end up (with address `cidr` if
+    /// given); returns the name of the interface in `other`.
+    pub fn attach(&self, other: &Namespace, cidr: Option<&str>) -> String {
+        let inside = unique_name("ln", 15);
+        let port = unique_name("lp", 15);
+        let mtu = self.mtu.to_string();
+        self.ns.ip_ok(&[
+            "link",
+            "add",
+            &port,
+            "mtu",
+            &mtu,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &inside,
+            "netns",
+            &other.name,
+            "mtu",
+            &mtu,
+        ]);
+        self.ns
+            .ip_ok(&["link", "set", &port, "master", &self.bridge]);
+        self.ns.ip_ok(&["link", "set", &port, "up"]);
+        let _ = other
+            .command(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
+            .output();
+        if let Some(cidr) = cidr {
+            other.ip_ok(&["addr", "add", cidr, "dev", &inside]);
+        }
+        other.ip_ok(&["link", "set", &inside, "up"]);
+        inside
+    }
+}
