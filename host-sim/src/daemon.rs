@@ -129,12 +129,15 @@ impl Supervisor {
                 new_links.push((spec.clone(), link));
             }
         }
+        logger::set_level(self.level);
         for export in &opened {
             export.start()?;
         }
-        logger::set_level(self.level);
         // A kept export whose storage was resized (an RBD image) shows its new capacity.
-        for export in next.iter().filter(|e| !opened.iter().any(|o| Arc::ptr_eq(o, e))) {
+        for export in next
+            .iter()
+            .filter(|e| !opened.iter().any(|o| Arc::ptr_eq(o, e)))
+        {
             export.refresh_capacity();
         }
         // Commit: nothing below can fail.

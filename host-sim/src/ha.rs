@@ -176,8 +176,11 @@ struct Heartbeat {
     /// Which activation the writes belong to (a write that returns late from an old client
     /// must not count for a new activation).
     incarnation: AtomicU64,
-    /// `Instant`-free time of the last stored heartbeat of the current incarnation, in ms.
+    /// Wall-clock time of the last heartbeat of the current incarnation that was stored
+    /// while this client still owned the lock, in ms.
     last_stored_ms: AtomicU64,
+    /// The cluster said the lock is not ours (or refused the heartbeat) in this incarnation.
+    lost: AtomicBool,
 }
 
 /// Starts the manager of `export` (which must be a `rbd-lock` export) on its own thread. It
@@ -211,13 +214,26 @@ fn heartbeat_writer(export: &Weak<Export>, storage: &RbdStorage, heartbeat: &Hea
             return;
         }
         if heartbeat.writing.load(Ordering::Acquire) {
+            // Both calls may block while the cluster is unreachable; the manager never does
+            // them itself, so that it can fall silent on time (it watches `last_stored_ms`).
             let incarnation = heartbeat.incarnation.load(Ordering::Acquire);
             seq += 1;
             let content = format!("pid {me} seq {seq} at {}", now_ms());
-            if storage.write_heartbeat(content.as_bytes()).is_ok()
-                && heartbeat.incarnation.load(Ordering::Acquire) == incarnation
-            {
-                heartbeat.last_stored_ms.store(now_ms(), Ordering::Release);
+            let stored = storage.write_heartbeat(content.as_bytes());
+            let owner = storage.owns_lock();
+            if heartbeat.incarnation.load(Ordering::Acquire) == incarnation {
+                match (stored, owner) {
+                    (Ok(()), Ok(true)) => {
+                        heartbeat.last_stored_ms.store(now_ms(), Ordering::Release);
+                    }
+                    (stored, owner) => {
+                        log::warn!(
+                            "{}: heartbeat {stored:?}, lock owner {owner:?}",
+                            storage.spec()
+                        );
+                        heartbeat.lost.store(true, Ordering::Release);
+                    }
+                }
             }
         }
         std::thread::sleep(HEARTBEAT_INTERVAL);
@@ -240,7 +256,6 @@ struct Manager {
     /// The last heartbeat content seen as a standby, and when it changed.
     seen: Option<Vec<u8>>,
     seen_changed: Instant,
-    last_owner_check: Instant,
 }
 
 impl Manager {
@@ -258,7 +273,6 @@ impl Manager {
             state: State::Standby,
             seen: None,
             seen_changed: Instant::now(),
-            last_owner_check: Instant::now(),
         }
     }
 
@@ -349,9 +363,9 @@ impl Manager {
         self.heartbeat
             .last_stored_ms
             .store(now_ms(), Ordering::Release);
+        self.heartbeat.lost.store(false, Ordering::Release);
         self.heartbeat.writing.store(true, Ordering::Release);
         self.state = State::Active;
-        self.last_owner_check = Instant::now();
         export.gate().open();
         log::warn!(
             "{}: ACTIVE ({how}) as {}; announcing and serving",
@@ -360,9 +374,15 @@ impl Manager {
         );
     }
 
+    /// Only atomics here: a cut-off gateway's cluster calls block, and it must still fall
+    /// silent on time.
     fn active(&mut self, export: &Export) {
         if export.gate().fenced.load(Ordering::Acquire) {
             self.fence(export, "librbd refused an I/O: the image is no longer ours");
+            return;
+        }
+        if self.heartbeat.lost.load(Ordering::Acquire) {
+            self.fence(export, "the lock is no longer ours");
             return;
         }
         let stored = self.heartbeat.last_stored_ms.load(Ordering::Acquire);
@@ -372,15 +392,6 @@ impl Manager {
                 export,
                 &format!("no heartbeat stored for {:.1} s", since as f64 / 1000.0),
             );
-            return;
-        }
-        if self.last_owner_check.elapsed() >= HEARTBEAT_INTERVAL {
-            self.last_owner_check = Instant::now();
-            match self.storage.owns_lock() {
-                Ok(true) => {}
-                Ok(false) => self.fence(export, "the lock is no longer ours"),
-                Err(error) => self.fence(export, &format!("lock check failed: {error}")),
-            }
         }
     }
 
