@@ -87,6 +87,9 @@ pub struct Channel {
     pub pool_drops: u64,
     /// The export's gate epoch the worker last announced.
     pub announced_epoch: u32,
+    /// The gate epoch of the last disk I/O answered (a failover gateway logs the first one
+    /// after each takeover: the end of the initiator's outage).
+    answered_epoch: u32,
 }
 
 impl std::fmt::Debug for Channel {
@@ -117,6 +120,7 @@ impl Channel {
             errors: DiskErrors::default(),
             pool_drops: 0,
             announced_epoch: export.gate().epoch(),
+            answered_epoch: export.gate().epoch(),
             export,
         })
     }
@@ -241,6 +245,16 @@ impl Channel {
             if let Some(len) = target.complete(&plan, result, frame.buffer_mut()) {
                 frame.set_len(len);
                 replies.push(frame);
+                if failover {
+                    let epoch = self.export.gate().epoch();
+                    if epoch != self.answered_epoch {
+                        self.answered_epoch = epoch;
+                        log::warn!(
+                            "{}: first I/O answered since becoming active",
+                            self.export.spec().name()
+                        );
+                    }
+                }
             }
         }
     }

@@ -44,6 +44,11 @@
 #                       for a target that advertises fewer sectors per frame);
 #   --disk FILE         the external target's backing file: checked on the host after the VM exits
 #                       (fsck + debugfs read-back; the target must have written it through by then).
+#   --disk-from CMD     run CMD (bash) after the VM exits, before that check, to make the --disk
+#                       file (e.g. `rbd export` of an RBD image)
+#   --guest VAR=VALUE   add a variable to the guest's /test.conf (repeatable; e.g. ROUNDS=3)
+#   --ctl               give the guest a ttyS1 pipe (RUN_DIR/attach/ctl.in; the run directory is
+#                       target/linux-vm/run-PID of this script) for an external driver's "go"
 #   --keep              keep the run directory (disk images, logs) even when everything passed
 # Environment: AOE_VM_CACHE (kernel/initramfs cache; default target/linux-vm/cache of this
 # checkout), AOE_VM_STALL (seconds without console output and VM frames before giving up, 90),
@@ -63,9 +68,10 @@ started=$SECONDS
 
 target_spec="" cases="mtu1500,mtu9000" bench_targets="vblade,host-sim" bench_mtu=1500,9000
 bench_mib=64 bench_passes=3 attach="" netdev_spec="" expect="" ext_mtu=1500 ext_payload="" ext_disk="" keep=0
+ext_disk_from="" guest_extra="" ext_ctl=0
 blade_firmware="" blade_card_mib=64 blade_bench_mib=4
 while (($#)); do
-    if [[ $1 == --* && $1 != --keep && $1 != --help && $# -lt 2 ]]; then
+    if [[ $1 == --* && $1 != --keep && $1 != --ctl && $1 != --help && $# -lt 2 ]]; then
         echo "run.sh: option $1 needs a value (see --help)" >&2
         exit 2
     fi
@@ -85,6 +91,9 @@ while (($#)); do
     --mtu) ext_mtu=$2; shift 2 ;;
     --payload) ext_payload=$2; shift 2 ;;
     --disk) ext_disk=$2; shift 2 ;;
+    --disk-from) ext_disk_from=$2; shift 2 ;;
+    --guest) guest_extra+=$'\n'$2; shift 2 ;;
+    --ctl) ext_ctl=1; shift ;;
     --keep) keep=1; shift ;;
     -h | --help) h_usage "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -225,7 +234,7 @@ boot() {
     cat "$image/initrd.gz" "$case_dir/conf.cpio.gz" >"$case_dir/initrd"
     local mtu_opt="" console=$case_dir/console.log ctl=()
     ((mtu > 1500)) && mtu_opt=",host_mtu=$mtu"
-    if [[ -n $restart_pid_var ]]; then # the host's "go" for the restart case reaches ttyS1
+    if [[ -n $restart_pid_var || $ext_ctl == 1 ]]; then # the host's "go" reaches ttyS1
         mkfifo "$case_dir/ctl.in" "$case_dir/ctl.out"
         ctl=(-serial "pipe:$case_dir/ctl")
     fi
@@ -525,11 +534,14 @@ case_attach() { # an external target on an existing bridge, or behind a QEMU -ne
         say "VM TAP $tap on bridge $bridge in namespace $ns_name; expecting $expect (no target started here)"
     fi
     restart_pid_var=""
-    boot attach "$ext_mtu" "${ext_payload:-$(payload_for "$ext_mtu")}" "${expect//,/ }" "BIG_MIB=80"
+    boot attach "$ext_mtu" "${ext_payload:-$(payload_for "$ext_mtu")}" "${expect//,/ }" "BIG_MIB=80$guest_extra"
     [[ -n $attach ]] && h_tap_del "${attach%%/*}" "$tap"
     [[ -n $netdev_spec ]] && teardown_netns
     say "VM ran ${vm_s}s"
     local ok=$boot_ok
+    if ((ok)) && [[ -n $ext_disk_from ]] && ! bash -c "$ext_disk_from"; then
+        ok=0 fail_reason="--disk-from failed: $ext_disk_from"
+    fi
     if ((ok)) && [[ -n $ext_disk ]]; then
         host_check_fs "$ext_disk" || { ok=0; fail_reason="host check of $ext_disk"; }
     elif ((ok)); then
