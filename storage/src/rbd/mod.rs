@@ -490,9 +490,15 @@ pub(crate) struct Completions {
 impl Completions {
     /// Called on a librbd thread: records the result and wakes the worker.
     fn post(&self, slot: u32, result: isize) {
-        lock(&self.list).push((slot, result));
-        self.posted.notify_all();
-        self.waker.wake();
+        let mut list = lock(&self.list);
+        list.push((slot, result));
+        // Only the first completion into an empty list wakes: the worker takes the whole list
+        // at once, so later ones until then ride on that wake-up (one syscall per batch).
+        if list.len() == 1 {
+            drop(list);
+            self.posted.notify_all();
+            self.waker.wake();
+        }
     }
 }
 
