@@ -41,7 +41,7 @@
 //!   dropped with requests in flight waits for them (or keeps their frames, never freeing memory
 //!   the kernel may still write).
 //!
-//! Back ends: [`file`] (files and block devices, run synchronously at `commit`, contiguous
+//! Back ends: [`file`](mod@file) (files and block devices, run synchronously at `commit`, contiguous
 //! transfers merged into one `preadv`/`pwritev`), [`mem`] (memory, with optional reordering of
 //! completions: the reference model in tests), [`rbd`] (Ceph RBD images through librbd's aio,
 //! loaded at run time), [`nbd`] (an NBD server's export, through our own client).

@@ -7,7 +7,7 @@
 //! completion callback only posts `(slot, result)` to the queue's completion list and signals
 //! the worker's [`Waker`]. The engine's work (`Target::complete`) happens on the worker, when it
 //! reaps. The frames of requests in flight stay in the queue's table of slots until their
-//! completion was posted, which is what the `unsafe` of [`ffi`] relies on.
+//! completion was posted, which is what the `unsafe` of the private `ffi` module relies on.
 //!
 //! Guarantees, besides those of the [seam](crate):
 //!
@@ -34,7 +34,7 @@
 //! * **Capacity now**: [`Storage::capacity_now`] reads the image's size again, so a resized
 //!   image shows its new capacity after a reload.
 //!
-//! librbd and librados are loaded at run time (see [`ffi`]): without them, opening an RBD
+//! librbd and librados are loaded at run time (see `ffi`): without them, opening an RBD
 //! export fails with a message that says what to install.
 
 mod ffi;
