@@ -11,16 +11,22 @@
 //! * [`report_crash`] logs at most one crash per boot: a panic inside the logger (or a fault
 //!   while a panic is reported) skips the log, and the caller resets the chip.
 //!
-//! Board-specific bring-up (clocks, pins, the card's start-up loop and its log, the
-//! `#[entry]`, `#[panic_handler]` and `#[exception]` functions and the chip reset) stays in
-//! `src/bin/<board>.rs`.
+//! Board-specific bring-up (clocks, pins, the card's start-up loop and its log, the `#[entry]`
+//! function) stays in `src/bin/<board>.rs`; the crash handlers every board shares come from
+//! [`crash_handlers!`](crate::crash_handlers), the reset and the stack measure from
+//! `aoe_hal::cpu`. [`serve`] and [`crash`] exist on microcontroller builds only.
 
-use crate::persist::CopyBuffer;
-use crate::{Blade, Defaults};
-use aoe_core::disk::Disk;
-use aoe_hal::{EthernetMac, LinkState};
+use crate::Defaults;
 use core::sync::atomic::{AtomicBool, Ordering};
-use smoltcp::time::Instant;
+#[cfg(target_os = "none")]
+use {
+    crate::Blade,
+    crate::persist::{COPY_LEN, CopyBuffer},
+    aoe_core::disk::Disk,
+    aoe_hal::cpu::{reset, stack_high_water},
+    aoe_hal::{EthernetMac, LinkState},
+    smoltcp::time::Instant,
+};
 
 /// Shelf when the card's record does not set one (`AOE_SHELF` at build time, default 0).
 #[allow(clippy::cast_possible_truncation)] // `parse_decimal` stops the build above `max`.
@@ -69,22 +75,26 @@ impl Defaults {
 
 /// Boots the blade on `card` and serves it on `mac` for ever: feed the watchdog, answer one
 /// frame; when idle, retry an unsaved record, follow the link (announce again when it comes
-/// up) and log the deepest stack use so far (`stack_high_water`, in bytes).
+/// up) and log the deepest stack use so far ([`stack_high_water`], in bytes).
 ///
-/// `record_buffer` holds the state record while it is read or written (2 KiB: keep it in a
-/// `static`). If the boot fails (card too small or unreadable, invalid identity) the error is
-/// logged and the watchdog, no longer fed, resets the chip to try again.
+/// The state record is read and written through a 2 KiB buffer in a `static` taken here, once.
+/// If the boot fails (card too small or unreadable, invalid identity) the error is logged and
+/// the watchdog, no longer fed, resets the chip to try again.
 // Inlined: the caller never returns, so separate frames for it and this loop would only add
 // the caller's frame to the stack the loop runs on (measured: +552 bytes on lm3s6965evb).
+#[cfg(target_os = "none")]
 #[inline(always)]
 pub fn serve<M: EthernetMac, D: Disk>(
     mut mac: M,
     card: D,
     defaults: &Defaults,
-    record_buffer: &mut CopyBuffer,
     mut feed_watchdog: impl FnMut(),
-    stack_high_water: fn() -> usize,
 ) -> ! {
+    let Some(record_buffer) = cortex_m::singleton!(: CopyBuffer = [0; COPY_LEN]) else {
+        // Only a second call gets here; the buffer is the first call's.
+        error!("serve called twice; resetting");
+        reset()
+    };
     let mut blade = match Blade::boot(&mut mac, card, defaults, record_buffer) {
         Ok(blade) => blade,
         Err(error) => {
@@ -148,6 +158,26 @@ pub fn serve<M: EthernetMac, D: Disk>(
     }
 }
 
+/// Calls `attempt` on `board` until it succeeds and returns its value: the watchdog is fed
+/// before each try (a board waiting for a card keeps running; a try that hangs ends in a
+/// watchdog reset), and each failure is logged as `what`. Every board starts its card so,
+/// because a card may be inserted after power-up.
+#[cfg(feature = "defmt")]
+pub fn until_ok<B, T, E: defmt::Format>(
+    what: &str,
+    board: &mut B,
+    mut feed_watchdog: impl FnMut(&mut B),
+    mut attempt: impl FnMut(&mut B) -> Result<T, E>,
+) -> T {
+    loop {
+        feed_watchdog(board);
+        match attempt(board) {
+            Ok(value) => return value,
+            Err(error) => error!("{=str}: {} (retrying)", what, error),
+        }
+    }
+}
+
 /// A crash for [`report_crash`] to log.
 #[derive(Debug, Clone, Copy)]
 pub enum Crash<'a> {
@@ -159,6 +189,32 @@ pub enum Crash<'a> {
 
 /// Set by the first crash report of this boot.
 static CRASH_REPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Logs `crash` (unless one was already reported this boot) and resets the chip: what the
+/// handlers [`crash_handlers!`](crate::crash_handlers) defines call.
+#[cfg(target_os = "none")]
+pub fn crash(crash: Crash<'_>) -> ! {
+    report_crash(crash);
+    reset()
+}
+
+/// Defines the board binary's `#[panic_handler]` and HardFault handler: both log the crash
+/// once ([`report_crash`]) and reset the chip. Use it once, at the top level of a binary that
+/// depends on `cortex-m-rt`.
+#[macro_export]
+macro_rules! crash_handlers {
+    () => {
+        #[panic_handler]
+        fn panic(info: &core::panic::PanicInfo) -> ! {
+            $crate::crash($crate::Crash::Panic(info))
+        }
+
+        #[cortex_m_rt::exception]
+        unsafe fn HardFault(frame: &cortex_m_rt::ExceptionFrame) -> ! {
+            $crate::crash($crate::Crash::HardFault(frame.pc()))
+        }
+    };
+}
 
 /// Logs `crash` unless one was already reported this boot; the caller resets the chip next.
 pub fn report_crash(crash: Crash<'_>) {

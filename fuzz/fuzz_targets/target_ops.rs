@@ -1,21 +1,22 @@
 //! Sequences of reads, writes, flushes, IDENTIFY and config commands against a shadow disk, on
 //! a `FaultyDisk` whose fuel, stickiness, torn writes and bad sectors come from the input.
 //!
-//! The shadow disk keeps, per sector, the contents it may hold: one normally, and after a
-//! failed write also that write's data (a torn write lands any subset of its sectors). A
-//! successful read must return one of them, and narrows the sector to it. The fault model
-//! mirrors `FaultyDisk`, so every reply's ATA registers are predicted exactly: a failed write
-//! or read is DRDY|ERR with ABRT (IDNF for an out-of-range request), never an AoE error.
+//! The shadow disk (`aoe_testkit::shadow::ShadowDisk`, the same model the proptest suite
+//! uses) keeps, per sector, the contents it may hold: one normally, and after a failed write
+//! also that write's data (a torn write lands any subset of its sectors). A successful read
+//! must return one of them, and narrows the sector to it. Its fault model mirrors
+//! `FaultyDisk`, so every reply's ATA registers are predicted exactly: a failed write or read
+//! is DRDY|ERR with ABRT (IDNF for an out-of-range request), never an AoE error.
 //! Half the steps go through the host fast path (`accept`, run `Plan::io` on the disk by hand
 //! in the request's own buffer, `complete` in place), the others through `respond`.
 #![no_main]
 
-use aoe_core::disk::{
-    Disk, Error as _, ErrorKind, FaultPlan, FaultSchedule, FaultyDisk, MemDisk, SECTOR_SIZE,
-};
+use aoe_core::disk::{Disk, Error as _, ErrorKind, FaultPlan, FaultyDisk, MemDisk, SECTOR_SIZE};
 use aoe_core::{IoOp, Plan, Port, Target};
 use aoe_fuzz::{MAX_FRAME, TARGET_MAC, check_envelope, export, mtu_from, respond};
-use aoe_tests::{Initiator, aflags, ata_cmd, sector_image};
+use aoe_testkit::frame::{Initiator, aflags, ata_cmd};
+use aoe_testkit::sectors::write_images;
+use aoe_testkit::shadow::{Outcome, ShadowDisk};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 
@@ -23,8 +24,6 @@ type TestDisk = FaultyDisk<MemDisk<Vec<u8>>>;
 
 const LBA48_MASK: u64 = (1 << 48) - 1;
 const LBA28_MASK: u64 = 0x0FFF_FFFF;
-const ABRT: u8 = 0x04;
-const IDNF: u8 = 0x10;
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
 struct FaultInput {
@@ -100,13 +99,10 @@ struct Input {
     steps: Vec<Step>,
 }
 
+/// The shadow disk and the config string the export should have.
 struct Model {
-    sectors: u64,
-    spf: u8,
-    disk: Vec<Vec<u32>>,
-    next_id: u32,
+    disk: ShadowDisk,
     config_string: Vec<u8>,
-    fault: FaultSchedule,
 }
 
 /// What a step's ATA reply must say.
@@ -115,75 +111,6 @@ enum AtaExpect {
     Ok { read: Option<(u64, u8)> },
     /// Status 0x41 with this Error register, Sector Count echoed.
     Err(u8),
-}
-
-impl Model {
-    fn transfer(
-        &mut self,
-        write: bool,
-        lba: u64,
-        count: u8,
-        data_len: usize,
-        id: u32,
-    ) -> AtaExpect {
-        if count == 0 || count > self.spf {
-            return AtaExpect::Err(ABRT);
-        }
-        let fits = lba
-            .checked_add(u64::from(count))
-            .is_some_and(|end| end <= self.sectors);
-        if !fits {
-            return AtaExpect::Err(IDNF);
-        }
-        if write && data_len < usize::from(count) * SECTOR_SIZE {
-            return AtaExpect::Err(ABRT);
-        }
-        let start = usize::try_from(lba).unwrap();
-        let range = start..start + usize::from(count);
-        if self.fault.transfer_fails(lba, u64::from(count)) {
-            if write {
-                for candidates in &mut self.disk[range] {
-                    if !candidates.contains(&id) {
-                        candidates.push(id);
-                    }
-                }
-            }
-            return AtaExpect::Err(fault_error(&self.fault));
-        }
-        if write {
-            for candidates in &mut self.disk[range] {
-                *candidates = vec![id];
-            }
-            AtaExpect::Ok { read: None }
-        } else {
-            AtaExpect::Ok {
-                read: Some((lba, count)),
-            }
-        }
-    }
-
-    fn check_read(&mut self, lba: u64, data: &[u8]) {
-        for (l, sector) in (lba..).zip(data.chunks_exact(SECTOR_SIZE)) {
-            let candidates = &mut self.disk[usize::try_from(l).unwrap()];
-            let id = candidates
-                .iter()
-                .copied()
-                .find(|&id| sector_image(l, id) == sector)
-                .unwrap_or_else(|| panic!("READ of LBA {l} matches none of writes {candidates:?}"));
-            *candidates = vec![id];
-        }
-    }
-
-    fn check_disk(&self, disk: &[u8]) {
-        for ((l, sector), candidates) in
-            (0u64..).zip(disk.chunks_exact(SECTOR_SIZE)).zip(&self.disk)
-        {
-            assert!(
-                candidates.iter().any(|&id| sector_image(l, id) == sector),
-                "sector {l} matches none of writes {candidates:?}"
-            );
-        }
-    }
 }
 
 /// The host fast path: the request sits in a receive buffer of the largest frame; the
@@ -220,13 +147,10 @@ fn run(input: &Input) {
     let mut target = export(FaultyDisk::new(MemDisk::new(bytes), plan));
     let spf = target.sectors_per_frame(&port);
     let mut model = Model {
-        sectors,
-        spf,
-        disk: vec![vec![0]; usize::try_from(sectors).unwrap()],
-        next_id: 1,
+        disk: ShadowDisk::new(sectors, spf),
         config_string: Vec::new(),
-        fault: FaultSchedule::new(plan),
     };
+    model.disk.set_fault_plan(plan);
     let initiator = Initiator::default();
     let lba_of = |lba: Lba, ext: bool| {
         let raw = match lba {
@@ -243,7 +167,7 @@ fn run(input: &Input) {
             Op::Arm(fault) => {
                 let plan = fault.plan();
                 target.disk_mut().set_plan(plan);
-                model.fault = FaultSchedule::new(plan);
+                model.disk.set_fault_plan(plan);
                 continue;
             }
             Op::Write {
@@ -254,12 +178,8 @@ fn run(input: &Input) {
             } => {
                 let lba = lba_of(*lba, *ext);
                 let count = *count % spf.saturating_add(2);
-                write_id = model.next_id;
-                model.next_id += 1;
-                let mut data = Vec::new();
-                for l in lba..lba + u64::from(count) {
-                    data.extend_from_slice(&sector_image(l, write_id));
-                }
+                write_id = model.disk.next_write_id();
+                let mut data = write_images(lba, count, write_id);
                 if let Some(cut) = short {
                     let cut = 1 + usize::from(*cut) % data.len().max(1);
                     data.truncate(data.len().saturating_sub(cut));
@@ -321,12 +241,22 @@ fn run(input: &Input) {
 
         let expect = match (&step.op, transfer) {
             (_, Some((write, lba, count, data_len))) => {
-                Some(model.transfer(write, lba, count, data_len, write_id))
+                let outcome = if write {
+                    model.disk.write(lba, count, data_len, write_id)
+                } else {
+                    model.disk.read(lba, count)
+                };
+                Some(match outcome {
+                    Outcome::Failed(error) => AtaExpect::Err(error),
+                    Outcome::Done if write => AtaExpect::Ok { read: None },
+                    Outcome::Done => AtaExpect::Ok {
+                        read: Some((lba, count)),
+                    },
+                })
             }
-            (Op::Flush { .. }, _) => Some(if model.fault.next_fails() {
-                AtaExpect::Err(fault_error(&model.fault))
-            } else {
-                AtaExpect::Ok { read: None }
+            (Op::Flush { .. }, _) => Some(match model.disk.flush() {
+                Outcome::Failed(error) => AtaExpect::Err(error),
+                Outcome::Done => AtaExpect::Ok { read: None },
             }),
             (Op::Identify, _) => {
                 assert_eq!(reply.len(), 36 + 512, "IDENTIFY reply length");
@@ -349,7 +279,9 @@ fn run(input: &Input) {
                 match read {
                     Some((lba, count)) => {
                         assert_eq!(reply.len(), 36 + usize::from(count) * SECTOR_SIZE);
-                        model.check_read(lba, &reply[36..]);
+                        if let Err(why) = model.disk.check_read(lba, &reply[36..]) {
+                            panic!("{why}");
+                        }
                     }
                     None => assert_eq!(reply.len(), 60, "a reply without data"),
                 }
@@ -377,19 +309,17 @@ fn run(input: &Input) {
             Some(AtaExpect::Ok { read: None }) if matches!(step.op, Op::Write { .. })
         ) && !matches!(step.op, Op::Read { .. })
         {
-            model.check_disk(target.disk().inner().as_bytes());
+            check_disk(&model, &target);
         }
     }
-    model.check_disk(target.disk().inner().as_bytes());
+    check_disk(&model, &target);
+}
+
+/// Every sector of the disk holds what the model allows.
+fn check_disk(model: &Model, target: &Target<TestDisk>) {
+    if let Err(why) = model.disk.check_disk(target.disk().inner().as_bytes()) {
+        panic!("{why}");
+    }
 }
 
 fuzz_target!(|input: Input| run(&input));
-
-/// The ATA Error bits of an injected failure.
-fn fault_error(fault: &FaultSchedule) -> u8 {
-    if fault.plan().kind == ErrorKind::OutOfRange {
-        IDNF
-    } else {
-        ABRT
-    }
-}

@@ -6,7 +6,7 @@
 use aoe_core::disk::Disk;
 use aoe_core::wire::{EthernetAddress, aoe};
 use aoe_core::{Config, Plan, Port, Target};
-pub use aoe_tests::{INITIATOR_MAC, SHELF, SLOT, TARGET_MAC};
+pub use aoe_testkit::frame::{INITIATOR_MAC, SHELF, SLOT, TARGET_MAC};
 
 /// The frame buffer every fuzzed export is configured with (a jumbo frame).
 pub const MAX_FRAME: usize = 9014;

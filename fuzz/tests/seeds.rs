@@ -11,7 +11,8 @@
 //! ```
 
 use aoe_fuzz::FRAME_SEPARATOR;
-use aoe_tests::{BROADCAST_MAC, Initiator, OTHER_MAC, pattern};
+use aoe_testkit::frame::{BROADCAST_MAC, Initiator, OTHER_MAC};
+use aoe_testkit::sectors::pattern;
 use std::path::PathBuf;
 
 /// (name, frame) pairs for `target_frame`.

@@ -20,7 +20,8 @@
 //! counters (dropped, filtered, overrun frames) for the firmware's logs.
 //!
 //! A driver must yield only frames addressed to its MAC or to broadcast: the silicon filters
-//! in hardware, a driver for a model that does not (QEMU) filters in software.
+//! in hardware, a driver for a model that does not (QEMU) filters in software with
+//! [`for_station`].
 //!
 //! ## Drivers
 //!
@@ -28,6 +29,13 @@
 //!   embedded-hal 1.0 [`SpiBus`](embedded_hal::spi::SpiBus), the Ethernet MAC, the watchdog.
 //! * [`sd`]: SD cards (SDSC and SDHC/SDXC) in SPI mode over any embedded-hal `SpiBus` and
 //!   chip-select pin, as an [`aoe_core::Disk`].
+//! * [`w5500`]: the WIZnet W5500 Ethernet controller in MACRAW mode over any embedded-hal
+//!   `SpiDevice`, as an [`EthernetMac`] (tested on the host against a simulated chip).
+//! * `cpu` (microcontroller builds only): the chip reset and the stack high-water mark every
+//!   board uses.
+//!
+//! Chips' drivers live here, generic over embedded-hal where they sit on a bus; a board crate
+//! only picks pins and clocks and puts them together (as embassy's and tock's boards do).
 //! * [`mmio`]: the typed register layer; all `unsafe` of this crate sits there or in the
 //!   constructors that create register blocks, each with a `SAFETY` note.
 //!
@@ -38,10 +46,13 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+#[cfg(target_os = "none")]
+pub mod cpu;
 pub mod crc;
 pub mod lm3s;
 pub mod mmio;
 pub mod sd;
+pub mod w5500;
 
 use aoe_core::wire::EthernetAddress;
 
@@ -92,4 +103,63 @@ pub trait EthernetMac: smoltcp::phy::Device {
 
     /// The counters so far.
     fn counters(&self) -> MacCounters;
+}
+
+/// True if a received `frame` is one a driver may hand to the firmware: its destination is
+/// `station` or broadcast. For MACs (or models of them, as QEMU's) that do not filter in
+/// hardware; a frame too short for an Ethernet header is refused.
+pub fn for_station(frame: &[u8], station: EthernetAddress) -> bool {
+    smoltcp::wire::EthernetFrame::new_checked(frame).is_ok_and(|frame| {
+        let destination = frame.dst_addr();
+        destination == station || destination.is_broadcast()
+    })
+}
+
+/// A locally administered unicast MAC address from a chip's unique ID, for boards without a
+/// MAC EEPROM: 02 followed by five octets that fold all the ID's octets together (rotated by
+/// their round, so every octet of the ID counts). The same chip always gets the same address.
+pub fn mac_from_unique_id(id: &[u8]) -> [u8; 6] {
+    let mut mac = [0x02, 0, 0, 0, 0, 0];
+    for (index, octet) in (0u32..).zip(id) {
+        mac[1 + (index % 5) as usize] ^= octet.rotate_left(index / 5);
+    }
+    mac
+}
+
+#[cfg(test)]
+mod test {
+    use super::mac_from_unique_id;
+
+    #[test]
+    fn for_station_passes_our_address_and_broadcast_only() {
+        use super::for_station;
+        use aoe_core::wire::EthernetAddress;
+        let ours = EthernetAddress([0x02, 0, 0, 0, 0, 1]);
+        let mut frame = [0u8; 60];
+        frame[..6].copy_from_slice(&ours.0);
+        assert!(for_station(&frame, ours));
+        frame[..6].copy_from_slice(&[0xFF; 6]);
+        assert!(for_station(&frame, ours));
+        frame[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
+        assert!(!for_station(&frame, ours));
+        frame[..6].copy_from_slice(&[0x01, 0x00, 0x5E, 0, 0, 1]);
+        assert!(!for_station(&frame, ours), "multicast");
+        assert!(!for_station(&[0xFF; 13], ours), "no Ethernet header");
+    }
+
+    #[test]
+    fn mac_from_unique_id_is_local_unicast_and_uses_every_octet() {
+        let id = [
+            0x10, 0x32, 0x54, 0x76, 0x98, 0xBA, 0xDC, 0xFE, 0x01, 0x23, 0x45, 0x67,
+        ];
+        let mac = mac_from_unique_id(&id);
+        assert_eq!(mac[0], 0x02, "locally administered, unicast");
+        assert_eq!(mac, mac_from_unique_id(&id), "stable");
+        for index in 0..id.len() {
+            let mut other = id;
+            other[index] ^= 0x01;
+            assert_ne!(mac_from_unique_id(&other), mac, "octet {index} ignored");
+        }
+        assert_eq!(mac_from_unique_id(&[]), [0x02, 0, 0, 0, 0, 0]);
+    }
 }

@@ -150,9 +150,9 @@ impl DiskError for SdError {
     }
 }
 
-/// What initialisation found.
+/// What initialisation found. Its `defmt` form is the boot log's line, e.g.
+/// `Sdhc: 8388608 sectors (probed)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct CardInfo {
     /// The kind of card.
     pub kind: CardKind,
@@ -160,6 +160,24 @@ pub struct CardInfo {
     pub sectors: u64,
     /// True if the capacity came from probing reads because CMD9 was refused (QEMU 10).
     pub capacity_probed: bool,
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for CardInfo {
+    fn format(&self, f: defmt::Formatter) {
+        let probed = if self.capacity_probed {
+            " (probed)"
+        } else {
+            ""
+        };
+        defmt::write!(
+            f,
+            "{}: {=u64} sectors{=str}",
+            self.kind,
+            self.sectors,
+            probed
+        );
+    }
 }
 
 /// An SD card on an SPI bus with its own chip-select pin.

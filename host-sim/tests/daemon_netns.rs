@@ -4,16 +4,24 @@
 
 mod common;
 
-use aoe_net::{Link, MacText, PacketLink};
+use aoe_net::{EthernetAddress, Link, MacText, PacketLink};
+use aoe_testkit::frame::Initiator;
 use aoe_testkit::netns::Veth;
+use aoe_testkit::reply::Reply;
 use aoe_testkit::require_root;
-use common::aoe::{Client, Reply, collect, exchange, pattern, send_all};
+use aoe_testkit::scratch::random_bytes;
+use common::{collect, exchange, send_all};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SECOND: Duration = Duration::from_secs(1);
+
+/// `len` reproducible bytes for `seed`.
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    random_bytes(len, seed)
+}
 
 struct Daemon(Child, std::sync::Arc<std::sync::Mutex<Vec<String>>>);
 
@@ -108,9 +116,9 @@ fn in_netns<F: FnOnce(&Veth) + Send>(tag: &str, mtu: u32, body: F) {
     });
 }
 
-fn client_for(link: &PacketLink, target: [u8; 6], shelf: u16, slot: u8) -> Client {
-    Client {
-        mac: link.mac().0,
+fn client_for(link: &PacketLink, target: EthernetAddress, shelf: u16, slot: u8) -> Initiator {
+    Initiator {
+        mac: link.mac(),
         dst: target,
         shelf,
         slot,
@@ -133,26 +141,26 @@ fn serves_a_sparse_file_end_to_end() {
             (ad.major(), ad.minor(), ad.command(), ad.tag()),
             (1, 2, 1, 0)
         );
-        assert_eq!(ad.0[0..6], [0xff; 6]);
-        assert_eq!(ad.0[14], 0x18);
+        assert_eq!(ad.bytes[0..6], [0xff; 6]);
+        assert_eq!(ad.bytes[14], 0x18);
         let target = ad.src();
 
         // Discovery by broadcast: real address, Buffer Count 64, 2 sectors per frame.
-        let broadcast = Client {
-            mac: link.mac().0,
-            dst: [0xff; 6],
+        let broadcast = Initiator {
+            mac: link.mac(),
+            dst: EthernetAddress([0xff; 6]),
             shelf: 0xffff,
             slot: 0xff,
         };
-        let reply = exchange(&mut link, &broadcast.query_config(7), SECOND).unwrap();
+        let reply = exchange(&mut link, &broadcast.query_config(7).bytes, SECOND).unwrap();
         assert_eq!((reply.major(), reply.minor()), (1, 2));
-        assert_eq!(reply.buffer_count(), 64);
-        assert_eq!(reply.sectors_per_frame(), 2);
+        assert_eq!(reply.cfg_buffer_count(), 64);
+        assert_eq!(reply.cfg_sector_count(), 2);
 
         let client = client_for(&link, target, 1, 2);
-        let identify = exchange(&mut link, &client.identify(8), SECOND).unwrap();
+        let identify = exchange(&mut link, &client.identify(8).bytes, SECOND).unwrap();
         assert_eq!(identify.ata_status(), 0x40);
-        let words = identify.data();
+        let words = identify.ata_data();
         let lba48 = u64::from_le_bytes(words[200..208].try_into().unwrap());
         assert_eq!(lba48, (64 << 20) / 512);
         // Serial (words 10-19, byte-swapped pairs) as vblade's: "shelf.slot:hostname".
@@ -168,7 +176,11 @@ fn serves_a_sparse_file_end_to_end() {
 
         // 64 writes of 2 sectors in one batch (the advertised buffer count), all acknowledged.
         let frames: Vec<Vec<u8>> = (0..64u32)
-            .map(|i| client.write(1000 + i, u64::from(i) * 2, &pattern(u64::from(i), 1024)))
+            .map(|i| {
+                client
+                    .write48(1000 + i, u64::from(i) * 2, &pattern(u64::from(i), 1024))
+                    .bytes
+            })
             .collect();
         send_all(&mut link, &frames);
         let replies = collect(&mut link, 64, 5 * SECOND);
@@ -181,7 +193,7 @@ fn serves_a_sparse_file_end_to_end() {
                 reply.tag()
             );
         }
-        let flushed = exchange(&mut link, &client.flush(9), SECOND).unwrap();
+        let flushed = exchange(&mut link, &client.flush_ext(9).bytes, SECOND).unwrap();
         assert_eq!(flushed.ata_status(), 0x40);
         let on_disk = std::fs::read(&file).unwrap();
         for i in 0..64usize {
@@ -195,7 +207,7 @@ fn serves_a_sparse_file_end_to_end() {
 
         // Read them back in one batch.
         let frames: Vec<Vec<u8>> = (0..64u32)
-            .map(|i| client.read(2000 + i, u64::from(i) * 2, 2))
+            .map(|i| client.read48(2000 + i, u64::from(i) * 2, 2).bytes)
             .collect();
         send_all(&mut link, &frames);
         let replies = collect(&mut link, 64, 5 * SECOND);
@@ -204,7 +216,7 @@ fn serves_a_sparse_file_end_to_end() {
             let i = reply.tag() - 2000;
             assert_eq!(reply.ata_status(), 0x40);
             assert_eq!(
-                reply.data()[..1024],
+                reply.ata_data()[..1024],
                 pattern(u64::from(i), 1024)[..],
                 "tag {}",
                 reply.tag()
@@ -213,18 +225,18 @@ fn serves_a_sparse_file_end_to_end() {
 
         // Out of range: ATA IDNF, never an AoE error.
         let last = (64u64 << 20) / 512 - 1;
-        let reply = exchange(&mut link, &client.read(10, last, 2), SECOND).unwrap();
+        let reply = exchange(&mut link, &client.read48(10, last, 2).bytes, SECOND).unwrap();
         assert_eq!(
             (reply.ata_status(), reply.ata_error(), reply.is_error()),
             (0x41, 0x10, false)
         );
 
         // Frames for another unicast MAC are ignored.
-        let stranger = client_for(&link, [0x02, 9, 9, 9, 9, 9], 1, 2);
+        let stranger = client_for(&link, EthernetAddress([0x02, 9, 9, 9, 9, 9]), 1, 2);
         assert!(
             exchange(
                 &mut link,
-                &stranger.query_config(11),
+                &stranger.query_config(11).bytes,
                 Duration::from_millis(300)
             )
             .is_none()
@@ -233,13 +245,13 @@ fn serves_a_sparse_file_end_to_end() {
         // Jumbo frames once the MTU grows: re-read on Query Config.
         veth.exec(&["ip", "link", "set", &veth.a, "mtu", "9000"]);
         veth.exec(&["ip", "link", "set", &veth.b, "mtu", "9000"]);
-        let reply = exchange(&mut link, &client.query_config(12), SECOND).unwrap();
-        assert_eq!(reply.sectors_per_frame(), 17);
+        let reply = exchange(&mut link, &client.query_config(12).bytes, SECOND).unwrap();
+        assert_eq!(reply.cfg_sector_count(), 17);
         let big = pattern(99, 17 * 512);
-        let reply = exchange(&mut link, &client.write(13, 1000, &big), SECOND).unwrap();
+        let reply = exchange(&mut link, &client.write48(13, 1000, &big).bytes, SECOND).unwrap();
         assert_eq!(reply.ata_status(), 0x40);
-        let reply = exchange(&mut link, &client.read(14, 1000, 17), SECOND).unwrap();
-        assert_eq!(reply.data()[..17 * 512], big[..]);
+        let reply = exchange(&mut link, &client.read48(14, 1000, 17).bytes, SECOND).unwrap();
+        assert_eq!(reply.ata_data()[..17 * 512], big[..]);
 
         // SIGUSR1 logs the counters: 64 × 2 + 17 sectors written, one flush.
         daemon.signal(libc::SIGUSR1);
@@ -297,19 +309,19 @@ fn read_only_window_and_mask() {
         // With a mask, the announcement goes to each listed MAC, not to broadcast.
         let ad = collect(&mut link, 1, 3 * SECOND);
         assert_eq!(ad.len(), 1);
-        assert_eq!(ad[0].0[0..6], link.mac().0);
+        assert_eq!(ad[0].bytes[0..6], link.mac().0);
         let client = client_for(&link, ad[0].src(), 3, 4);
-        let identify = exchange(&mut link, &client.identify(1), SECOND).unwrap();
+        let identify = exchange(&mut link, &client.identify(1).bytes, SECOND).unwrap();
         assert_eq!(
-            u64::from_le_bytes(identify.data()[200..208].try_into().unwrap()),
+            u64::from_le_bytes(identify.ata_data()[200..208].try_into().unwrap()),
             16
         );
-        let reply = exchange(&mut link, &client.read(2, 0, 1), SECOND).unwrap();
+        let reply = exchange(&mut link, &client.read48(2, 0, 1).bytes, SECOND).unwrap();
         assert!(
-            reply.data()[..512].iter().all(|&b| b == 0x5A),
+            reply.ata_data()[..512].iter().all(|&b| b == 0x5A),
             "window starts at sector 8"
         );
-        let reply = exchange(&mut link, &client.write(3, 0, &[1; 512]), SECOND).unwrap();
+        let reply = exchange(&mut link, &client.write48(3, 0, &[1; 512]).bytes, SECOND).unwrap();
         assert_eq!(
             (reply.ata_status(), reply.ata_error()),
             (0x41, 0x04),
@@ -339,19 +351,19 @@ fn sighup_reloads_the_config_and_keeps_unchanged_exports() {
         let mut daemon = Daemon::start(&["--config", config.to_str().unwrap()], 1);
         assert_eq!(collect(&mut link, 1, 3 * SECOND).len(), 1);
         let target = {
-            let broadcast = Client {
-                mac: link.mac().0,
-                dst: [0xff; 6],
+            let broadcast = Initiator {
+                mac: link.mac(),
+                dst: EthernetAddress([0xff; 6]),
                 shelf: 5,
                 slot: 0,
             };
-            exchange(&mut link, &broadcast.query_config(1), SECOND)
+            exchange(&mut link, &broadcast.query_config(1).bytes, SECOND)
                 .unwrap()
                 .src()
         };
         // Give e5.0 a config string; it must survive a reload that leaves e5.0 alone.
         let client = client_for(&link, target, 5, 0);
-        let mut set = client.header(1, 2);
+        let mut set = client.header(1, 2).bytes;
         set.extend_from_slice(&[0, 0, 0, 0, 0, 0x14, 0, 4]);
         set.extend_from_slice(b"keep");
         assert!(!exchange(&mut link, &set, SECOND).unwrap().is_error());
@@ -364,16 +376,20 @@ fn sighup_reloads_the_config_and_keeps_unchanged_exports() {
             (5, 1),
             "new export announced"
         );
-        let reply = exchange(&mut link, &client.query_config(3), SECOND).unwrap();
-        assert_eq!(&reply.0[32..36], b"keep", "unchanged export kept its state");
+        let reply = exchange(&mut link, &client.query_config(3).bytes, SECOND).unwrap();
+        assert_eq!(
+            &reply.bytes[32..36],
+            b"keep",
+            "unchanged export kept its state"
+        );
         // Both exports share the interface's socket; a broadcast reaches each of them.
-        let everyone = Client {
-            mac: link.mac().0,
-            dst: [0xff; 6],
+        let everyone = Initiator {
+            mac: link.mac(),
+            dst: EthernetAddress([0xff; 6]),
             shelf: 0xffff,
             slot: 0xff,
         };
-        send_all(&mut link, &[everyone.query_config(30)]);
+        send_all(&mut link, &[everyone.query_config(30).bytes]);
         let mut answered: Vec<(u16, u8)> = collect(&mut link, 2, SECOND)
             .iter()
             .filter(|r| r.tag() == 30)
@@ -387,7 +403,7 @@ fn sighup_reloads_the_config_and_keeps_unchanged_exports() {
         daemon.signal(libc::SIGHUP);
         std::thread::sleep(Duration::from_millis(300));
         let second = client_for(&link, target, 5, 1);
-        assert!(exchange(&mut link, &second.query_config(4), SECOND).is_some());
+        assert!(exchange(&mut link, &second.query_config(4).bytes, SECOND).is_some());
 
         // Removing e5.0 stops answers for it.
         std::fs::write(&config, export(1, &b)).unwrap();
@@ -396,12 +412,12 @@ fn sighup_reloads_the_config_and_keeps_unchanged_exports() {
         assert!(
             exchange(
                 &mut link,
-                &client.query_config(5),
+                &client.query_config(5).bytes,
                 Duration::from_millis(300)
             )
             .is_none()
         );
-        assert!(exchange(&mut link, &second.query_config(6), SECOND).is_some());
+        assert!(exchange(&mut link, &second.query_config(6).bytes, SECOND).is_some());
 
         daemon.signal(libc::SIGINT);
         assert!(daemon.wait(5 * SECOND).success());
@@ -451,14 +467,16 @@ fn refuses_down_interfaces_and_missing_privilege() {
 #[test]
 fn collected_reply_helpers_are_honest() {
     // Runs everywhere: the helper reads the fields from the documented offsets.
-    let reply = Reply({
-        let mut f = vec![0u8; 60];
-        f[14] = 0x18;
-        f[16..18].copy_from_slice(&7u16.to_be_bytes());
-        f[18] = 3;
-        f[20..24].copy_from_slice(&9u32.to_be_bytes());
-        f
-    });
+    let reply = Reply {
+        bytes: {
+            let mut f = vec![0u8; 60];
+            f[14] = 0x18;
+            f[16..18].copy_from_slice(&7u16.to_be_bytes());
+            f[18] = 3;
+            f[20..24].copy_from_slice(&9u32.to_be_bytes());
+            f
+        },
+    };
     assert!(reply.is_response() && !reply.is_error());
     assert_eq!((reply.major(), reply.minor(), reply.tag()), (7, 3, 9));
 }
@@ -481,9 +499,9 @@ fn exports_over_a_tap_device() {
                 }
             }
         };
-        let broadcast = Client {
-            mac: link.mac().0,
-            dst: [0xff; 6],
+        let broadcast = Initiator {
+            mac: link.mac(),
+            dst: EthernetAddress([0xff; 6]),
             shelf: 2,
             slot: 3,
         };
@@ -493,7 +511,7 @@ fn exports_over_a_tap_device() {
         let reply = loop {
             if let Some(reply) = exchange(
                 &mut link,
-                &broadcast.query_config(1),
+                &broadcast.query_config(1).bytes,
                 Duration::from_millis(250),
             ) {
                 break reply;
@@ -504,17 +522,17 @@ fn exports_over_a_tap_device() {
                 daemon.log_lines("")
             );
         };
-        assert_ne!(reply.src(), link.mac().0, "the TAP end has its own MAC");
+        assert_ne!(reply.src(), link.mac(), "the TAP end has its own MAC");
         let client = client_for(&link, reply.src(), 2, 3);
         let data = pattern(5, 1024);
         assert_eq!(
-            exchange(&mut link, &client.write(2, 6, &data), SECOND)
+            exchange(&mut link, &client.write48(2, 6, &data).bytes, SECOND)
                 .unwrap()
                 .ata_status(),
             0x40
         );
-        let reply = exchange(&mut link, &client.read(3, 6, 2), SECOND).unwrap();
-        assert_eq!(reply.data()[..1024], data[..]);
+        let reply = exchange(&mut link, &client.read48(3, 6, 2).bytes, SECOND).unwrap();
+        assert_eq!(reply.ata_data()[..1024], data[..]);
         std::fs::remove_file(&file).unwrap();
     });
 }
@@ -545,24 +563,26 @@ fn direct_and_sync_exports_round_trip() {
         }
         let mut daemon = Daemon(daemon, Default::default());
         let ad = collect(&mut link, 1, 3 * SECOND);
-        assert_eq!(ad[0].sectors_per_frame(), 17);
+        assert_eq!(ad[0].cfg_sector_count(), 17);
         let client = client_for(&link, ad[0].src(), 1, 5);
         // 17-sector frames at odd LBAs: the file offsets are 512-aligned, the buffers page-aligned.
         let frames: Vec<Vec<u8>> = (0..16u32)
             .map(|i| {
-                client.write(
-                    i,
-                    1 + u64::from(i) * 17,
-                    &pattern(u64::from(i) + 50, 17 * 512),
-                )
+                client
+                    .write48(
+                        i,
+                        1 + u64::from(i) * 17,
+                        &pattern(u64::from(i) + 50, 17 * 512),
+                    )
+                    .bytes
             })
             .collect();
         send_all(&mut link, &frames);
         let replies = collect(&mut link, 16, 5 * SECOND);
         assert_eq!(replies.len(), 16);
         assert!(replies.iter().all(|r| r.ata_status() == 0x40));
-        let reply = exchange(&mut link, &client.read(99, 1 + 3 * 17, 17), SECOND).unwrap();
-        assert_eq!(reply.data()[..17 * 512], pattern(53, 17 * 512)[..]);
+        let reply = exchange(&mut link, &client.read48(99, 1 + 3 * 17, 17).bytes, SECOND).unwrap();
+        assert_eq!(reply.ata_data()[..17 * 512], pattern(53, 17 * 512)[..]);
         daemon.signal(libc::SIGTERM);
         assert!(daemon.wait(5 * SECOND).success());
         let on_disk = std::fs::read(&file).unwrap();
@@ -593,7 +613,11 @@ fn sigterm_with_writes_in_flight_keeps_every_acknowledged_write() {
         // answering; SIGTERM after 150 ms, in the middle of the stream.
         for window in 0..2000u32 {
             let frames: Vec<Vec<u8>> = (window * 32..window * 32 + 32)
-                .map(|i| client.write(i, u64::from(i) * 2, &pattern(u64::from(i), 1024)))
+                .map(|i| {
+                    client
+                        .write48(i, u64::from(i) * 2, &pattern(u64::from(i), 1024))
+                        .bytes
+                })
                 .collect();
             send_all(&mut link, &frames);
             if !signalled && started.elapsed() > Duration::from_millis(150) {
@@ -636,7 +660,7 @@ fn survives_its_interface_going_down_and_being_recreated() {
         let daemon = Daemon::start(&["1", "7", &veth.a, file.to_str().unwrap()], 1);
         let ad = collect(&mut link, 1, 3 * SECOND);
         let client = client_for(&link, ad[0].src(), 1, 7);
-        assert!(exchange(&mut link, &client.query_config(1), SECOND).is_some());
+        assert!(exchange(&mut link, &client.query_config(1).bytes, SECOND).is_some());
 
         // Down and up again: answered again (the same socket, or a reopened one).
         veth.exec(&["ip", "link", "set", &veth.a, "down"]);
@@ -645,7 +669,7 @@ fn survives_its_interface_going_down_and_being_recreated() {
         let deadline = Instant::now() + 5 * SECOND;
         while exchange(
             &mut link,
-            &client.query_config(2),
+            &client.query_config(2).bytes,
             Duration::from_millis(300),
         )
         .is_none()
@@ -673,7 +697,7 @@ fn survives_its_interface_going_down_and_being_recreated() {
         );
         assert_eq!((ad[0].major(), ad[0].minor()), (1, 7));
         let client = client_for(&link, ad[0].src(), 1, 7);
-        assert!(exchange(&mut link, &client.query_config(3), SECOND).is_some());
+        assert!(exchange(&mut link, &client.query_config(3).bytes, SECOND).is_some());
         assert!(
             !daemon.log_lines(": reopened (").is_empty(),
             "the link was reopened"

@@ -7,21 +7,20 @@
 use aoe_net::{
     self as net, EthernetAddress, Frame, Link, LinkSpec, NetError, PacketLink, RingLink,
 };
+use aoe_testkit::frame::Frame as TestFrame;
 use aoe_testkit::netns::{Namespace, veth_in};
 use aoe_testkit::require_root;
 use std::time::Duration;
 
+/// A broadcast Query Config of `len` octets from `src` to `dst` with tag `tag`, the octets from
+/// 36 on a pattern of the tag (so that a frame mixed up with another shows).
 fn aoe_frame(dst: EthernetAddress, src: EthernetAddress, tag: u32, len: usize) -> Vec<u8> {
-    let mut frame = vec![0u8; len];
-    frame[..6].copy_from_slice(&dst.0);
-    frame[6..12].copy_from_slice(&src.0);
-    frame[12..14].copy_from_slice(&0x88a2u16.to_be_bytes());
-    frame[14..20].copy_from_slice(&[0x10, 0, 0xff, 0xff, 0xff, 1]);
-    frame[20..24].copy_from_slice(&tag.to_be_bytes());
-    for (i, octet) in frame.iter_mut().enumerate().skip(36) {
-        *octet = u8::try_from((i * 13 + tag as usize) % 251).unwrap();
-    }
-    frame
+    let body: Vec<u8> = (36..len)
+        .map(|i| u8::try_from((i * 13 + tag as usize) % 251).unwrap())
+        .collect();
+    TestFrame::aoe(dst, src, 0x10, 0xffff, 0xff, 1, tag, &[0; 12])
+        .pad(&body)
+        .bytes
 }
 
 fn tag_of(frame: &[u8]) -> u32 {

@@ -161,7 +161,7 @@ case_failover() {
     start_gateway 1
     wait_log "$dir/gateway-1.log" "standby until" "$t0" 30 >/dev/null || die "gateway 1 did not start"
     runsh "$dir/failover-vm.log" --attach "$lan/aoebr" --mtu 1500 --ctl --expect "2.1:$sectors:rounds" \
-        --guest "ROUNDS=$rounds" --guest "ROUND_MIB=16" --disk "$dir/vmha.img" \
+        --guest "ROUNDS=$rounds ROUND_MIB=16" --disk "$dir/vmha.img" \
         --disk-from "ip netns exec $lan env CEPH_CONF=$CEPH_CONF rbd export --no-progress rbd/vmha $dir/vmha.img"
     local case_dir=$repo/target/linux-vm/run-$runsh_pid/attach
     local console=$case_dir/console.log active=0 round=0 line cut_at kind took first blocklist

@@ -60,27 +60,16 @@ elapsed_since() { # $1: an $EPOCHREALTIME; prints seconds since then with 2 deci
 
 die() { echo "ipxe test: $*" >&2; exit 2; }
 
-while (($#)); do
-    case $1 in
-        --target) target_cmd=$2; shift 2 ;;
-        --timeout) timeout=$2; shift 2 ;;
-        --pcap) pcap=1; shift ;;
-        --keep) keep=1; shift ;;
-        --external) external=1; shift ;;
-        --netns) ext_netns=$2; shift 2 ;;
-        --bridge) ext_bridge=$2; shift 2 ;;
-        --shelf) ext_shelf=$2; shift 2 ;;
-        --slot) ext_slot=$2; shift 2 ;;
-        --sectors) ext_sectors=$2; shift 2 ;;
-        --image) ext_image=$2; shift 2 ;;
-        --offset) ext_offset=$2; shift 2 ;;
-        --make-image) make_image=$2; shift 2 ;;
-        --blade-firmware) blade_firmware=$2; shift 2 ;;
-        --blade-target) blade_target=$2; shift 2 ;;
-        --blade-qemu) blade_qemu=$2; shift 2 ;;
+h_parse_options --target=target_cmd --timeout=timeout --pcap+pcap --keep+keep \
+    --external+external --netns=ext_netns --bridge=ext_bridge --shelf=ext_shelf --slot=ext_slot \
+    --sectors=ext_sectors --image=ext_image --offset=ext_offset --make-image=make_image \
+    --blade-firmware=blade_firmware --blade-target=blade_target --blade-qemu=blade_qemu -- "$@" ||
+    die "option $h_bad_option needs a value (see --help)"
+for arg in "${h_args[@]}"; do
+    case $arg in
         -h|--help) h_usage "$0"; exit 0 ;;
-        mtu1500|mtu9000|shelfslot|offset|small|wrongsize|diskless|blade|blade-diskless) cases+=("$1"); shift ;;
-        *) die "unknown argument '$1' (see --help)" ;;
+        mtu1500|mtu9000|shelfslot|offset|small|wrongsize|diskless|blade|blade-diskless) cases+=("$arg") ;;
+        *) die "unknown argument '$arg' (see --help)" ;;
     esac
 done
 

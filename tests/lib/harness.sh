@@ -66,6 +66,12 @@
 #                           PKG may carry a release, e.g. qemu-system-arm/bookworm-backports.
 #
 # Scripts
+#   h_parse_options SPEC... -- ARG...
+#                           the script's command line: each SPEC is --NAME=VAR (the option takes
+#                           the next argument as its value, stored in VAR) or --NAME+VAR (a flag:
+#                           VAR=1). Every ARG that is no such option goes, in order, to the array
+#                           h_args, for the script to take as operands or refuse. Returns 2, with
+#                           the option in h_bad_option, when a value is missing.
 #   h_missing_tools TOOL... prints the TOOLs that are not on PATH (nothing when all are).
 #   h_usage FILE            prints FILE's header comment (line 2 up to `set -euo pipefail`)
 #                           without the `# `, for --help.
@@ -75,6 +81,8 @@ h_repo=$(cd "$h_lib_dir/../.." && pwd)
 h_groups=()   # process groups h_spawn started and nobody reaped yet
 h_netns=()    # namespaces h_netns_add created
 h_taps=()     # "NS TAP" of every TAP h_tap_add created
+h_args=()     # what h_parse_options left for the script
+h_bad_option=""
 
 # ---- processes ---------------------------------------------------------------------------------
 
@@ -100,20 +108,17 @@ h_forget() {
     return 0
 }
 
-h_stop() {
-    local pg=$1 tenths=${2:-50} i
-    [[ -n $pg ]] && h_known "$pg" || return 0
-    if kill -TERM -- "-$pg" 2>/dev/null; then
-        for ((i = 0; i < tenths; i++)); do kill -0 -- "-$pg" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL -- "-$pg" 2>/dev/null || true
-    fi
-    wait "$pg" 2>/dev/null || true
-    h_forget "$pg"
-}
+h_stop() { h_end_group "$1" "${2:-50}"; }
+h_kill() { h_end_group "$1" 0; }
 
-h_kill() {
-    local pg=$1
+# h_end_group PID TENTHS: with TENTHS > 0, SIGTERM and up to TENTHS tenths of a second to exit;
+# then SIGKILL, reap, forget. Only for groups h_spawn started and nobody reaped.
+h_end_group() {
+    local pg=$1 tenths=$2 i
     [[ -n $pg ]] && h_known "$pg" || return 0
+    if ((tenths > 0)) && kill -TERM -- "-$pg" 2>/dev/null; then
+        for ((i = 0; i < tenths; i++)); do kill -0 -- "-$pg" 2>/dev/null || break; sleep 0.1; done
+    fi
     kill -KILL -- "-$pg" 2>/dev/null || true
     wait "$pg" 2>/dev/null || true
     h_forget "$pg"
@@ -176,14 +181,10 @@ h_tap_del() {
 # ---- cleanup -----------------------------------------------------------------------------------
 
 h_cleanup() {
-    local pg entry ns i
+    local pg entry ns
+    # All at once first, so that they shut down in parallel; then each gets its 5 s.
     for pg in "${h_groups[@]}"; do kill -TERM -- "-$pg" 2>/dev/null || true; done
-    for pg in "${h_groups[@]}"; do
-        for ((i = 0; i < 50; i++)); do kill -0 -- "-$pg" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL -- "-$pg" 2>/dev/null || true
-        wait "$pg" 2>/dev/null || true
-    done
-    h_groups=()
+    for pg in "${h_groups[@]}"; do h_stop "$pg"; done
     for entry in "${h_taps[@]}"; do h_tap_del "${entry%% *}" "${entry#* }"; done
     for ns in "${h_netns[@]}"; do h_netns_del "$ns"; done
     return 0
@@ -254,6 +255,31 @@ h_fetch_deb() {
 }
 
 # ---- scripts -----------------------------------------------------------------------------------
+
+h_parse_options() {
+    local specs=() spec arg known
+    while [[ $1 != -- ]]; do specs+=("$1"); shift; done
+    shift
+    h_args=() h_bad_option=""
+    while (($#)); do
+        arg=$1 known=0
+        for spec in "${specs[@]}"; do
+            case $spec in
+            "$arg="*)
+                # shellcheck disable=SC2034 # the caller names the option in its message
+                (($# >= 2)) || { h_bad_option=$arg; return 2; }
+                printf -v "${spec#*=}" '%s' "$2"
+                shift
+                known=1
+                break
+                ;;
+            "$arg+"*) printf -v "${spec#*+}" '%s' 1; known=1; break ;;
+            esac
+        done
+        ((known)) || h_args+=("$arg")
+        shift
+    done
+}
 
 h_missing_tools() {
     local tool

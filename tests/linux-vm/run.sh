@@ -46,7 +46,7 @@
 #                       (fsck + debugfs read-back; the target must have written it through by then).
 #   --disk-from CMD     run CMD (bash) after the VM exits, before that check, to make the --disk
 #                       file (e.g. `rbd export` of an RBD image)
-#   --guest VAR=VALUE   add a variable to the guest's /test.conf (repeatable; e.g. ROUNDS=3)
+#   --guest "VAR=VALUE ..."  add variables to the guest's /test.conf (e.g. "ROUNDS=3 ROUND_MIB=16")
 #   --ctl               give the guest a ttyS1 pipe (RUN_DIR/attach/ctl.in; the run directory is
 #                       target/linux-vm/run-PID of this script) for an external driver's "go"
 #   --keep              keep the run directory (disk images, logs) even when everything passed
@@ -68,35 +68,19 @@ started=$SECONDS
 
 target_spec="" cases="mtu1500,mtu9000" bench_targets="vblade,host-sim" bench_mtu=1500,9000
 bench_mib=64 bench_passes=3 attach="" netdev_spec="" expect="" ext_mtu=1500 ext_payload="" ext_disk="" keep=0
-ext_disk_from="" guest_extra="" ext_ctl=0
+ext_disk_from="" guest_vars="" ext_ctl=0
 blade_firmware="" blade_card_mib=64 blade_bench_mib=4
-while (($#)); do
-    if [[ $1 == --* && $1 != --keep && $1 != --ctl && $1 != --help && $# -lt 2 ]]; then
-        echo "run.sh: option $1 needs a value (see --help)" >&2
-        exit 2
-    fi
-    case $1 in
-    --target) target_spec=$2; shift 2 ;;
-    --cases) cases=$2; shift 2 ;;
-    --bench-targets) bench_targets=$2; shift 2 ;;
-    --bench-mtu) bench_mtu=$2; shift 2 ;;
-    --bench-mib) bench_mib=$2; shift 2 ;;
-    --bench-passes) bench_passes=$2; shift 2 ;;
-    --blade-firmware) blade_firmware=$2; shift 2 ;;
-    --blade-card-mib) blade_card_mib=$2; shift 2 ;;
-    --blade-bench-mib) blade_bench_mib=$2; shift 2 ;;
-    --attach) attach=$2; shift 2 ;;
-    --netdev) netdev_spec=$2; shift 2 ;;
-    --expect) expect=$2; shift 2 ;;
-    --mtu) ext_mtu=$2; shift 2 ;;
-    --payload) ext_payload=$2; shift 2 ;;
-    --disk) ext_disk=$2; shift 2 ;;
-    --disk-from) ext_disk_from=$2; shift 2 ;;
-    --guest) guest_extra+=$'\n'$2; shift 2 ;;
-    --ctl) ext_ctl=1; shift ;;
-    --keep) keep=1; shift ;;
+h_parse_options --target=target_spec --cases=cases --bench-targets=bench_targets \
+    --bench-mtu=bench_mtu --bench-mib=bench_mib --bench-passes=bench_passes \
+    --blade-firmware=blade_firmware --blade-card-mib=blade_card_mib \
+    --blade-bench-mib=blade_bench_mib --attach=attach --netdev=netdev_spec --expect=expect \
+    --mtu=ext_mtu --payload=ext_payload --disk=ext_disk --disk-from=ext_disk_from \
+    --guest=guest_vars --ctl+ext_ctl --keep+keep -- "$@" ||
+    { echo "run.sh: option $h_bad_option needs a value (see --help)" >&2; exit 2; }
+for arg in "${h_args[@]}"; do
+    case $arg in
     -h | --help) h_usage "$0"; exit 0 ;;
-    *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    *) echo "run.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
     esac
 done
 
@@ -534,7 +518,7 @@ case_attach() { # an external target on an existing bridge, or behind a QEMU -ne
         say "VM TAP $tap on bridge $bridge in namespace $ns_name; expecting $expect (no target started here)"
     fi
     restart_pid_var=""
-    boot attach "$ext_mtu" "${ext_payload:-$(payload_for "$ext_mtu")}" "${expect//,/ }" "BIG_MIB=80$guest_extra"
+    boot attach "$ext_mtu" "${ext_payload:-$(payload_for "$ext_mtu")}" "${expect//,/ }" "BIG_MIB=80${guest_vars:+$'\n'${guest_vars// /$'\n'}}"
     [[ -n $attach ]] && h_tap_del "${attach%%/*}" "$tap"
     [[ -n $netdev_spec ]] && teardown_netns
     say "VM ran ${vm_s}s"

@@ -5,57 +5,9 @@
 
 use aoe_core::disk::{Disk, ErrorKind, MemDisk};
 use aoe_core::{Config, IoOp, Port, Target};
+use aoe_testkit::device::QueueDevice;
 use aoe_tests::{Harness, INITIATOR_MAC, Initiator, Reply, SHELF, SLOT, TARGET_MAC, pattern};
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
-use std::collections::VecDeque;
-
-/// An in-memory smoltcp device: frames pushed to `rx` are received, transmitted frames land in
-/// `tx`. Transmit tokens hand out buffers poisoned with 0xA5 so unwritten octets show.
-#[derive(Default)]
-struct QueueDevice {
-    rx: VecDeque<Vec<u8>>,
-    tx: Vec<Vec<u8>>,
-}
-
-struct QueueRx(Vec<u8>);
-struct QueueTx<'a>(&'a mut Vec<Vec<u8>>);
-
-impl phy::RxToken for QueueRx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl phy::TxToken for QueueTx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = vec![0xA5u8; len];
-        let result = f(&mut frame);
-        self.0.push(frame);
-        result
-    }
-}
-
-impl phy::Device for QueueDevice {
-    type RxToken<'a> = QueueRx;
-    type TxToken<'a> = QueueTx<'a>;
-
-    fn receive(&mut self, _: Instant) -> Option<(QueueRx, QueueTx<'_>)> {
-        let frame = self.rx.pop_front()?;
-        Some((QueueRx(frame), QueueTx(&mut self.tx)))
-    }
-
-    fn transmit(&mut self, _: Instant) -> Option<QueueTx<'_>> {
-        Some(QueueTx(&mut self.tx))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = 1514;
-        caps
-    }
-}
 
 fn ram_target(sectors: usize) -> Target<MemDisk<Vec<u8>>> {
     Target::new(

@@ -6,19 +6,21 @@
 //! lock the sender out), reservations, malformed and misaddressed frames, and "arm a fault"
 //! steps that give the disk a new [`FaultPlan`].
 //!
-//! The model predicts, for every frame, silence or the exact reply octets. The disk part of
-//! the model keeps, per sector, the set of contents it may hold: one normally, several after a
-//! failed (possibly torn) write, which a later successful read collapses. The fault part runs
-//! its own [`FaultSchedule`] with the disk's plan, so the model also checks that the target
-//! calls the disk exactly once per valid transfer and never for a refused one.
+//! The model predicts, for every frame, silence or the exact reply octets. Its disk part is
+//! the shared [`ShadowDisk`] of `aoe-testkit` (also behind the `target_ops` fuzzer): per
+//! sector the set of contents it may hold, one normally, several after a failed (possibly
+//! torn) write, which a later successful read collapses; and its own copy of the disk's fault
+//! schedule, so the model also checks that the target calls the disk exactly once per valid
+//! transfer and never for a refused one.
 
-use aoe_core::disk::{FaultPlan, FaultSchedule, FaultyDisk, MemDisk};
+use aoe_core::disk::{FaultPlan, FaultyDisk, MemDisk};
 use aoe_core::target::{MASK_CAPACITY, RESERVE_CAPACITY};
 use aoe_core::wire::EthernetAddress;
 use aoe_core::{Config, ErrorKind, Port, Target};
+use aoe_testkit::sectors::{sector_image, write_images};
+use aoe_testkit::shadow::{ABRT, DiskCalls, Outcome, ShadowDisk};
 use aoe_tests::{
     INITIATOR_MAC, Initiator, OTHER_MAC, Reply, SHELF, SLOT, TARGET_MAC, aflags, ata_cmd,
-    sector_image,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, TestCaseError};
@@ -36,8 +38,6 @@ const MAX_FRAME: usize = 9014;
 
 const STATUS_OK: u8 = 0x40;
 const STATUS_ERR: u8 = 0x41;
-const ABRT: u8 = 0x04;
-const IDNF: u8 = 0x10;
 const LBA48_MASK: u64 = (1 << 48) - 1;
 const LBA28_MASK: u64 = 0x0FFF_FFFF;
 
@@ -46,20 +46,6 @@ fn pool_mac(index: u8) -> EthernetAddress {
     match INITIATORS.get(usize::from(index)) {
         Some(mac) => *mac,
         None => EthernetAddress([0x02, 0x00, 0x00, 0x00, 0x01, index]),
-    }
-}
-
-/// What a sector's octets are, for failure messages.
-fn describe(sector: &[u8]) -> String {
-    if sector.iter().all(|&b| b == 0) {
-        return "zeros (write 0)".into();
-    }
-    let word = u64::from_le_bytes(sector[..8].try_into().unwrap());
-    let (lba, id) = (word >> 32, u32::try_from(word & 0xFFFF_FFFF).unwrap());
-    if sector_image(lba, id) == sector {
-        format!("write {id} as meant for LBA {lba}")
-    } else {
-        format!("foreign octets starting {:02x?}", &sector[..8])
     }
 }
 
@@ -342,15 +328,6 @@ fn case_strategy() -> impl Strategy<Value = Case> {
 
 // ----- the model --------------------------------------------------------------------------------
 
-/// Disk calls the target should have made.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Calls {
-    reads: u64,
-    writes: u64,
-    flushes: u64,
-    injected: u64,
-}
-
 /// What the model predicts for one frame.
 enum Expect {
     Silence,
@@ -367,16 +344,11 @@ enum Expect {
 }
 
 struct Model {
-    sectors: u64,
-    spf: u8,
-    /// Per sector, the writes whose contents it may hold (0 = never written).
-    disk: Vec<Vec<u32>>,
-    next_id: u32,
+    /// The sectors, the fault schedule and the disk calls.
+    disk: ShadowDisk,
     config_string: Vec<u8>,
     mask: Vec<EthernetAddress>,
     reservations: Vec<EthernetAddress>,
-    fault: FaultSchedule,
-    calls: Calls,
 }
 
 /// The 24 header octets of a reply to `req`, with the E flag and `error` when given.
@@ -421,15 +393,10 @@ fn ata_status(req: &[u8], error: u8, count: u8, status: u8) -> Expect {
 impl Model {
     fn new(sectors: u64, mtu: usize) -> Model {
         Model {
-            sectors,
-            spf: sectors_per_frame(mtu),
-            disk: vec![vec![0]; usize::try_from(sectors).unwrap()],
-            next_id: 1,
+            disk: ShadowDisk::new(sectors, sectors_per_frame(mtu)),
             config_string: Vec::new(),
             mask: Vec::new(),
             reservations: Vec::new(),
-            fault: FaultSchedule::new(FaultPlan::none()),
-            calls: Calls::default(),
         }
     }
 
@@ -452,18 +419,14 @@ impl Model {
                 count,
                 short,
             } => {
-                let write = self.next_id;
-                self.next_id += 1;
+                let write = self.disk.next_write_id();
                 id = Some(write);
                 let lba = if *ext {
                     lba & LBA48_MASK
                 } else {
                     lba & LBA28_MASK
                 };
-                let mut data = Vec::with_capacity(usize::from(*count) * 512);
-                for l in lba..lba + u64::from(*count) {
-                    data.extend_from_slice(&sector_image(l, write));
-                }
+                let mut data = write_images(lba, *count, write);
                 match short {
                     None => {
                         if *ext {
@@ -615,13 +578,9 @@ impl Model {
                 if !self.reservation_allows(&source) {
                     return aoe_error(req, 6);
                 }
-                self.calls.flushes += 1;
-                if self.fault.next_fails() {
-                    self.calls.injected += 1;
-                    let error = self.fault_error();
-                    ata_status(req, error, req[26], STATUS_ERR)
-                } else {
-                    ata_status(req, 0, 0, STATUS_OK)
+                match self.disk.flush() {
+                    Outcome::Failed(error) => ata_status(req, error, req[26], STATUS_ERR),
+                    Outcome::Done => ata_status(req, 0, 0, STATUS_OK),
                 }
             }
             Op::Identify => Expect::Identify(ata_head(req, 0, 0, STATUS_OK)),
@@ -650,15 +609,6 @@ impl Model {
         }
     }
 
-    /// The ATA Error bits of an injected failure.
-    fn fault_error(&self) -> u8 {
-        if self.fault.plan().kind == ErrorKind::OutOfRange {
-            IDNF
-        } else {
-            ABRT
-        }
-    }
-
     fn transfer(
         &mut self,
         req: &[u8],
@@ -667,57 +617,27 @@ impl Model {
         count: u8,
         id: Option<u32>,
     ) -> Expect {
-        if count == 0 || count > self.spf {
-            return ata_status(req, ABRT, count, STATUS_ERR);
-        }
-        let fits = lba
-            .checked_add(u64::from(count))
-            .is_some_and(|end| end <= self.sectors);
-        if !fits {
-            return ata_status(req, IDNF, count, STATUS_ERR);
-        }
-        if write && req.len() - 36 < usize::from(count) * 512 {
-            return ata_status(req, ABRT, count, STATUS_ERR);
-        }
-        if write {
-            self.calls.writes += 1;
+        let outcome = if write {
+            let data_len = req.len() - 36;
+            self.disk.write(lba, count, data_len, id.unwrap())
         } else {
-            self.calls.reads += 1;
-        }
-        let start = usize::try_from(lba).unwrap();
-        let range = start..start + usize::from(count);
-        if self.fault.transfer_fails(lba, u64::from(count)) {
-            self.calls.injected += 1;
-            if write {
-                // Any subset of the sectors may have been written (a torn write).
-                let id = id.unwrap();
-                for candidates in &mut self.disk[range] {
-                    if !candidates.contains(&id) {
-                        candidates.push(id);
-                    }
-                }
-            }
-            let error = self.fault_error();
-            return ata_status(req, error, count, STATUS_ERR);
-        }
-        if write {
-            let id = id.unwrap();
-            for candidates in &mut self.disk[range] {
-                *candidates = vec![id];
-            }
-            ata_status(req, 0, 0, STATUS_OK)
-        } else {
-            Expect::ReadData {
+            self.disk.read(lba, count)
+        };
+        match outcome {
+            Outcome::Failed(error) => ata_status(req, error, count, STATUS_ERR),
+            Outcome::Done if write => ata_status(req, 0, 0, STATUS_OK),
+            Outcome::Done => Expect::ReadData {
                 head: ata_head(req, 0, 0, STATUS_OK),
                 lba,
                 count,
-            }
+            },
         }
     }
 
     fn config_reply(&self, req: &[u8], error: Option<u8>) -> Expect {
         let mut reply = reply_header(req, error);
-        reply.extend_from_slice(&[0x00, 0x10, 0x00, 0x01, self.spf, 0x10 | (req[29] & 0x0F)]);
+        let spf = self.disk.sectors_per_frame();
+        reply.extend_from_slice(&[0x00, 0x10, 0x00, 0x01, spf, 0x10 | (req[29] & 0x0F)]);
         let len = u16::try_from(self.config_string.len()).unwrap();
         reply.extend_from_slice(&len.to_be_bytes());
         reply.extend_from_slice(&self.config_string);
@@ -839,38 +759,6 @@ impl Model {
             _ => aoe_error(req, 2),
         }
     }
-
-    /// Checks a successful read's data against the candidates, collapsing them.
-    fn check_read(&mut self, lba: u64, data: &[u8]) -> Result<(), TestCaseError> {
-        for (l, sector) in (lba..).zip(data.chunks_exact(512)) {
-            let candidates = &mut self.disk[usize::try_from(l).unwrap()];
-            let Some(id) = candidates
-                .iter()
-                .copied()
-                .find(|&id| sector_image(l, id) == sector)
-            else {
-                return Err(TestCaseError::fail(format!(
-                    "READ of LBA {l} returned {}, expected one of writes {candidates:?}",
-                    describe(sector)
-                )));
-            };
-            *candidates = vec![id];
-        }
-        Ok(())
-    }
-
-    /// Checks every sector of the disk against the model (without collapsing).
-    fn check_disk(&self, disk: &[u8]) -> Result<(), TestCaseError> {
-        for ((l, sector), candidates) in (0u64..).zip(disk.chunks_exact(512)).zip(&self.disk) {
-            if !candidates.iter().any(|&id| sector_image(l, id) == sector) {
-                return Err(TestCaseError::fail(format!(
-                    "sector {l} holds {}, expected one of writes {candidates:?}",
-                    describe(sector)
-                )));
-            }
-        }
-        Ok(())
-    }
 }
 
 // ----- the runner -------------------------------------------------------------------------------
@@ -914,9 +802,9 @@ impl Rig {
         Ok(Some(Reply { bytes: tx }))
     }
 
-    fn calls(&self) -> Calls {
+    fn calls(&self) -> DiskCalls {
         let stats = self.target.disk().stats();
-        Calls {
+        DiskCalls {
             reads: stats.reads,
             writes: stats.writes,
             flushes: stats.flushes,
@@ -960,16 +848,24 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
             other => other,
         };
         run_step(&mut rig, &mut model, step).map_err(context)?;
-        prop_assert_eq!(rig.calls(), model.calls, "step {}: disk calls", index);
+        prop_assert_eq!(
+            rig.calls(),
+            model.disk.calls(),
+            "step {}: disk calls",
+            index
+        );
     }
-    model.check_disk(rig.target.disk().inner().as_bytes())
+    model
+        .disk
+        .check_disk(rig.target.disk().inner().as_bytes())
+        .map_err(TestCaseError::fail)
 }
 
 fn run_step(rig: &mut Rig, model: &mut Model, step: &Step) -> Result<(), TestCaseError> {
     if let Op::ArmFault(fault) = &step.op {
         let plan = *fault;
         rig.target.disk_mut().set_plan(plan);
-        model.fault = FaultSchedule::new(plan);
+        model.disk.set_fault_plan(plan);
         return Ok(());
     }
     let initiator = step.addr.initiator(INITIATORS[step.from]);
@@ -999,7 +895,10 @@ fn run_step(rig: &mut Rig, model: &mut Model, step: &Step) -> Result<(), TestCas
             check_envelope(&reply, &req)?;
             prop_assert_eq!(reply.bytes.len(), 36 + usize::from(count) * 512);
             prop_assert_eq!(&reply.bytes[..36], &head[..]);
-            model.check_read(lba, reply.ata_data())?;
+            model
+                .disk
+                .check_read(lba, reply.ata_data())
+                .map_err(TestCaseError::fail)?;
             Some(reply)
         }
         (Expect::Identify(head), Some(reply)) => {
@@ -1009,8 +908,8 @@ fn run_step(rig: &mut Rig, model: &mut Model, step: &Step) -> Result<(), TestCas
             let data = reply.ata_data();
             let lba28 = u32::from_le_bytes(data[120..124].try_into().unwrap());
             let lba48 = u64::from_le_bytes(data[200..208].try_into().unwrap());
-            prop_assert_eq!(u64::from(lba28), model.sectors.min(LBA28_MASK));
-            prop_assert_eq!(lba48, model.sectors);
+            prop_assert_eq!(u64::from(lba28), model.disk.sectors().min(LBA28_MASK));
+            prop_assert_eq!(lba48, model.disk.sectors());
             Some(reply)
         }
     };
@@ -1020,7 +919,10 @@ fn run_step(rig: &mut Rig, model: &mut Model, step: &Step) -> Result<(), TestCas
         matches!(step.op, Op::Write { .. }) && !r.is_error() && r.ata_status() == STATUS_OK
     });
     if !write_succeeded && !matches!(step.op, Op::Read { .. }) {
-        model.check_disk(rig.target.disk().inner().as_bytes())?;
+        model
+            .disk
+            .check_disk(rig.target.disk().inner().as_bytes())
+            .map_err(TestCaseError::fail)?;
     }
     Ok(())
 }

@@ -14,7 +14,7 @@
 //!
 //! Memory (`memory.x`): 256 KiB flash at 0, 64 KiB SRAM at 0x2000_0000; the link fails if less
 //! than 8 KiB are left for the stack. cortex-m-rt paints the free RAM at start-up, so
-//! [`stack_high_water`] can report the deepest stack use.
+//! `aoe_hal::cpu::stack_high_water` can report the deepest stack use.
 #![no_std]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
@@ -149,33 +149,4 @@ impl Board {
         self.card.bus_mut().set_frequency(SD_RUN_HZ);
         Ok(info)
     }
-}
-
-/// Resets the chip (SYSRESETREQ). QEMU restarts the firmware, or exits under `-no-reboot`.
-pub fn reset() -> ! {
-    cortex_m::peripheral::SCB::sys_reset()
-}
-
-/// The deepest the stack has reached since reset, in octets: cortex-m-rt painted the free RAM
-/// between `_stack_end` and `_stack_start` with `0xCCCC_CCCC` before `main`; everything above
-/// the lowest overwritten word has been used.
-pub fn stack_high_water() -> usize {
-    unsafe extern "C" {
-        static _stack_end: u32;
-        static _stack_start: u32;
-    }
-    let bottom = (&raw const _stack_end) as usize;
-    let top = (&raw const _stack_start) as usize;
-    let mut address = bottom;
-    while address < top {
-        // SAFETY: `address` lies in the RAM between `_stack_end` and `_stack_start` (aligned
-        // by cortex-m-rt's linker script), which is ours; a volatile read of a word of it
-        // has no side effects.
-        let word = unsafe { (address as *const u32).read_volatile() };
-        if word != 0xCCCC_CCCC {
-            break;
-        }
-        address += 4;
-    }
-    top - address
 }

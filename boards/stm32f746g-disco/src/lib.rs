@@ -111,16 +111,6 @@ pub struct Board {
 
 static TAKEN: AtomicBool = AtomicBool::new(false);
 
-/// A locally administered unicast MAC from the 96-bit unique device ID: 02 followed by five
-/// octets that fold all twelve ID octets together (lot, wafer and position all count).
-pub fn mac_from_unique_id(id: &[u8; 12]) -> [u8; 6] {
-    let mut mac = [0x02, 0, 0, 0, 0, 0];
-    for (index, octet) in (0u32..).zip(id) {
-        mac[1 + (index % 5) as usize] ^= octet.rotate_left(index / 5);
-    }
-    mac
-}
-
 /// Clocks: HSE 25 MHz → PLL (/25 ×432) → 216 MHz system clock (/2), 48 MHz (/9) for SDMMC1;
 /// APB1 54 MHz, APB2 108 MHz.
 fn clock_config() -> Config {
@@ -166,7 +156,7 @@ impl Board {
         pac::RCC.csr().modify(|w| w.set_rmvf(true));
 
         let p = embassy_stm32::init(clock_config());
-        let factory_mac = mac_from_unique_id(&embassy_stm32::uid::uid());
+        let factory_mac = aoe_hal::mac_from_unique_id(&embassy_stm32::uid::uid()[..]);
 
         static QUEUE: static_cell::ConstStaticCell<PacketQueue> =
             static_cell::ConstStaticCell::new(PacketQueue::new());
@@ -240,29 +230,4 @@ impl CardSlot {
         let device = self.device.take().ok_or(CardError::NotInitialized)?;
         Ok((Card::new(device, info), info))
     }
-}
-
-/// Resets the chip (after a panic, or to retry the boot).
-pub fn reset() -> ! {
-    cortex_m::peripheral::SCB::sys_reset()
-}
-
-/// The deepest the stack has reached since reset, in octets: cortex-m-rt painted the free RAM
-/// between `_stack_end` and `_stack_start` with `0xCCCC_CCCC` before `main`; everything above
-/// the lowest overwritten word has been used.
-pub fn stack_high_water() -> usize {
-    unsafe extern "C" {
-        static _stack_end: u32;
-        static _stack_start: u32;
-    }
-    let bottom = (&raw const _stack_end) as usize;
-    let top = (&raw const _stack_start) as usize;
-    let untouched = (bottom..top)
-        .step_by(4)
-        // SAFETY: every address lies in the RAM between `_stack_end` and `_stack_start`
-        // (word-aligned by cortex-m-rt's linker script), which is ours; a volatile read of a
-        // word of it has no side effects.
-        .take_while(|&address| unsafe { (address as *const u32).read_volatile() } == 0xCCCC_CCCC)
-        .count();
-    top - bottom - untouched * 4
 }

@@ -1,9 +1,8 @@
-//! The board: bring-up, pins, watchdog, MAC address (microcontroller builds only; the host
-//! builds just the W5500 driver, for its tests).
+//! The board: bring-up, pins, watchdog, MAC address (microcontroller builds only).
 
-use crate::w5500::{self, W5500, W5500Error};
 use aoe_core::wire::EthernetAddress;
 use aoe_hal::sd::{CardInfo, SdCard, SdError};
+use aoe_hal::w5500::{self, W5500, W5500Error};
 use embassy_rp::flash::{Blocking as FlashBlocking, Flash};
 use embassy_rp::gpio::{Level, Output};
 use embassy_rp::peripherals::{FLASH, SPI0, SPI1};
@@ -93,16 +92,6 @@ pub struct Board {
 
 static TAKEN: AtomicBool = AtomicBool::new(false);
 
-/// A locally administered unicast MAC from a unique ID: 02 followed by five octets that
-/// fold all the ID's octets together.
-pub fn mac_from_unique_id(id: &[u8]) -> [u8; 6] {
-    let mut mac = [0x02, 0, 0, 0, 0, 0];
-    for (index, octet) in (0u32..).zip(id) {
-        mac[1 + (index % 5) as usize] ^= octet.rotate_left(index / 5);
-    }
-    mac
-}
-
 /// Busy-waits about `micros` microseconds at [`SYSTEM_HZ`].
 fn delay_us(micros: u32) {
     cortex_m::asm::delay(micros.saturating_mul(SYSTEM_HZ / 1_000_000));
@@ -126,7 +115,7 @@ impl Board {
         // A failed read leaves zeros: the MAC is then 02:00:00:00:00:00 plus nothing, still
         // valid, and the log shows it.
         let _ = flash.blocking_unique_id(&mut unique_id);
-        let factory_mac = mac_from_unique_id(&unique_id);
+        let factory_mac = aoe_hal::mac_from_unique_id(&unique_id);
 
         // The W5500 wants its reset low for at least 500 µs, then about 1 ms for its PLL.
         let mut reset = Output::new(p.PIN_20, Level::Low);
@@ -169,29 +158,4 @@ impl Board {
         self.card.bus_mut().set_frequency(SD_RUN_HZ);
         Ok(info)
     }
-}
-
-/// Resets the chip (after a panic, or to retry the boot).
-pub fn reset() -> ! {
-    cortex_m::peripheral::SCB::sys_reset()
-}
-
-/// The deepest the stack has reached since reset, in octets: cortex-m-rt painted the free RAM
-/// between `_stack_end` and `_stack_start` with `0xCCCC_CCCC` before `main`; everything above
-/// the lowest overwritten word has been used.
-pub fn stack_high_water() -> usize {
-    unsafe extern "C" {
-        static _stack_end: u32;
-        static _stack_start: u32;
-    }
-    let bottom = (&raw const _stack_end) as usize;
-    let top = (&raw const _stack_start) as usize;
-    let untouched = (bottom..top)
-        .step_by(4)
-        // SAFETY: every address lies in the RAM between `_stack_end` and `_stack_start`
-        // (word-aligned by cortex-m-rt's linker script), which is ours; a volatile read of a
-        // word of it has no side effects.
-        .take_while(|&address| unsafe { (address as *const u32).read_volatile() } == 0xCCCC_CCCC)
-        .count();
-    top - bottom - untouched * 4
 }

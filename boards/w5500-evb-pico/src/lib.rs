@@ -2,8 +2,8 @@
 //!
 //! Board bring-up, and nothing of the protocol: [`Board::take`] starts the RP2040 (125 MHz
 //! from the 12 MHz crystal, embassy-rp's defaults), resets the W5500 and opens it in MACRAW
-//! mode ([`w5500::W5500`], an [`aoe_hal::EthernetMac`]), and sets up SPI1 for a microSD
-//! breakout ([`Board::init_card`]; the card is an [`aoe_hal::sd::SdCard`], an
+//! mode ([`aoe_hal::w5500::W5500`], an [`aoe_hal::EthernetMac`]), and sets up SPI1 for a
+//! microSD breakout ([`Board::init_card`]; the card is an [`aoe_hal::sd::SdCard`], an
 //! [`aoe_core::Disk`]). The vendor HAL is embassy-rp, in blocking mode.
 //!
 //! | function | RP2040 pins | notes |
@@ -16,8 +16,8 @@
 //! The RP2040 is an ARMv6-M core without compare-and-swap: atomics beyond load/store come
 //! from `portable-atomic` with the critical section (embassy-rp's `critical-section-impl`).
 //!
-//! On the host only [`w5500`] builds (`cargo test -p aoe-board-w5500-evb-pico --lib` runs
-//! its tests against a simulated chip); the board exists for `target_os = "none"`.
+//! The board exists for `target_os = "none"` only: on the host this crate is empty. The
+//! W5500 driver is `aoe_hal::w5500`, tested on the host with `cargo test -p aoe-hal`.
 //!
 //! Memory (`memory.x`): 2 MiB flash (W25Q16, the first 256 octets are the second-stage
 //! bootloader), 256 KiB SRAM at 0x2000_0000 (SRAM0–3, striped); the link fails if less than
@@ -28,8 +28,6 @@
 #![no_std]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
-
-pub mod w5500;
 
 #[cfg(target_os = "none")]
 mod board;

@@ -260,6 +260,23 @@ impl<D: Disk> Window<D> {
         self.inner
     }
 
+    /// The inner disk.
+    pub fn inner(&self) -> &D {
+        &self.inner
+    }
+
+    /// The inner disk, mutable: for what a platform keeps outside the window on the same
+    /// medium (the blade firmware's state record behind the exported sectors). Reads and
+    /// writes through it use the inner disk's LBAs and are not bounded by the window.
+    pub fn inner_mut(&mut self) -> &mut D {
+        &mut self.inner
+    }
+
+    /// First sector of the window on the inner disk.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
     fn translate(&self, lba: u64, count: usize) -> Result<u64, AdapterError<D::Error>> {
         if range_fits(lba, count, self.length) {
             Ok(self.offset + lba)
@@ -326,6 +343,10 @@ mod test {
             ErrorKind::OutOfRange
         );
         window.write(0, &buf[..1]).unwrap();
+        assert_eq!(window.offset(), 2);
+        // The inner disk is reachable beyond the window, in its own LBAs.
+        window.inner_mut().write(7, &buf[1..]).unwrap();
+        assert_eq!(window.inner().as_bytes()[7 * SECTOR_SIZE], 4);
         let inner = window.into_inner();
         assert_eq!(inner.as_bytes()[2 * SECTOR_SIZE], 3);
     }

@@ -13,13 +13,10 @@
 #![no_std]
 #![no_main]
 
-use aoe_board_lm3s6965evb::{
-    Board, RECEIVE_FRAMES, WATCHDOG_TICKS, aoe_hal::lm3s::ethernet::MAX_FRAME_LEN, cortex_m, reset,
-    stack_high_water,
-};
-use aoe_firmware::persist::{COPY_LEN, CopyBuffer};
-use aoe_firmware::{Crash, Defaults, report_crash, serve};
-use cortex_m_rt::{ExceptionFrame, entry, exception};
+use aoe_board_lm3s6965evb::aoe_hal::{cpu::reset, lm3s::ethernet::MAX_FRAME_LEN};
+use aoe_board_lm3s6965evb::{Board, RECEIVE_FRAMES, WATCHDOG_TICKS};
+use aoe_firmware::{Defaults, serve, until_ok};
+use cortex_m_rt::entry;
 #[cfg(feature = "rtt")]
 use defmt_rtt as _;
 #[cfg(feature = "semihosting")]
@@ -51,56 +48,17 @@ fn main() -> ! {
     }
     board.watchdog.start(WATCHDOG_TICKS);
 
-    let card = loop {
-        board.watchdog.feed();
-        match board.init_card() {
-            Ok(card) => break card,
-            Err(error) => defmt::error!("SD card: {} (retrying)", error),
-        }
-    };
-    defmt::info!(
-        "SD card {}: {=u64} sectors{=str}",
-        card.kind,
-        card.sectors,
-        if card.capacity_probed {
-            " (probed)"
-        } else {
-            ""
-        }
-    );
+    let feed_watchdog = |board: &mut Board| board.watchdog.feed();
+    let card_info = until_ok("SD card", &mut board, feed_watchdog, Board::init_card);
+    defmt::info!("SD card {}", card_info);
 
     let defaults = Defaults::with_build_address(
         board.factory_mac.unwrap_or(FALLBACK_MAC),
         RECEIVE_FRAMES,
         MAX_FRAME_LEN,
     );
-    let Some(record_buffer) = cortex_m::singleton!(: CopyBuffer = [0; COPY_LEN]) else {
-        reset()
-    };
-    let Board {
-        ethernet,
-        card,
-        mut watchdog,
-        ..
-    } = board;
-    serve(
-        ethernet,
-        card,
-        &defaults,
-        record_buffer,
-        || watchdog.feed(),
-        stack_high_water,
-    )
+    let mut watchdog = board.watchdog;
+    serve(board.ethernet, board.card, &defaults, || watchdog.feed())
 }
 
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo) -> ! {
-    report_crash(Crash::Panic(info));
-    reset()
-}
-
-#[exception]
-unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-    report_crash(Crash::HardFault(frame.pc()));
-    reset()
-}
+aoe_firmware::crash_handlers!();

@@ -12,12 +12,10 @@
 #![no_std]
 #![no_main]
 
-use aoe_board_stm32f746g_disco::{
-    Board, MAX_FRAME_LEN, RECEIVE_FRAMES, cortex_m, reset, stack_high_water,
-};
-use aoe_firmware::persist::{COPY_LEN, CopyBuffer};
-use aoe_firmware::{Crash, Defaults, report_crash, serve};
-use cortex_m_rt::{ExceptionFrame, entry, exception};
+use aoe_board_stm32f746g_disco::aoe_hal::cpu::reset;
+use aoe_board_stm32f746g_disco::{Board, MAX_FRAME_LEN, RECEIVE_FRAMES};
+use aoe_firmware::{Defaults, serve, until_ok};
+use cortex_m_rt::entry;
 use defmt_rtt as _;
 
 #[entry]
@@ -35,13 +33,12 @@ fn main() -> ! {
     }
     board.watchdog.start();
 
-    let (card, card_info) = loop {
-        board.watchdog.feed();
-        match board.slot.init_card() {
-            Ok(card) => break card,
-            Err(error) => defmt::error!("SD card: {} (retrying)", error),
-        }
-    };
+    let (card, card_info) = until_ok(
+        "SD card",
+        &mut board,
+        |board| board.watchdog.feed(),
+        |board| board.slot.init_card(),
+    );
     defmt::info!(
         "SD card {=str}: {=u64} sectors",
         if card_info.high_capacity {
@@ -53,32 +50,8 @@ fn main() -> ! {
     );
 
     let defaults = Defaults::with_build_address(board.factory_mac, RECEIVE_FRAMES, MAX_FRAME_LEN);
-    let Some(record_buffer) = cortex_m::singleton!(: CopyBuffer = [0; COPY_LEN]) else {
-        reset()
-    };
-    let Board {
-        ethernet,
-        mut watchdog,
-        ..
-    } = board;
-    serve(
-        ethernet,
-        card,
-        &defaults,
-        record_buffer,
-        || watchdog.feed(),
-        stack_high_water,
-    )
+    let mut watchdog = board.watchdog;
+    serve(board.ethernet, card, &defaults, || watchdog.feed())
 }
 
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo) -> ! {
-    report_crash(Crash::Panic(info));
-    reset()
-}
-
-#[exception]
-unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-    report_crash(Crash::HardFault(frame.pc()));
-    reset()
-}
+aoe_firmware::crash_handlers!();

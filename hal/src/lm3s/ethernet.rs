@@ -193,8 +193,10 @@ impl<'b> Ethernet<'b> {
             self.counters.rx_errors = self.counters.rx_errors.wrapping_add(1);
             return None;
         }
-        let destination = &rx[..6];
-        if destination != self.address.0 && destination != [0xFF; 6] {
+        if !rx
+            .get(..frame_len)
+            .is_some_and(|frame| crate::for_station(frame, self.address))
+        {
             self.counters.rx_filtered = self.counters.rx_filtered.wrapping_add(1);
             return None;
         }

@@ -22,8 +22,8 @@
 //! SPI frame (datasheet §2.2): 16-bit offset, control octet (block select << 3 | write << 2 |
 //! variable-length mode), then data; one chip-select period per frame.
 
+use crate::{EthernetMac, LinkState, MacCounters};
 use aoe_core::wire::EthernetAddress;
-use aoe_hal::{EthernetMac, LinkState, MacCounters};
 use embedded_hal::spi::{Operation, SpiDevice};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::time::Instant;
@@ -78,7 +78,8 @@ const SN_RX_RSR: u16 = 0x0026;
 const SN_RX_RD: u16 = 0x0028;
 
 /// Why the chip could not be started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum W5500Error {
     /// The SPI bus failed: check the wiring and the bus set-up.
     Spi,
@@ -257,8 +258,7 @@ impl<S: SpiDevice> W5500<S> {
             self.counters.rx_errors = self.counters.rx_errors.wrapping_add(1);
             return Ok(None);
         }
-        let destination = &self.rx[..6];
-        if destination != self.address.0 && destination != [0xFF; 6] {
+        if !crate::for_station(&self.rx[..frame_len], self.address) {
             self.counters.rx_filtered = self.counters.rx_filtered.wrapping_add(1);
             return Ok(None);
         }
