@@ -71,7 +71,8 @@ impl Gate {
         self.epoch.load(Ordering::Acquire)
     }
 
-    fn open(&self) {
+    /// Opens (this gateway holds the image now); workers announce the new epoch.
+    pub(crate) fn open(&self) {
         self.fenced.store(false, Ordering::Release);
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.active.store(true, Ordering::Release);

@@ -468,6 +468,20 @@ mod test {
         Arc<AtomicBool>,
         std::thread::JoinHandle<WorkerStats>,
     ) {
+        let (link, stop, thread, _) = serve_with(storage, |_| {});
+        (link, stop, thread)
+    }
+
+    /// `serve`, with `prepare` run on the export before the worker starts; the export too.
+    fn serve_with(
+        storage: Arc<dyn Storage>,
+        prepare: impl FnOnce(&Export),
+    ) -> (
+        MemLink,
+        Arc<AtomicBool>,
+        std::thread::JoinHandle<WorkerStats>,
+        Arc<Export>,
+    ) {
         let spec = ExportSpec {
             shelf: 9,
             slot: 4,
@@ -479,8 +493,9 @@ mod test {
             ha: crate::spec::Ha::None,
         };
         let export = Arc::new(Export::with_storage(spec, storage).unwrap());
+        prepare(&export);
         let routes = Arc::new(Routes::default());
-        routes.set(vec![export]);
+        routes.set(vec![Arc::clone(&export)]);
         let (target_end, initiator_end) = mem::pair(TARGET, INITIATOR, 1500);
         let stop = Arc::new(AtomicBool::new(false));
         let worker = LinkWorker::new(
@@ -495,6 +510,7 @@ mod test {
             initiator_end,
             stop,
             std::thread::spawn(move || worker.run()),
+            export,
         )
     }
 
@@ -664,6 +680,64 @@ mod test {
             text.contains("sectors 0..2048") && text.contains("all match"),
             "{text}"
         );
+        stop.store(true, Ordering::SeqCst);
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn a_closed_gate_is_silent_even_to_discovery_and_an_opened_one_announces_and_serves() {
+        let storage = Arc::new(MemStorage::new(64));
+        let (mut link, stop, thread, export) =
+            serve_with(storage, |export| export.gate().close_fenced());
+        let mut query = vec![0u8; 60];
+        let broadcast = Address {
+            mac: aoe_initiator::frame::BROADCAST,
+            shelf: 0xFFFF,
+            slot: 0xFF,
+        };
+        write_header(
+            &mut query,
+            INITIATOR,
+            broadcast,
+            aoe::Command::QueryConfig,
+            7,
+        );
+        send(&mut link, &[query.clone(), ata(8, ATA_READ_EXT, 0, &[], 1)]);
+        let mut frames = Vec::new();
+        let deadline = Instant::now() + Duration::from_millis(400);
+        while Instant::now() < deadline {
+            link.wait(Some(Duration::from_millis(50))).unwrap();
+            link.recv(&mut frames, 64).unwrap();
+        }
+        assert!(
+            frames.is_empty(),
+            "a closed gate answered {} frames",
+            frames.len()
+        );
+
+        // Opened (a failover gateway took its image over): announced at once, then served.
+        export.gate().open();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let announced = loop {
+            assert!(
+                Instant::now() < deadline,
+                "no announcement after the gate opened"
+            );
+            link.wait(Some(Duration::from_millis(50))).unwrap();
+            link.recv(&mut frames, 64).unwrap();
+            if let Some(frame) = frames.drain(..).find(|f| f.as_slice()[19] == 1) {
+                break frame.as_slice().to_vec();
+            }
+        };
+        assert_eq!(
+            &announced[0..6],
+            &[0xFF; 6],
+            "the announcement is a broadcast"
+        );
+        send(&mut link, &[ata(9, ATA_READ_EXT, 0, &[], 1)]);
+        let got = replies(&mut link, 1);
+        assert_eq!(tag_of(&got[0]), 9);
+        assert_eq!(got[0][27], 0x40, "answered with DRDY");
         stop.store(true, Ordering::SeqCst);
         thread.join().unwrap();
     }

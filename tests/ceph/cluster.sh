@@ -166,7 +166,7 @@ osd_id=$(echo "{\"cephx_secret\": \"$osd_key\"}" | ceph osd new "$osd_uuid" -i -
 printf '[osd.%s]\n\tkey = %s\n' "$osd_id" "$osd_key" >"$dir/osd/keyring"
 ceph-osd -i "$osd_id" --mkfs --osd-uuid "$osd_uuid" --keyring "$dir/osd/keyring" >/dev/null 2>&1 ||
     { echo "cluster.sh: ceph-osd --mkfs failed (see $dir/log)" >&2; exit 1; }
-ceph-osd -i "$osd_id" --keyring "$dir/osd/keyring"
+ceph-osd -i "$osd_id" --keyring "$dir/osd/keyring" 2>>"$dir/log/osd-start.log"
 say "OSD $osd_id up ($store, $size MiB, $((SECONDS - started)) s)"
 
 ceph osd pool create rbd 8 8 >/dev/null 2>&1
