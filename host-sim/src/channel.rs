@@ -17,10 +17,14 @@
 //! * Frames lent by a kernel receive ring ([`Frame::is_transient`]) are held only by a storage
 //!   queue that completes during its commit; for other queues the request is copied into a
 //!   pool frame first, so a slow disk never stops the ring.
-//! * A control command that changed the export's target state is saved (with a state
-//!   directory) before its reply is written; if the save fails the reply is withheld (the
-//!   initiator retries) and the failure is logged and counted. A retired export (a reload
-//!   replaced it) answers nothing new.
+//! * A control command that changed the export's target state is saved before its reply is
+//!   written (in the state directory, or in the image's metadata for a failover export); if
+//!   the save fails the reply is withheld (the initiator retries) and the failure is logged and
+//!   counted. A retired export (a reload replaced it) answers nothing new.
+//! * While the export's gate is closed (a failover gateway that does not hold its image) no
+//!   reply leaves, not even for I/O that completed; a failover export whose storage refuses an
+//!   I/O as "not ready" (blocklisted, lost the lock) closes its gate at once and that request
+//!   gets no reply (the initiator retries it on the gateway that took over).
 //! * Nothing is allocated per frame: the plan slab, the completion list and the list of
 //!   replies waiting to be sent keep their capacity. Counters are relaxed atomics
 //!   ([`crate::metrics`]); a reply's latency is measured from the start of the turn that
@@ -115,6 +119,11 @@ pub struct Channel {
     errors: ErrorLog,
     /// Requests dropped because no pool frame was free to copy a ring frame into.
     pub pool_drops: u64,
+    /// The export's gate epoch the worker last announced.
+    pub announced_epoch: u32,
+    /// The gate epoch of the last disk I/O answered (a failover gateway logs the first one
+    /// after each takeover: the end of the initiator's outage).
+    answered_epoch: u32,
 }
 
 impl std::fmt::Debug for Channel {
@@ -139,7 +148,6 @@ impl Channel {
         let inline = export.storage().capabilities().completes_inline;
         Ok(Channel {
             on_link: OnLink::New,
-            export,
             queue: Ordered::new(queue),
             inline,
             plans: PlanSlab::default(),
@@ -147,6 +155,9 @@ impl Channel {
             unsent: Vec::with_capacity(256),
             errors: ErrorLog::default(),
             pool_drops: 0,
+            announced_epoch: export.gate().epoch(),
+            answered_epoch: export.gate().epoch(),
+            export,
         })
     }
 
@@ -215,7 +226,9 @@ impl Channel {
     pub fn replies_sent(&mut self, now: Instant) {
         let metrics = self.export.metrics();
         for (received, done) in self.unsent.drain(..) {
-            metrics.latency.record(now.saturating_duration_since(received));
+            metrics
+                .latency
+                .record(now.saturating_duration_since(received));
             match done {
                 Some((IoOp::Read, bytes)) => {
                     metrics.reads.add(1);
@@ -256,11 +269,21 @@ impl Channel {
         }
         let mut target = self.export.target();
         let metrics = self.export.metrics();
+        let failover = self.export.is_failover();
         for completion in self.completions.drain(..) {
             let Some((plan, received)) = self.plans.take(completion.tag) else {
                 continue;
             };
             metrics.in_flight.add(-1);
+            if failover
+                && matches!(completion.result, Err(e) if e.kind == aoe_core::disk::ErrorKind::NotReady)
+            {
+                // Blocklisted or no longer the lock holder: another gateway owns the image now.
+                self.export.gate().close_fenced();
+            }
+            if !self.export.serving() {
+                continue;
+            }
             let done = completion
                 .result
                 .is_ok()
@@ -296,6 +319,16 @@ impl Channel {
                 frame.set_len(len);
                 replies.push(frame);
                 self.unsent.push((received, done));
+                if failover {
+                    let epoch = self.export.gate().epoch();
+                    if epoch != self.answered_epoch {
+                        self.answered_epoch = epoch;
+                        log::warn!(
+                            "{}: first I/O answered since becoming active",
+                            self.export.spec().name()
+                        );
+                    }
+                }
             }
         }
     }

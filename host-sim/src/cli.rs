@@ -19,7 +19,9 @@
 //! vblade would misread: numbers that are not numbers, shelf 65535/4095, slot 255, a buffer
 //! count below 2, bad MACs.
 
-use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, NetOptions, SpecError, StatePresets};
+use crate::spec::{
+    self, DEFAULT_BUFFER_COUNT, ExportSpec, Ha, NetOptions, SpecError, StatePresets,
+};
 use aoe_net::LinkSpec;
 use aoe_storage::file::DiskOptions;
 use log::LevelFilter;
@@ -101,7 +103,9 @@ usage: host-sim [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] [-m mac[,mac.
        host-sim --help | --help-man | --version
 
 Export filename (a file or block device) as ATA over Ethernet target e<shelf>.<slot> on
-interface netif, as vblade does; or serve every export of a TOML config file.
+interface netif, as vblade does; or serve every export of a TOML config file. filename may
+also be a Ceph RBD image, rbd:POOL/IMAGE[@SNAP][:conf=PATH][:id=NAME][:keyring=PATH], or an
+NBD export, nbd+unix:///EXPORT?socket=PATH or nbd://HOST[:PORT]/EXPORT.
 
 export options (vblade's):
   -b bufcnt   Buffer Count to advertise (frames queued without loss; default 64, at least 2)
@@ -115,6 +119,9 @@ export options (vblade's):
               or crash of this host loses acknowledged writes (default: every write is on
               stable storage before it is acknowledged; the Linux initiator never flushes)
   --tap NAME  also (or, without netif, only) export over TAP device NAME
+  --ha rbd-lock
+              one of several failover gateways of an RBD image: answer only while
+              holding its lock
 
 daemon options:
   --config FILE        serve the exports listed in a TOML file; SIGHUP reloads it
@@ -256,13 +263,14 @@ struct Raw {
     link: Option<String>,
     workers: Option<String>,
     busy_poll: Option<String>,
+    ha: Option<String>,
     operands: Vec<String>,
     help: bool,
     help_man: bool,
     version: bool,
 }
 
-const LONG_WITH_VALUE: [&str; 11] = [
+const LONG_WITH_VALUE: [&str; 12] = [
     "tap",
     "config",
     "log-level",
@@ -274,6 +282,7 @@ const LONG_WITH_VALUE: [&str; 11] = [
     "link",
     "workers",
     "busy-poll",
+    "ha",
 ];
 
 /// Parses `args` (without the program name).
@@ -360,7 +369,8 @@ where
             || raw.length.is_some()
             || !raw.macs.is_empty()
             || raw.disk != DiskOptions::default()
-            || raw.tap.is_some();
+            || raw.tap.is_some()
+            || raw.ha.is_some();
         if !raw.operands.is_empty() || vblade_flags {
             return Err(SpecError(
                 "--config takes the exports from the file; give no shelf, slot, netif, filename or export options with it"
@@ -437,6 +447,7 @@ fn scan(args: &[String]) -> Result<Raw, SpecError> {
                 ("link", value) => raw.link = value,
                 ("workers", value) => raw.workers = value,
                 ("busy-poll", value) => raw.busy_poll = value,
+                ("ha", value) => raw.ha = value,
                 _ => {
                     return Err(SpecError(format!(
                         "unrecognized option --{name} (see --help)"
@@ -530,6 +541,12 @@ fn single_export(raw: Raw) -> Result<ExportSpec, SpecError> {
         disk,
         mac_mask,
         state: StatePresets::default(),
+        ha: raw
+            .ha
+            .as_deref()
+            .map(Ha::parse)
+            .transpose()?
+            .unwrap_or_default(),
     };
     export.validate()?;
     Ok(export)
@@ -555,6 +572,20 @@ mod test {
             Err(error) => error.0,
             Ok(other) => panic!("{args:?} accepted: {other:?}"),
         }
+    }
+
+    #[test]
+    fn network_storage_and_ha_parse_from_the_command_line() {
+        let spec = run(&["--ha", "rbd-lock", "1", "0", "eth1", "rbd:rbd/img:id=aoe"]);
+        assert_eq!(spec.ha, Ha::RbdLock);
+        assert_eq!(spec.file, PathBuf::from("rbd:rbd/img:id=aoe"));
+        let spec = run(&["-r", "1", "0", "eth1", "nbd+unix:///x?socket=/s"]);
+        assert_eq!(spec.ha, Ha::None);
+        assert!(refused(&["--ha", "rbd-lock", "1", "0", "eth1", "/srv/disk"]).contains("rbd-lock"));
+        assert!(refused(&["--ha", "carp", "1", "0", "eth1", "rbd:a/b"]).contains("carp"));
+        assert!(refused(&["-d", "1", "0", "eth1", "rbd:a/b"]).contains("apply to files"));
+        assert!(refused(&["1", "0", "eth1", "rbd:a"]).contains("POOL/IMAGE"));
+        assert!(refused(&["--config", "c.toml", "--ha", "rbd-lock"]).contains("--config"));
     }
 
     #[test]

@@ -30,6 +30,15 @@
 //! reserve = []                       # preset of the reserve list
 //! pin = ["mac_mask"]                 # initiators may not change these (of config_string,
 //!                                    # mac_mask, reserve)
+//!
+//! [[export]]
+//! shelf = 1
+//! slot = 1
+//! interfaces = ["eth1"]
+//! # A Ceph RBD image (conf, id, keyring and a snapshot are optional) or an NBD export
+//! # ("nbd+unix:///EXPORT?socket=PATH", "nbd://HOST:PORT/EXPORT").
+//! file = "rbd:rbd/disk1:conf=/etc/ceph/ceph.conf:id=aoe"
+//! ha = "rbd-lock"                    # several gateways, one active (the lock holder)
 //! ```
 //!
 //! Presets are the target state an export starts with when nothing is saved for it in the
@@ -42,7 +51,9 @@
 //! writable export's sectors overlap another's (see `guard::check_shared_files`).
 
 use crate::cli::parse_level;
-use crate::spec::{self, DEFAULT_BUFFER_COUNT, ExportSpec, NetOptions, SpecError, StatePresets};
+use crate::spec::{
+    self, Backing, DEFAULT_BUFFER_COUNT, ExportSpec, Ha, NetOptions, SpecError, StatePresets,
+};
 use aoe_core::target::Pinned;
 use aoe_net::LinkSpec;
 use aoe_storage::file::DiskOptions;
@@ -124,6 +135,7 @@ struct RawExport {
     reserve: Vec<String>,
     #[serde(default)]
     pin: Vec<String>,
+    ha: Option<String>,
 }
 
 /// Reads and parses `path`; relative `file` paths are taken relative to the config file's
@@ -218,7 +230,12 @@ pub fn parse(text: &str, base: &Path) -> Result<ConfigFile, SpecError> {
             shelf: export.shelf,
             slot: export.slot,
             links,
-            file: base.join(&export.file),
+            // Network storage names no path relative to the config file.
+            file: if Backing::is_remote(&export.file) {
+                export.file.clone()
+            } else {
+                base.join(&export.file)
+            },
             buffer_count: export.buffer_count.unwrap_or(DEFAULT_BUFFER_COUNT),
             disk: DiskOptions {
                 direct: export.direct,
@@ -234,6 +251,13 @@ pub fn parse(text: &str, base: &Path) -> Result<ConfigFile, SpecError> {
                 reserve,
                 pinned,
             },
+            ha: export
+                .ha
+                .as_deref()
+                .map(Ha::parse)
+                .transpose()
+                .map_err(|e| SpecError(format!("{name}: {e}")))?
+                .unwrap_or_default(),
         };
         spec.validate()
             .map_err(|e| SpecError(format!("{name}: {e}")))?;
@@ -353,6 +377,13 @@ writeback = true
             .join("\n");
         let config = parse(&example, Path::new("/")).unwrap();
         assert_eq!(config.exports[0].links.len(), 2);
+        let rbd = &config.exports[1];
+        assert_eq!(rbd.ha, Ha::RbdLock);
+        assert_eq!(
+            rbd.file,
+            PathBuf::from("rbd:rbd/disk1:conf=/etc/ceph/ceph.conf:id=aoe"),
+            "not joined to the config's directory"
+        );
     }
 
     #[test]
@@ -413,6 +444,8 @@ writeback = true
                 "export #1 (e1.0): \"nonsense\" is not a MAC",
             ),
             (export("offset = -1"), "offset"),
+            (export("ha = \"rbd-lock\""), "needs a writable rbd:"),
+            (export("ha = \"vrrp\""), "ha \"vrrp\""),
             (export("log_level = 3"), "unknown field `log_level`"),
             (
                 "link = \"fast\"\n".to_owned() + &export(""),

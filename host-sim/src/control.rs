@@ -617,6 +617,7 @@ mod test {
             disk: DiskOptions::default(),
             mac_mask: vec![],
             state: StatePresets::default(),
+            ha: crate::spec::Ha::None,
         };
         let export = Arc::new(Export::with_storage(spec, Arc::new(MemStorage::new(64))).unwrap());
         export.metrics().reads.add(7);

@@ -366,6 +366,16 @@ impl Supervisor {
             }
         }
         logger::set_level(self.level);
+        for export in &opened {
+            export.start()?;
+        }
+        // A kept export whose storage was resized (an RBD image) shows its new capacity.
+        for export in next
+            .iter()
+            .filter(|e| !opened.iter().any(|o| Arc::ptr_eq(o, e)))
+        {
+            export.refresh_capacity();
+        }
         // Commit: nothing below can fail.
         for export in &opened {
             // vblade's line on stdout; a closed or broken stdout must not stop the daemon.
@@ -388,8 +398,13 @@ impl Supervisor {
                 );
             }
             let line = format!(
-                "{}: serving {} ({} sectors{}{}{}): {}",
+                "{}: {} {} ({} sectors{}{}{}): {}",
                 spec.name(),
+                if export.is_failover() {
+                    "failover gateway for"
+                } else {
+                    "serving"
+                },
                 spec.file.display(),
                 export.sectors(),
                 if spec.disk.read_only {

@@ -7,7 +7,15 @@
 //! * The engine is told the storage's capacity once, at open; it never runs disk work itself
 //!   (the workers run each `DiskIo` through their storage queue), see [`Capacity`].
 //! * When the last holder drops an export (shutdown, or a reload that removed or changed it),
-//!   its storage is flushed, so every acknowledged write is durable before the process exits.
+//!   its storage is flushed, so every acknowledged write is durable before the process exits
+//!   (and a failover gateway releases the image's lock, so that a standby takes over at once).
+//! * [`Export::open`] chooses the back end from the spec's `file` ([`Backing`]): a file or
+//!   block device, a Ceph RBD image (`rbd:`), or an NBD export (`nbd://`, `nbd+unix://`).
+//! * An export answers only while its [`Gate`] is open: always, except for a failover export
+//!   (`ha = "rbd-lock"`), whose gate the manager of [`crate::ha`] opens while this gateway holds
+//!   the image's lock. A failover export's config string, mask and reservations live in the
+//!   image's metadata (they follow the image to the gateway that takes over), not in the state
+//!   directory.
 //! * **Target state survives**: with a state directory, a change of the config string, mask or
 //!   reserve list is saved ([`Export::persist`]) before the reply that acknowledges it; an
 //!   export starts from its saved state, and a reload that changes an export's settings but not
@@ -22,8 +30,9 @@
 //!   ([`Export::disk_errors`]).
 
 use crate::guard::{FileLock, FileLocks};
+use crate::ha::{self, Gate};
 use crate::metrics::ExportMetrics;
-use crate::spec::{ExportSpec, SpecError};
+use crate::spec::{Backing, ExportSpec, Ha, SpecError};
 use crate::state::{Identity, Record, StateStore, TargetState};
 use aoe_core::disk::{Disk, ErrorKind, Sector};
 use aoe_core::identify;
@@ -31,6 +40,8 @@ use aoe_core::target::Pinned;
 use aoe_core::{Config, Target};
 use aoe_storage::durable::Commit;
 use aoe_storage::file::OpenError;
+use aoe_storage::nbd::{NbdOptions, NbdStorage};
+use aoe_storage::rbd::{RbdOptions, RbdStorage};
 use aoe_storage::{Durability, Engine, Storage};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -97,6 +108,8 @@ pub enum ExportError {
     Guard(String),
     /// The saved state cannot be read or does not fit.
     State(String),
+    /// Network storage (RBD, NBD) could not be opened.
+    Remote(String),
 }
 
 impl std::fmt::Display for ExportError {
@@ -105,7 +118,9 @@ impl std::fmt::Display for ExportError {
             ExportError::Disk(error) => error.fmt(f),
             ExportError::Config(error) => error.fmt(f),
             ExportError::Spec(error) => error.fmt(f),
-            ExportError::Guard(error) | ExportError::State(error) => f.write_str(error),
+            ExportError::Guard(error) | ExportError::State(error) | ExportError::Remote(error) => {
+                f.write_str(error)
+            }
         }
     }
 }
@@ -172,6 +187,10 @@ pub struct Export {
     metrics: ExportMetrics,
     /// The state restored from a saved record at open, if any.
     restored: Option<TargetState>,
+    /// Whether and when the export answers (see [`Gate`]).
+    gate: Gate,
+    /// The RBD image of a failover export (its lock, heartbeat and metadata).
+    failover: Option<Arc<RbdStorage>>,
 }
 
 impl Export {
@@ -187,26 +206,106 @@ impl Export {
         store: Option<&StateStore>,
     ) -> Result<Export, ExportError> {
         spec.validate().map_err(ExportError::Spec)?;
-        let lock = FILE_LOCKS
-            .lock(&spec.file, !spec.disk.read_only)
-            .map_err(ExportError::Guard)?;
-        let opened = aoe_storage::open(&spec.file, spec.disk, engine).map_err(ExportError::Disk)?;
+        let read_only = spec.disk.read_only;
+        let backing = Backing::of(&spec.file).map_err(ExportError::Spec)?;
+        let lock = match &backing {
+            Backing::File(path) => Some(
+                FILE_LOCKS
+                    .lock(path, !read_only)
+                    .map_err(ExportError::Guard)?,
+            ),
+            Backing::Rbd(_) | Backing::Nbd(_) => None,
+        };
+        let mut engine_and_commit = None;
+        let mut block_device = false;
+        let mut failover = None;
+        let storage: Arc<dyn Storage> = match backing {
+            Backing::File(path) => {
+                let opened =
+                    aoe_storage::open(&path, spec.disk, engine).map_err(ExportError::Disk)?;
+                engine_and_commit = Some((engine, opened.commit));
+                block_device = opened.block_device;
+                opened.storage
+            }
+            Backing::Rbd(rbd) => {
+                let storage = Arc::new(
+                    RbdStorage::open(&rbd, RbdOptions { read_only })
+                        .map_err(ExportError::Remote)?,
+                );
+                if spec.ha == Ha::RbdLock {
+                    failover = Some(Arc::clone(&storage));
+                }
+                storage
+            }
+            Backing::Nbd(address) => Arc::new(
+                NbdStorage::open(&address, NbdOptions { read_only })
+                    .map_err(ExportError::Remote)?,
+            ),
+        };
         let identity = Identity::of(spec.shelf, spec.slot, &spec.file);
+        // A failover export keeps its state in the image (see `crate::ha`), not here.
+        let store = store.filter(|_| failover.is_none());
         let saved = match store {
             Some(store) => store.load(&identity).map_err(ExportError::State)?,
             None => None,
         };
-        let mut export = Export::build(
-            spec,
-            opened.storage,
-            identity,
-            store.cloned(),
-            saved.as_ref(),
-        )?;
-        export.block_device = opened.block_device;
-        export.engine = Some((engine, opened.commit));
-        export._lock = Some(lock);
+        let mut export = Export::build(spec, storage, identity, store.cloned(), saved.as_ref())?;
+        export.block_device = block_device;
+        export.engine = engine_and_commit;
+        export._lock = lock;
+        export.failover = failover;
         Ok(export)
+    }
+
+    /// Starts what runs beside the workers: the failover manager of an `rbd-lock` export
+    /// (see [`crate::ha`]). Call once, after the export is shared.
+    ///
+    /// # Errors
+    /// When a thread cannot be started.
+    pub fn start(self: &Arc<Export>) -> Result<(), String> {
+        match &self.failover {
+            Some(storage) => ha::start(self, Arc::clone(storage)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether and when the export answers.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// True while the export answers frames (see [`Gate`]).
+    pub fn serving(&self) -> bool {
+        self.gate.is_open()
+    }
+
+    /// True for a failover export.
+    pub fn is_failover(&self) -> bool {
+        self.failover.is_some()
+    }
+
+    /// Reads the storage's size again (a reload): a resized RBD image gets an engine of the new
+    /// capacity, with the same config string, mask and reservations. Returns the new size when
+    /// it changed.
+    pub fn refresh_capacity(&self) -> Option<u64> {
+        let now = self.storage.capacity_now()?;
+        let mut target = self.target();
+        let old = target.sector_count();
+        if now == old || now == 0 {
+            return None;
+        }
+        let mut resized = Target::new(*target.config(), Capacity(now)).ok()?;
+        let _ = resized.set_config_string(target.config_string());
+        for mac in target.mask() {
+            let _ = resized.mask_add(*mac);
+        }
+        let _ = resized.set_reservations(target.reservations());
+        *target = resized;
+        log::info!(
+            "{}: capacity is now {now} sectors (was {old})",
+            self.spec.name()
+        );
+        Some(now)
     }
 
     /// Builds the engine for `spec` over an opened `storage` (the spec's file is only named; no
@@ -230,6 +329,7 @@ impl Export {
         store: Option<StateStore>,
         saved: Option<&Record>,
     ) -> Result<Export, ExportError> {
+        let spec_ha_none = spec.ha == Ha::None;
         let mut config = Config::new(spec.shelf, spec.slot);
         config.buffer_count = spec.buffer_count;
         config.max_frame_len = FRAME_CAPACITY;
@@ -277,6 +377,8 @@ impl Export {
             _lock: None,
             metrics: ExportMetrics::default(),
             restored,
+            gate: Gate::new(spec_ha_none),
+            failover: None,
         })
     }
 
@@ -324,10 +426,15 @@ impl Export {
     }
 
     /// Saves the target state if it changed since it was last saved (`target` is this export's
-    /// engine, locked by the caller). True when the state is saved (or there is no state
-    /// directory): the reply may go. False when the save failed: the caller withholds the
-    /// reply, so the initiator retries, and the save is tried again then.
+    /// engine, locked by the caller): in the image's metadata for a failover export, else in
+    /// the state directory. True when the state is saved (or there is nowhere to save it): the
+    /// reply may go. False when the save failed: the caller withholds the reply, so the
+    /// initiator retries, and the save is tried again then (a failover export that cannot write
+    /// its image may have lost it: its gate closes, fenced).
     pub fn persist(&self, target: &Target<Capacity>) -> bool {
+        if let Some(storage) = &self.failover {
+            return self.persist_in_image(storage, target);
+        }
         let Some(store) = &self.store else {
             return true;
         };
@@ -372,6 +479,29 @@ impl Export {
         }
     }
 
+    fn persist_in_image(&self, storage: &RbdStorage, target: &Target<Capacity>) -> bool {
+        let generation = target.generation();
+        if self.saved_generation.load(Ordering::Acquire) == generation {
+            return true;
+        }
+        match ha::save_state(storage, target) {
+            Ok(()) => {
+                self.saved_generation.store(generation, Ordering::Release);
+                self.metrics.state_saves.add(1);
+                true
+            }
+            Err(error) => {
+                self.metrics.state_save_failures.add(1);
+                log::error!(
+                    "{}: state not saved in the image: {error}",
+                    self.spec.name()
+                );
+                self.gate.close_fenced();
+                false
+            }
+        }
+    }
+
     /// What it was made from.
     pub fn spec(&self) -> &ExportSpec {
         &self.spec
@@ -389,7 +519,8 @@ impl Export {
 
     /// Exported sectors.
     pub fn sectors(&self) -> u64 {
-        self.storage.capabilities().sectors
+        // The engine's capacity: a reload may have updated it (a resized RBD image).
+        self.target().sector_count()
     }
 
     /// The engine, locked. A worker that panicked while holding it left nothing half-done that
@@ -466,6 +597,9 @@ impl Export {
 
 impl Drop for Export {
     fn drop(&mut self) {
+        if let Some(storage) = &self.failover {
+            ha::release(storage, &self.gate);
+        }
         // The last holder is gone (shutdown or reload): make every acknowledged write durable.
         if let Err(error) = self.storage.flush() {
             log::error!(
@@ -536,6 +670,7 @@ mod test {
             disk: DiskOptions::default(),
             mac_mask: vec![],
             state: StatePresets::default(),
+            ha: crate::spec::Ha::None,
         }
     }
 

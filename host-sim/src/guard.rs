@@ -598,6 +598,7 @@ mod test {
             },
             mac_mask: vec![],
             state: StatePresets::default(),
+            ha: crate::spec::Ha::None,
         }
     }
 

@@ -7,6 +7,7 @@
 //! * [`worker`]: the event loop, one thread per link (`aoe_net::Link`); [`channel`]: one
 //!   worker's path to one export, frames through the engine and the storage queue;
 //!   [`latency`]: where a worker's time per request goes.
+//! * [`ha`]: failover between gateways of one RBD image (only the lock holder answers).
 //! * [`daemon`]: start-up, SIGHUP reload, clean SIGINT/SIGTERM shutdown; [`logger`]: log lines.
 //!
 //! `docs/ARCHITECTURE.md` at the top of the repository shows how the crates fit together and
@@ -21,6 +22,7 @@ pub mod control;
 pub mod daemon;
 pub mod export;
 pub mod guard;
+pub mod ha;
 pub mod latency;
 pub mod logger;
 pub mod metrics;

@@ -5,8 +5,10 @@ use aoe_core::target::{MASK_CAPACITY, Pinned, RESERVE_CAPACITY};
 use aoe_core::wire::cfg::MAX_CONFIG_STRING_LEN;
 use aoe_net::{EthernetAddress, LinkSpec};
 use aoe_storage::file::DiskOptions;
+use aoe_storage::nbd::NbdAddress;
+use aoe_storage::rbd::RbdSpec;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Buffer Count advertised unless `-b` says otherwise. The Linux initiator keeps up to
 /// min(Buffer Count, 64) frames in flight per target; vblade's 16 leaves throughput unused, and
@@ -33,6 +35,8 @@ pub struct ExportSpec {
     pub mac_mask: Vec<EthernetAddress>,
     /// Presets and pins of the target state (config file only).
     pub state: StatePresets,
+    /// Failover between gateways (`ha = "rbd-lock"`, `--ha rbd-lock`).
+    pub ha: Ha,
 }
 
 /// What the configuration says about an export's target state (`config_string`, `reserve`
@@ -49,6 +53,68 @@ pub struct StatePresets {
     pub reserve: Vec<EthernetAddress>,
     /// The parts initiators may not change.
     pub pinned: Pinned,
+}
+
+/// How an export shares its storage with other gateways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ha {
+    /// It does not: this process serves it alone.
+    #[default]
+    None,
+    /// Several gateways run for one RBD image; only the holder of the image's exclusive lock
+    /// answers, the others stay silent until they take it over (see `crate::ha`).
+    RbdLock,
+}
+
+impl Ha {
+    /// Parses `rbd-lock` (or `none`).
+    ///
+    /// # Errors
+    /// For anything else.
+    pub fn parse(text: &str) -> Result<Ha, SpecError> {
+        match text {
+            "rbd-lock" => Ok(Ha::RbdLock),
+            "none" => Ok(Ha::None),
+            other => Err(SpecError(format!(
+                "ha {other:?} is not one of rbd-lock, none"
+            ))),
+        }
+    }
+}
+
+/// What an export's `file` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backing {
+    /// A file or block device.
+    File(PathBuf),
+    /// A Ceph RBD image (`rbd:pool/image...`).
+    Rbd(RbdSpec),
+    /// An NBD export (`nbd://...`, `nbd+unix://...`).
+    Nbd(NbdAddress),
+}
+
+impl Backing {
+    /// True if `file` names network storage (RBD or NBD), which is never relative to a
+    /// config file's directory.
+    pub fn is_remote(file: &Path) -> bool {
+        file.to_str()
+            .is_some_and(|text| RbdSpec::is_rbd(text) || NbdAddress::is_nbd(text))
+    }
+
+    /// Classifies and parses `file`.
+    ///
+    /// # Errors
+    /// When an `rbd:` or NBD URI is malformed.
+    pub fn of(file: &Path) -> Result<Backing, SpecError> {
+        let Some(text) = file.to_str().filter(|_| Backing::is_remote(file)) else {
+            return Ok(Backing::File(file.to_owned()));
+        };
+        if RbdSpec::is_rbd(text) {
+            RbdSpec::parse(text).map(Backing::Rbd).map_err(SpecError)
+        } else {
+            NbdAddress::parse(text).map(Backing::Nbd).map_err(SpecError)
+        }
+    }
 }
 
 impl ExportSpec {
@@ -94,6 +160,28 @@ impl ExportSpec {
                 "export {} has no interface or TAP device",
                 self.name()
             )));
+        }
+        let backing = Backing::of(&self.file)?;
+        let disk = self.disk;
+        if !matches!(backing, Backing::File(_))
+            && (disk.direct || disk.sync || disk.offset != 0 || disk.length.is_some())
+        {
+            return Err(SpecError(format!(
+                "{}: -d, -s, -o and -l apply to files; {} is network storage",
+                self.name(),
+                self.file.display()
+            )));
+        }
+        if self.ha == Ha::RbdLock {
+            match backing {
+                Backing::Rbd(rbd) if rbd.snapshot.is_none() && !disk.read_only => {}
+                _ => {
+                    return Err(SpecError(format!(
+                        "{}: ha = \"rbd-lock\" needs a writable rbd:POOL/IMAGE export",
+                        self.name()
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -255,6 +343,7 @@ mod test {
             disk: DiskOptions::default(),
             mac_mask: vec![],
             state: StatePresets::default(),
+            ha: Ha::None,
         };
         assert!(spec.validate().unwrap_err().0.contains("below 2"));
         spec.buffer_count = 2;
@@ -276,5 +365,47 @@ mod test {
         spec.links.clear();
         assert!(spec.validate().unwrap_err().0.contains("no interface"));
         assert_eq!(spec.name(), "e1.2");
+    }
+
+    #[test]
+    fn network_storage_is_recognised_and_checked() {
+        let mut spec = ExportSpec {
+            shelf: 1,
+            slot: 2,
+            links: vec![LinkSpec::packet("eth1")],
+            file: "rbd:rbd/disk:id=aoe".into(),
+            buffer_count: 16,
+            disk: DiskOptions::default(),
+            mac_mask: vec![],
+            state: StatePresets::default(),
+            ha: Ha::RbdLock,
+        };
+        assert!(spec.validate().is_ok());
+        assert!(matches!(Backing::of(&spec.file), Ok(Backing::Rbd(r)) if r.image == "disk"));
+        spec.file = "rbd:rbd/disk@snap".into();
+        assert!(spec.validate().unwrap_err().0.contains("writable rbd:"));
+        spec.ha = Ha::None;
+        assert!(spec.validate().is_ok());
+        spec.disk.offset = 8;
+        assert!(spec.validate().unwrap_err().0.contains("apply to files"));
+        spec.disk.offset = 0;
+        spec.file = "rbd:nopool".into();
+        assert!(spec.validate().unwrap_err().0.contains("POOL/IMAGE"));
+        spec.file = "nbd+unix:///e?socket=/run/s".into();
+        assert!(matches!(Backing::of(&spec.file), Ok(Backing::Nbd(_))));
+        assert!(spec.validate().is_ok());
+        spec.ha = Ha::RbdLock;
+        assert!(spec.validate().is_err());
+        spec.ha = Ha::None;
+        spec.file = "nbd://".into();
+        assert!(spec.validate().is_err());
+        spec.file = "/srv/rbd:x".into();
+        assert!(!Backing::is_remote(&spec.file));
+        assert_eq!(
+            Backing::of(&spec.file),
+            Ok(Backing::File("/srv/rbd:x".into()))
+        );
+        assert_eq!(Ha::parse("rbd-lock"), Ok(Ha::RbdLock));
+        assert!(Ha::parse("paxos").is_err());
     }
 }

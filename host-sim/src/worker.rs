@@ -455,10 +455,14 @@ impl LinkWorker {
         // A probe in progress, or (for a worker that follows the leader) an export not yet
         // served, needs a look now and then. Otherwise sleep until the link or the waker
         // (stop, new routes) says something.
-        let watching = self.channels.iter().any(|channel| match channel.on_link {
-            OnLink::Probing { .. } | OnLink::Conflict { .. } => true,
-            OnLink::New => !self.announces(),
-            OnLink::Serving => false,
+        // A failover export's gate opens or closes from its manager's thread.
+        let watching = self.channels.iter().any(|channel| {
+            channel.export().is_failover()
+                || match channel.on_link {
+                    OnLink::Probing { .. } | OnLink::Conflict { .. } => true,
+                    OnLink::New => !self.announces(),
+                    OnLink::Serving => false,
+                }
         });
         let timeout = if in_flight {
             Some(Duration::from_millis(1))
@@ -510,6 +514,7 @@ impl LinkWorker {
         {
             self.latency.turn.record(held.elapsed());
         }
+        self.announce_activations();
         Ok(())
     }
 
@@ -528,6 +533,21 @@ impl LinkWorker {
                     .wait(Some(timeout.unwrap_or(POLL_INTERVAL)))
                     .map_err(|error| std::io::Error::other(error.to_string()))?;
                 Ok(2)
+            }
+        }
+    }
+
+    /// Announces every export whose gate opened since the last turn (a failover gateway that
+    /// just took over its image).
+    fn announce_activations(&mut self) {
+        for index in 0..self.channels.len() {
+            let epoch = self.channels[index].export().gate().epoch();
+            if epoch != self.channels[index].announced_epoch {
+                self.channels[index].announced_epoch = epoch;
+                let export = Arc::clone(self.channels[index].export());
+                if export.serving() && self.announces() {
+                    self.announce(&export);
+                }
             }
         }
     }
@@ -597,7 +617,12 @@ impl LinkWorker {
             }
             self.matches.clear();
             for (index, channel) in self.channels.iter().enumerate() {
-                if channel.on_link == OnLink::Serving && channel.export().answers(major, minor) {
+                // Only exports serving on this link, and a failover export only while it holds
+                // its image (silent to discovery too until then).
+                if channel.on_link == OnLink::Serving
+                    && channel.export().answers(major, minor)
+                    && channel.export().serving()
+                {
                     self.matches.push(index);
                 }
             }
@@ -660,7 +685,9 @@ impl LinkWorker {
         let replacing = self.shared.metrics.states().get(&spec.name())
             == Some(&ExportOnLink::Serving)
             && matches!(self.channels[index].on_link, OnLink::New);
-        if !self.shared.probe || replacing {
+        // A failover export's twin on the other gateway answers the same shelf.slot by design
+        // (the image's lock lets one of them answer at a time): no probe for it.
+        if !self.shared.probe || replacing || export.is_failover() {
             self.serve(index);
             return;
         }
@@ -917,8 +944,12 @@ impl LinkWorker {
         }
     }
 
-    /// Sends the start-up Query Config reply (broadcast, or to each mask MAC).
+    /// Sends the start-up Query Config reply (broadcast, or to each mask MAC); nothing while
+    /// the export is silent (a failover standby).
     fn announce(&mut self, export: &Export) {
+        if !export.serving() {
+            return;
+        }
         let port = self.port();
         let target = export.target();
         let destinations: Vec<EthernetAddress> = target.announcement_destinations().collect();
@@ -1001,6 +1032,22 @@ mod test {
         storage: Arc<dyn Storage>,
         spin: Duration,
     ) -> (MemLink, Stopper, std::thread::JoinHandle<WorkerStats>) {
+        let (link, stop, thread, _) = serve_prepared(storage, spin, |_| {});
+        (link, stop, thread)
+    }
+
+    /// As [`serve_with`], with `prepare` run on the export before the worker starts; the
+    /// export too.
+    fn serve_prepared(
+        storage: Arc<dyn Storage>,
+        spin: Duration,
+        prepare: impl FnOnce(&Export),
+    ) -> (
+        MemLink,
+        Stopper,
+        std::thread::JoinHandle<WorkerStats>,
+        Arc<Export>,
+    ) {
         let spec = ExportSpec {
             shelf: 9,
             slot: 4,
@@ -1010,10 +1057,12 @@ mod test {
             disk: DiskOptions::default(),
             mac_mask: vec![],
             state: Default::default(),
+            ha: crate::spec::Ha::None,
         };
         let export = Arc::new(Export::with_storage(spec, storage).unwrap());
+        prepare(&export);
         let routes = Arc::new(Routes::default());
-        routes.set(vec![export]);
+        routes.set(vec![Arc::clone(&export)]);
         let (target_end, initiator_end) = mem::pair(TARGET, INITIATOR, 1500);
         let stop = Arc::new(AtomicBool::new(false));
         let worker = LinkWorker::new(
@@ -1034,6 +1083,7 @@ mod test {
             initiator_end,
             stopper,
             std::thread::spawn(move || worker.run()),
+            export,
         )
     }
 
@@ -1248,5 +1298,64 @@ mod test {
         assert!((1..=8).contains(&turns), "{turns} turns");
         assert!(stop.latency.turn.quantile(1.0).unwrap() < Duration::from_secs(5));
         assert_eq!(stop.latency.wake_up.count(), 0);
+    }
+
+    #[test]
+    fn a_closed_gate_is_silent_even_to_discovery_and_an_opened_one_announces_and_serves() {
+        let storage = Arc::new(MemStorage::new(64));
+        let (mut link, stop, thread, export) = serve_prepared(storage, Duration::ZERO, |export| {
+            export.gate().close_fenced()
+        });
+        let mut query = vec![0u8; 60];
+        let broadcast = Address {
+            mac: aoe_initiator::frame::BROADCAST,
+            shelf: 0xFFFF,
+            slot: 0xFF,
+        };
+        write_header(
+            &mut query,
+            INITIATOR,
+            broadcast,
+            aoe::Command::QueryConfig,
+            7,
+        );
+        send(&mut link, &[query.clone(), ata(8, ATA_READ_EXT, 0, &[], 1)]);
+        let mut frames = Vec::new();
+        let deadline = Instant::now() + Duration::from_millis(400);
+        while Instant::now() < deadline {
+            link.wait(Some(Duration::from_millis(50))).unwrap();
+            link.recv(&mut frames, 64).unwrap();
+        }
+        assert!(
+            frames.is_empty(),
+            "a closed gate answered {} frames",
+            frames.len()
+        );
+
+        // Opened (a failover gateway took its image over): announced at once, then served.
+        export.gate().open();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let announced = loop {
+            assert!(
+                Instant::now() < deadline,
+                "no announcement after the gate opened"
+            );
+            link.wait(Some(Duration::from_millis(50))).unwrap();
+            link.recv(&mut frames, 64).unwrap();
+            if let Some(frame) = frames.drain(..).find(|f| f.as_slice()[19] == 1) {
+                break frame.as_slice().to_vec();
+            }
+        };
+        assert_eq!(
+            &announced[0..6],
+            &[0xFF; 6],
+            "the announcement is a broadcast"
+        );
+        send(&mut link, &[ata(9, ATA_READ_EXT, 0, &[], 1)]);
+        let got = replies(&mut link, 1);
+        assert_eq!(tag_of(&got[0]), 9);
+        assert_eq!(got[0][27], 0x40, "answered with DRDY");
+        stop.store(true, Ordering::SeqCst);
+        thread.join().unwrap();
     }
 }

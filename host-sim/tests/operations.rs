@@ -331,7 +331,7 @@ fn one_file_under_two_addresses_in_one_config_is_refused() {
 fn a_second_target_with_our_address_is_refused_on_the_lan_and_on_the_host() {
     require_root!();
     // Hosts 0 and 1 serve, host 2 is the initiator.
-    let lan = Lan::new("dupe", 3, 1500);
+    let lan = Lan::with_hosts("dupe", 3, 1500);
     let scratch = Scratch::new("dupe");
     let a = scratch.sparse("a.img", 4 * MIB);
     let b = scratch.sparse("b.img", 4 * MIB);

@@ -43,15 +43,19 @@
 //!
 //! Back ends: [`uring`] (files and block devices through one io_uring per queue: what the
 //! host target uses), [`threads`] (the same through a small thread pool per queue, where
-//! io_uring is unavailable), [`file`](mod@file) (run synchronously at `commit`, contiguous transfers
-//! merged into one `preadv`/`pwritev`: a simple reference), [`mem`] (memory, with optional
-//! reordering of completions: the reference model in tests). [`durable`] makes WRITEs stable
-//! before they complete (the default; AoE initiators never flush). [`open`] picks the engine.
+//! io_uring is unavailable), [`file`](mod@file) (run synchronously at `commit`, contiguous
+//! transfers merged into one `preadv`/`pwritev`: a simple reference), [`mem`] (memory, with
+//! optional reordering of completions: the reference model in tests), [`rbd`] (Ceph RBD images
+//! through librbd's aio, loaded at run time), [`nbd`] (an NBD server's export, through our own
+//! client). [`durable`] makes WRITEs stable before they complete (the default; AoE initiators
+//! never flush). [`open`] picks the engine for files.
 
 pub mod durable;
 pub mod file;
 pub mod mem;
+pub mod nbd;
 pub mod ordered;
+pub mod rbd;
 pub mod threads;
 pub mod uring;
 mod waker;
@@ -275,6 +279,13 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// # Errors
     /// When the back end reports that written data could not be stored.
     fn flush(&self) -> Result<(), IoError>;
+
+    /// The back end's size now, in sectors, when it can change while exported (an RBD image
+    /// that was resized); `None` when it cannot tell. A reload compares it with
+    /// [`Capabilities::sectors`] to show a new capacity.
+    fn capacity_now(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// One worker's submission and completion queue; see the [crate docs](crate).

@@ -3,6 +3,7 @@
 //! Shared by every crate's tests, the QEMU drivers and the fuzzers. Test support only
 //! (`publish = false`); nothing here is part of a product.
 //!
+//! * [`ceph`]: a single-node Ceph cluster for the RBD tests (the project's bring-up script).
 //! * [`device`]: an in-memory Ethernet MAC (a smoltcp `phy::Device` and an
 //!   `aoe_hal::EthernetMac`) for the poll paths.
 //! * [`frame`]: an initiator that builds AoE request frames byte by byte from raw offsets,
@@ -19,6 +20,7 @@
 //! * [`scratch`]: scratch files removed on drop, reproducible test data.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod ceph;
 pub mod device;
 pub mod frame;
 pub mod link;

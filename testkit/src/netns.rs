@@ -254,66 +254,117 @@ impl Veth {
     }
 }
 
-/// A LAN of several hosts: one namespace per host, each with one interface named
-/// [`Lan::IFACE`], all joined by a bridge in a namespace of its own (a switch that forwards
-/// broadcasts to every port). For tests with more than two parties: two targets and an
-/// initiator, say.
+/// A LAN: a bridge in a namespace of its own (a switch that forwards broadcasts to every port),
+/// to which other namespaces attach by veth. For tests with more than two parties: two
+/// targets and an initiator, failover gateways and, over IP, a storage cluster. The bridge's
+/// namespace (and so the bridge and every veth) and the hosts made with it are deleted on drop.
 #[derive(Debug)]
 pub struct Lan {
-    /// The switch's namespace (holds the bridge and its ports).
-    pub switch: Namespace,
-    /// The hosts, in order.
+    /// The bridge's namespace.
+    pub ns: Namespace,
+    /// The bridge's name.
+    pub bridge: String,
+    /// Hosts made by [`Lan::with_hosts`], in order, each with one interface [`Lan::IFACE`].
     pub hosts: Vec<Namespace>,
+    mtu: u32,
 }
 
 impl Lan {
-    /// The name of every host's interface to the LAN.
+    /// The name of the interface of every host made by [`Lan::with_hosts`].
     pub const IFACE: &'static str = "lan0";
 
-    /// `hosts` namespaces on a bridge, every link of MTU `mtu` and up.
-    pub fn new(tag: &str, hosts: usize, mtu: u32) -> Lan {
+    /// A new bridge of MTU `mtu`, up, in a new namespace named after `tag`.
+    pub fn new(tag: &str, mtu: u32) -> Lan {
+        let ns = Namespace::new(tag);
+        let bridge = unique_name("br", 15);
+        let mtu_text = mtu.to_string();
+        ns.ip_ok(&["link", "add", &bridge, "mtu", &mtu_text, "type", "bridge"]);
+        // No IPv6 chatter on the test LAN; forward at once (no STP listening delay).
+        let _ = ns
+            .command(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
+            .output();
+        ns.ip_ok(&[
+            "link",
+            "set",
+            &bridge,
+            "type",
+            "bridge",
+            "forward_delay",
+            "0",
+        ]);
+        ns.ip_ok(&["link", "set", &bridge, "up"]);
+        Lan {
+            ns,
+            bridge,
+            hosts: Vec::new(),
+            mtu,
+        }
+    }
+
+    /// A LAN of `hosts` new namespaces, each attached by an interface named [`Lan::IFACE`].
+    pub fn with_hosts(tag: &str, hosts: usize, mtu: u32) -> Lan {
         let short: String = tag
             .chars()
             .filter(char::is_ascii_alphanumeric)
             .take(10)
             .collect();
-        let switch = Namespace::new(&format!("sw-{short}"));
-        let mtu = mtu.to_string();
-        switch.ip_ok(&["link", "add", "br0", "mtu", &mtu, "type", "bridge"]);
-        let mut list = Vec::with_capacity(hosts);
+        let mut lan = Lan::new(&format!("sw-{short}"), mtu);
         for index in 0..hosts {
             let host = Namespace::new(&format!("h{index}-{short}"));
-            let port = format!("port{index}");
-            switch.ip_ok(&[
-                "link",
-                "add",
-                &port,
-                "mtu",
-                &mtu,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                Lan::IFACE,
-                "netns",
-                &host.name,
-                "mtu",
-                &mtu,
-            ]);
-            switch.ip_ok(&["link", "set", &port, "master", "br0"]);
-            switch.ip_ok(&["link", "set", &port, "up"]);
-            host.ip_ok(&["link", "set", Lan::IFACE, "up"]);
-            list.push(host);
+            lan.attach_named(&host, Lan::IFACE, None);
+            lan.hosts.push(host);
         }
-        switch.ip_ok(&["link", "set", "br0", "up"]);
-        Lan {
-            switch,
-            hosts: list,
-        }
+        lan
     }
 
-    /// The MAC of host `index`'s interface.
+    /// The MAC of host `index`'s interface (a host of [`Lan::with_hosts`]).
     pub fn mac_of(&self, index: usize) -> String {
         self.hosts[index].mac_of(Lan::IFACE)
+    }
+
+    /// Gives the bridge itself an address (`10.15.0.1/24`): a host on the LAN in the bridge's
+    /// namespace.
+    pub fn address_bridge(&self, cidr: &str) {
+        self.ns.ip_ok(&["addr", "add", cidr, "dev", &self.bridge]);
+    }
+
+    /// Attaches `other` to the LAN with a new veth pair, its end up (with address `cidr` if
+    /// given); returns the name of the interface in `other`.
+    pub fn attach(&self, other: &Namespace, cidr: Option<&str>) -> String {
+        let inside = unique_name("ln", 15);
+        self.attach_named(other, &inside, cidr);
+        inside
+    }
+
+    /// As [`attach`](Self::attach), with the interface in `other` named `inside`.
+    pub fn attach_named(&self, other: &Namespace, inside: &str, cidr: Option<&str>) {
+        let port = unique_name("lp", 15);
+        let mtu = self.mtu.to_string();
+        self.ns.ip_ok(&[
+            "link",
+            "add",
+            &port,
+            "mtu",
+            &mtu,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            inside,
+            "netns",
+            &other.name,
+            "mtu",
+            &mtu,
+        ]);
+        self.ns
+            .ip_ok(&["link", "set", &port, "master", &self.bridge]);
+        self.ns.ip_ok(&["link", "set", &port, "up"]);
+        let _ = other
+            .command(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
+            .output();
+        if let Some(cidr) = cidr {
+            other.ip_ok(&["addr", "add", cidr, "dev", inside]);
+        }
+        other.ip_ok(&["link", "set", inside, "up"]);
     }
 }

@@ -20,6 +20,10 @@
 #             the host says "go" on ttyS1; the host stops the target once that write's frames
 #             flow and starts it again a few seconds later
 #   BENCH_MIB, BENCH_PASSES: sequential O_DIRECT write/read size and repetitions (kind bench)
+#   ROUNDS, ROUND_MIB: kind rounds (ext4, then ROUNDS rounds of files: each round prints
+#             `AOETEST HOOK round=N`, waits for the host's "go" on ttyS1, then writes a
+#             ROUND_MIB file with O_DIRECT and a few small files; the host cuts a target
+#             during the round), then the fs test's checks (fsck, re-read, sha256)
 #   AOE_KICK  0: the watchdog never kicks a stalled initiator (see watchdog)
 #   MODE      target: be the AoE target instead (tests/linux-vm/powercut.sh): run the host-sim
 #             the host packed into the initramfs as /bin/host-sim with TARGET_ARGS, exporting
@@ -41,6 +45,7 @@ echo "AOETEST INIT $(cat /proc/uptime)"
 
 MTU=1500 PAYLOAD=1024 DEVICES="" RO_SHA="" BIG_MIB=80 MID_FILES=4 RESTART=0 BENCH_MIB=128 BENCH_PASSES=3
 MODE="" TARGET_ARGS="" FILE_MIB=64
+ROUNDS=3 ROUND_MIB=16
 # shellcheck disable=SC1091 # written by run.sh
 [ -f /test.conf ] && . /test.conf
 
@@ -293,6 +298,46 @@ fs_test() {
     [ -z "$FAILED" ] && sed 's/^/MANIFEST /' /tmp/manifest
 }
 
+# write_round N: waits for the host's "go" on ttyS1, then writes round N's files.
+write_round() {
+    gdd if=/dev/urandom of=/tmp/round bs=1M count="$ROUND_MIB" status=none || return 1
+    mkdir -p "/mnt/t/r$1" || return 1
+    echo "AOETEST HOOK round=$1" >&3
+    # shellcheck disable=SC3045 # busybox ash has read -t
+    read -r -t 300 go </dev/ttyS1 || { echo "no go from the host on ttyS1"; return 1; }
+    t0=$(now)
+    gdd if=/tmp/round of="/mnt/t/r$1/big" bs=1M oflag=direct conv=fsync status=none || return 1
+    i=1
+    while [ $i -le 8 ]; do
+        head -c $(((i * 4099 + $1 * 7) % 50000 + 1)) /dev/urandom >"/mnt/t/r$1/s$i" || return 1
+        i=$((i + 1))
+    done
+    sync || return 1
+    rm -f /tmp/round
+    echo "round $1 ($go): $ROUND_MIB MiB + 8 files in $(elapsed "$t0") s"
+}
+
+# rounds SHELF.SLOT: ext4 with ROUNDS rounds of files (the host cuts targets during rounds),
+# then the fs test's checks.
+rounds_test() {
+    step "mkfs_e$1" make_fs "$1"
+    step "mount_e$1" mount_fs "$1" rw
+    stty -F /dev/ttyS1 raw -echo || { echo "STEP ttyS1 FAIL"; FAILED=ttyS1; }
+    r=1
+    while [ $r -le "$ROUNDS" ]; do
+        step "round${r}_e$1" write_round "$r"
+        r=$((r + 1))
+    done
+    [ -z "$FAILED" ] && (cd /mnt && find t -type f | sort | xargs sha256sum) >/tmp/manifest
+    step "umount_e$1" umount /mnt
+    step "fsck_e$1" /sbin/e2fsck -f -n "/dev/etherd/e$1"
+    step "drop_caches_e$1" drop_caches "$1"
+    step "remount_e$1" mount_fs "$1" ro
+    step "verify_e$1" verify_files
+    step "umount2_e$1" umount /mnt
+    [ -z "$FAILED" ] && sed 's/^/MANIFEST /' /tmp/manifest
+}
+
 whole_sha() { gdd if="/dev/etherd/e$1" bs=1M iflag=direct status=none | sha256sum | cut -d' ' -f1; }
 
 ro_read() {
@@ -472,6 +517,7 @@ for d in $DEVICES; do
     bench) step "bench_e$ss" bench "$ss" ;;
     fsbench) step "bench_e$ss" bench "$ss" && fs_test "$ss" "$sectors" ;;
     aoetool) aoetool_test "$ss" "$sectors" ;;
+    rounds) rounds_test "$ss" ;;
     *) echo "STEP config FAIL unknown kind $kind" && FAILED=config ;;
     esac
 done

@@ -51,6 +51,11 @@
 #                       for a target that advertises fewer sectors per frame);
 #   --disk FILE         the external target's backing file: checked on the host after the VM exits
 #                       (fsck + debugfs read-back; the target must have written it through by then).
+#   --disk-from CMD     run CMD (bash) after the VM exits, before that check, to make the --disk
+#                       file (e.g. `rbd export` of an RBD image)
+#   --guest "VAR=VALUE ..."  add variables to the guest's /test.conf (e.g. "ROUNDS=3 ROUND_MIB=16")
+#   --ctl               give the guest a ttyS1 pipe (RUN_DIR/attach/ctl.in; the run directory is
+#                       target/linux-vm/run-PID of this script) for an external driver's "go"
 #   --keep              keep the run directory (disk images, logs) even when everything passed
 # Environment: AOE_VM_CACHE (kernel/initramfs cache; default target/linux-vm/cache of this
 # checkout), AOE_VM_STALL (seconds without console output and VM frames before giving up, 90),
@@ -70,12 +75,14 @@ started=$SECONDS
 
 target_spec="" cases="mtu1500,mtu9000" bench_targets="vblade,host-sim" bench_mtu=1500,9000
 bench_mib=64 bench_passes=3 attach="" netdev_spec="" expect="" ext_mtu=1500 ext_payload="" ext_disk="" keep=0
+ext_disk_from="" guest_vars="" ext_ctl=0
 blade_firmware="" blade_card_mib=64 blade_bench_mib=4
 h_parse_options --target=target_spec --cases=cases --bench-targets=bench_targets \
     --bench-mtu=bench_mtu --bench-mib=bench_mib --bench-passes=bench_passes \
     --blade-firmware=blade_firmware --blade-card-mib=blade_card_mib \
     --blade-bench-mib=blade_bench_mib --attach=attach --netdev=netdev_spec --expect=expect \
-    --mtu=ext_mtu --payload=ext_payload --disk=ext_disk --keep+keep -- "$@" ||
+    --mtu=ext_mtu --payload=ext_payload --disk=ext_disk --disk-from=ext_disk_from \
+    --guest=guest_vars --ctl+ext_ctl --keep+keep -- "$@" ||
     { echo "run.sh: option $h_bad_option needs a value (see --help)" >&2; exit 2; }
 for arg in "${h_args[@]}"; do
     case $arg in
@@ -221,7 +228,7 @@ boot() {
     cat "$image/initrd.gz" "$case_dir/conf.cpio.gz" >"$case_dir/initrd"
     local mtu_opt="" console=$case_dir/console.log ctl=()
     ((mtu > 1500)) && mtu_opt=",host_mtu=$mtu"
-    if [[ -n $restart_pid_var ]]; then # the host's "go" for the restart case reaches ttyS1
+    if [[ -n $restart_pid_var || $ext_ctl == 1 ]]; then # the host's "go" reaches ttyS1
         mkfifo "$case_dir/ctl.in" "$case_dir/ctl.out"
         ctl=(-serial "pipe:$case_dir/ctl")
     fi
@@ -521,11 +528,14 @@ case_attach() { # an external target on an existing bridge, or behind a QEMU -ne
         say "VM TAP $tap on bridge $bridge in namespace $ns_name; expecting $expect (no target started here)"
     fi
     restart_pid_var=""
-    boot attach "$ext_mtu" "${ext_payload:-$(payload_for "$ext_mtu")}" "${expect//,/ }" "BIG_MIB=80"
+    boot attach "$ext_mtu" "${ext_payload:-$(payload_for "$ext_mtu")}" "${expect//,/ }" "BIG_MIB=80${guest_vars:+$'\n'${guest_vars// /$'\n'}}"
     [[ -n $attach ]] && h_tap_del "${attach%%/*}" "$tap"
     [[ -n $netdev_spec ]] && teardown_netns
     say "VM ran ${vm_s}s"
     local ok=$boot_ok
+    if ((ok)) && [[ -n $ext_disk_from ]] && ! bash -c "$ext_disk_from"; then
+        ok=0 fail_reason="--disk-from failed: $ext_disk_from"
+    fi
     if ((ok)) && [[ -n $ext_disk ]]; then
         host_check_fs "$ext_disk" || { ok=0; fail_reason="host check of $ext_disk"; }
     elif ((ok)); then
