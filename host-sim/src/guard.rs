@@ -408,6 +408,24 @@ fn abstract_socket_holders(name: &str) -> Vec<u32> {
     pids
 }
 
+/// The claim's socket address: an abstract name on Linux (it goes with the process), a path
+/// under the runtime directory elsewhere.
+#[cfg(target_os = "linux")]
+fn claim_address(name: &str) -> std::io::Result<std::os::unix::net::SocketAddr> {
+    use std::os::linux::net::SocketAddrExt as _;
+    std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn claim_address(name: &str) -> std::io::Result<std::os::unix::net::SocketAddr> {
+    let path = std::env::temp_dir().join(name.replace('/', "_"));
+    // A claim left by a process that died: the path exists, but nobody listens on it.
+    if std::os::unix::net::UnixStream::connect(&path).is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    std::os::unix::net::SocketAddr::from_pathname(path)
+}
+
 impl AddressClaim {
     /// Claims `shelf.slot` on `interface` for this process.
     ///
@@ -415,9 +433,8 @@ impl AddressClaim {
     /// When another process of this host (and network namespace) has claimed it; the message
     /// names it when `/proc` tells.
     pub fn take(interface: &str, shelf: u16, slot: u8) -> Result<AddressClaim, String> {
-        use std::os::linux::net::SocketAddrExt as _;
         let name = claim_name(interface, shelf, slot);
-        let address = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+        let address = claim_address(&name)
             .map_err(|error| format!("cannot claim e{shelf}.{slot} on {interface}: {error}"))?;
         match std::os::unix::net::UnixListener::bind_addr(&address) {
             Ok(socket) => Ok(AddressClaim {

@@ -21,9 +21,15 @@ pub fn notify(state: &str) {
 /// # Errors
 /// When the socket cannot be reached.
 pub fn notify_to(socket: &str, state: &str) -> std::io::Result<()> {
-    use std::os::linux::net::SocketAddrExt as _;
     let address = match socket.strip_prefix('@') {
-        Some(name) => SocketAddr::from_abstract_name(name.as_bytes())?,
+        #[cfg(target_os = "linux")]
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt as _;
+            SocketAddr::from_abstract_name(name.as_bytes())?
+        }
+        // Abstract sockets are Linux's (as is systemd).
+        #[cfg(not(target_os = "linux"))]
+        Some(_) => return Err(std::io::Error::from(std::io::ErrorKind::Unsupported)),
         None => SocketAddr::from_pathname(socket)?,
     };
     let sender = UnixDatagram::unbound()?;

@@ -245,6 +245,18 @@ impl IoQueue for GroupCommit {
     }
 }
 
+/// What a completed WRITE means for `options` under `commit`.
+pub(crate) fn durability_of(
+    options: crate::file::DiskOptions,
+    commit: Commit,
+) -> crate::Durability {
+    if options.sync || commit != Commit::None {
+        crate::Durability::Stable
+    } else {
+        crate::Durability::Volatile
+    }
+}
+
 #[cfg(test)]
 mod test {
     use super::*;

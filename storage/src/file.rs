@@ -278,6 +278,7 @@ impl FileDisk {
     }
 
     /// The open descriptor (for back ends that hand it to the kernel themselves).
+    #[cfg(target_os = "linux")]
     pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
         self.file.as_raw_fd()
     }
@@ -330,6 +331,7 @@ impl FileDisk {
     ///
     /// # Errors
     /// As [`write_at`](Self::write_at).
+    #[cfg(target_os = "linux")]
     pub fn write_at_dsync(&self, lba: u64, buf: &[u8]) -> Result<(), IoError> {
         if self.options.read_only {
             return Err(IoError::of(ErrorKind::WriteProtected));
@@ -342,6 +344,19 @@ impl FileDisk {
         self.transfer_vectored(lba, buf.len(), 1, |fd, count, at| unsafe {
             libc::pwritev2(fd, &iov, count, at, libc::RWF_DSYNC)
         })
+    }
+
+    /// Writes `buf` (whole sectors) at sector `lba`, then `fdatasync(2)`: the data is on stable
+    /// storage when it returns `Ok` (systems without `RWF_DSYNC`).
+    ///
+    /// # Errors
+    /// As [`write_at`](Self::write_at), or when the sync fails.
+    #[cfg(not(target_os = "linux"))]
+    pub fn write_at_dsync(&self, lba: u64, buf: &[u8]) -> Result<(), IoError> {
+        self.write_at(lba, buf)?;
+        self.file
+            .sync_data()
+            .map_err(|error| IoError::from_io(&error))
     }
 
     /// `preadv(2)` of consecutive sectors from `lba` into `bufs`, all of them or an error (a
@@ -455,7 +470,7 @@ impl FileStorage {
         let capabilities = Capabilities {
             sectors: disk.sectors(),
             read_only: options.read_only,
-            durability: crate::uring::durability_of(options, commit),
+            durability: crate::durable::durability_of(options, commit),
             queue_depth: QUEUE_DEPTH,
             completes_inline: true,
         };

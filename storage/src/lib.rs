@@ -57,6 +57,7 @@ pub mod nbd;
 pub mod ordered;
 pub mod rbd;
 pub mod threads;
+#[cfg(target_os = "linux")]
 pub mod uring;
 mod waker;
 
@@ -74,7 +75,8 @@ use std::time::Duration;
 /// The engine that runs a file's I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
-    /// One io_uring per queue ([`uring`]).
+    /// One io_uring per queue (`uring`; Linux only).
+    #[cfg(target_os = "linux")]
     IoUring,
     /// A thread pool per queue ([`threads`]): the fallback.
     Threads,
@@ -96,10 +98,16 @@ impl Engine {
                 Some("AOE_STORAGE_ENGINE=threads asks for the thread pool".into()),
             );
         }
+        #[cfg(target_os = "linux")]
         match uring::available() {
             Ok(()) => (Engine::IoUring, None),
             Err(error) => (Engine::Threads, Some(Engine::why_not_uring(&error))),
         }
+        #[cfg(not(target_os = "linux"))]
+        (
+            Engine::Threads,
+            Some("io_uring is Linux's; this system runs files on the thread pool".into()),
+        )
     }
 
     /// Why io_uring cannot be used, for a person, from the error a ring setup returned.
@@ -118,6 +126,7 @@ impl Engine {
     /// A short name for logs.
     pub fn describe(self) -> String {
         match self {
+            #[cfg(target_os = "linux")]
             Engine::IoUring => format!("io_uring, {} in flight per queue", uring::QUEUE_DEPTH),
             Engine::Threads => format!("thread pool, {} threads per queue", threads::THREADS),
         }
@@ -146,6 +155,7 @@ pub fn open(
     engine: Engine,
 ) -> Result<Opened, file::OpenError> {
     Ok(match engine {
+        #[cfg(target_os = "linux")]
         Engine::IoUring => {
             let storage = uring::UringStorage::open(path, options)?;
             Opened {

@@ -14,9 +14,9 @@
 //! job list and queuing its completion; a dropped queue lets its threads finish every request
 //! it was given (they drain the job list before they stop) and joins them.
 
+use crate::durable::durability_of;
 use crate::durable::{Commit, GroupCommit};
 use crate::file::{DiskOptions, FileDisk, OpenError};
-use crate::uring::durability_of;
 use crate::{Capabilities, Completion, IoError, IoOp, IoQueue, Request, Storage, Waker};
 use aoe_core::disk::ErrorKind;
 use std::collections::VecDeque;

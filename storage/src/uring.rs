@@ -122,15 +122,6 @@ impl UringStorage {
     }
 }
 
-/// What a completed WRITE means for `options` under `commit`.
-pub(crate) fn durability_of(options: DiskOptions, commit: Commit) -> Durability {
-    if options.sync || commit != Commit::None {
-        Durability::Stable
-    } else {
-        Durability::Volatile
-    }
-}
-
 impl Storage for UringStorage {
     fn describe(&self) -> String {
         self.disk.path().display().to_string()
