@@ -27,11 +27,9 @@
 //! it leaks the slot table and the registered arenas rather than free memory the kernel may
 //! still write. Registered arenas stay in `UringQueue::arenas` until the ring is closed.
 
-use crate::durable::{Commit, GroupCommit};
+use crate::durable::{Commit, GroupCommit, durability_of};
 use crate::file::{DiskOptions, FileDisk, OpenError, error_kind};
-use crate::{
-    Capabilities, Completion, Durability, IoError, IoOp, IoQueue, Request, Storage, Waker,
-};
+use crate::{Capabilities, Completion, IoError, IoOp, IoQueue, Request, Storage, Waker};
 use aoe_core::disk::ErrorKind;
 use aoe_net::Arena;
 use io_uring::{IoUring, opcode, squeue, types};
@@ -578,6 +576,7 @@ impl Drop for UringQueue {
 mod test {
     use super::*;
     use crate::DiskIo;
+    use crate::Durability;
     use aoe_testkit::scratch::Scratch;
 
     fn pattern(seed: u64, len: usize) -> Vec<u8> {
