@@ -62,7 +62,7 @@ class DiskTarget:
         self.name = name
         self.kind, self.options = TARGETS[name]
 
-    def command(self, bins, disk):
+    def command(self, bins, disk, _size):
         program = os.path.join(bins, "host-sim") if self.kind == "host-sim" else "vblade"
         return ["ip", "netns", "exec", tb.NS_TARGET, program, "-b", "64", *self.options,
                 str(tb.SHELF), str(tb.SLOT), tb.IF_TARGET, disk]
@@ -222,7 +222,7 @@ def main(argv):
                 proc = None
                 drop_cache(disk)
                 if config in TARGETS:
-                    proc = tb.start_target(DiskTarget(config), bins, disk, log_path)
+                    proc = tb.start_target(DiskTarget(config), bins, disk, None, log_path)
                 try:
                     for mode, bs, qd in cells:
                         if proc is None:

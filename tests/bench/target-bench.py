@@ -161,6 +161,7 @@ KINDS = {
     "host-sim-ring": ["--link", "ring"],               # PACKET_MMAP receive ring
     "host-sim-socket": ["--link", "socket"],           # recvmmsg/sendmmsg
     "host-sim-2w": ["--link", "ring", "--workers", "2"],  # two workers, one fan-out group
+    "host-sim-wb": ["--writeback"],                    # vblade's page-cache acknowledgement
     "null": None,
     "vblade": None,
 }
