@@ -168,6 +168,8 @@ pub struct Export {
     block_device: bool,
     /// The engine and durability policy the storage runs (for the start-up log).
     engine: Option<(Engine, Commit)>,
+    /// The file is on tmpfs or ramfs (nothing to sync; nothing survives a power cut).
+    in_memory: bool,
     /// Disk errors by kind (`media error (Input/output error ...)`).
     disk_errors: Mutex<BTreeMap<String, u64>>,
     /// The engine's configuration (a copy, to match addresses without taking the lock).
@@ -218,6 +220,7 @@ impl Export {
         };
         let mut engine_and_commit = None;
         let mut block_device = false;
+        let mut in_memory = false;
         let mut failover = None;
         let storage: Arc<dyn Storage> = match backing {
             Backing::File(path) => {
@@ -225,6 +228,7 @@ impl Export {
                     aoe_storage::open(&path, spec.disk, engine).map_err(ExportError::Disk)?;
                 engine_and_commit = Some((engine, opened.commit));
                 block_device = opened.block_device;
+                in_memory = opened.backing == aoe_storage::durable::Backing::Memory;
                 opened.storage
             }
             Backing::Rbd(rbd) => {
@@ -251,6 +255,7 @@ impl Export {
         };
         let mut export = Export::build(spec, storage, identity, store.cloned(), saved.as_ref())?;
         export.block_device = block_device;
+        export.in_memory = in_memory;
         export.engine = engine_and_commit;
         export._lock = lock;
         export.failover = failover;
@@ -364,6 +369,7 @@ impl Export {
             spec,
             block_device: false,
             engine: None,
+            in_memory: false,
             disk_errors: Mutex::new(BTreeMap::new()),
             config,
             storage,
@@ -559,6 +565,10 @@ impl Export {
             "WRITEBACK: writes are acknowledged from the page cache and an acknowledged write \
              is lost if this host loses power or crashes (the Linux aoe initiator never \
              flushes)"
+                .to_string()
+        } else if self.in_memory && matches!(self.engine, Some((_, Commit::None))) {
+            "the file is in memory (tmpfs): writes are acknowledged without a sync, and \
+             nothing in it survives a power cut or reboot of this host"
                 .to_string()
         } else if self.spec.disk.sync {
             "writes durable before acknowledged (O_SYNC)".to_string()

@@ -546,18 +546,20 @@ fn exports_over_a_tap_device() {
 
 /// The storage engine and the durability mode are stated at start-up, and IDENTIFY's write
 /// cache words agree with the mode: the durable default on io_uring reports no volatile cache;
-/// the forced thread-pool fallback with `--writeback` warns and reports one, enabled. Both
-/// serve a batch of writes and reads.
+/// the forced thread-pool fallback with `--writeback` warns and reports one, enabled; a file
+/// on tmpfs (`/dev/shm`) is said to be in memory, with no volatile cache. All serve a batch of
+/// writes and reads.
 #[test]
 fn engine_and_durability_are_stated_and_identify_agrees() {
     require_root!();
     in_netns("de", 1500, |veth| {
-        for (env, extra, engine_line, mode_line, cache) in [
+        for (env, extra, engine_line, mode_line, cache, in_memory) in [
             (
                 vec![],
                 vec![],
                 "storage engine: io_uring",
                 "writes durable before acknowledged",
+                false,
                 false,
             ),
             (
@@ -566,9 +568,26 @@ fn engine_and_durability_are_stated_and_identify_agrees() {
                 "instead of io_uring: AOE_STORAGE_ENGINE=threads",
                 "WRITEBACK: writes are acknowledged from the page cache",
                 true,
+                false,
+            ),
+            (
+                vec![],
+                vec![],
+                "storage engine: io_uring",
+                "the file is in memory (tmpfs): writes are acknowledged without a sync",
+                false,
+                true,
             ),
         ] {
-            let file = scratch("engine", 4 << 20);
+            let file = if in_memory {
+                let path = PathBuf::from(format!("/dev/shm/aoe-engine-{}.img", std::process::id()));
+                std::fs::File::create(&path)
+                    .and_then(|f| f.set_len(4 << 20))
+                    .expect("a file on /dev/shm (tmpfs)");
+                path
+            } else {
+                scratch("engine", 4 << 20)
+            };
             let mut link = PacketLink::open(&veth.b, 256).unwrap();
             let mut args = extra.clone();
             args.extend(["1", "6", &veth.a, file.to_str().unwrap()]);

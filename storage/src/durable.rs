@@ -51,6 +51,10 @@ pub enum Backing {
     DirectFile,
     /// A block device (with or without `O_DIRECT`).
     BlockDevice,
+    /// A regular file on a memory file system (tmpfs, ramfs): the memory is the medium, so a
+    /// completed write is as stable as the file ever gets and a sync would only cost a round
+    /// trip. Nothing in it survives a power cut of the host, whatever the policy.
+    Memory,
 }
 
 impl Commit {
@@ -63,7 +67,7 @@ impl Commit {
     /// and journal commit per write, serialised on the inode; `O_DIRECT` files and block
     /// devices use per-write `RWF_DSYNC`, because the write already went to the device and
     /// only needs FUA or a cache flush, which the kernel merges across concurrent writes,
-    /// with no extra round trip through the queue.
+    /// with no extra round trip through the queue. Files in memory need nothing.
     pub fn choose(
         writeback: bool,
         sync: bool,
@@ -81,6 +85,7 @@ impl Commit {
         match backing {
             Backing::CachedFile => Commit::Group,
             Backing::DirectFile | Backing::BlockDevice => Commit::PerWrite,
+            Backing::Memory => Commit::None,
         }
     }
 
@@ -245,12 +250,14 @@ impl IoQueue for GroupCommit {
     }
 }
 
-/// What a completed WRITE means for `options` under `commit`.
+/// What a completed WRITE means for `options` under `commit` on `backing`.
 pub(crate) fn durability_of(
     options: crate::file::DiskOptions,
     commit: Commit,
+    backing: Backing,
 ) -> crate::Durability {
-    if options.sync || commit != Commit::None {
+    let in_memory = backing == Backing::Memory && !options.writeback;
+    if options.sync || commit != Commit::None || in_memory {
         crate::Durability::Stable
     } else {
         crate::Durability::Volatile
@@ -297,6 +304,12 @@ mod test {
         assert_eq!(
             Commit::choose(false, false, DirectFile, Some("bogus")),
             Commit::PerWrite
+        );
+        assert_eq!(Commit::choose(false, false, Memory, None), Commit::None);
+        assert_eq!(
+            Commit::choose(false, false, Memory, Some("group")),
+            Commit::Group,
+            "the override still measures"
         );
     }
 

@@ -26,7 +26,7 @@
 //! With `O_DIRECT`, buffers must be aligned: frames put their data (octet 36) on a page
 //! boundary (see `aoe_net::frame`), so requests need no bounce buffer.
 
-use crate::durable::{Commit, GroupCommit};
+use crate::durable::{Backing, Commit, GroupCommit};
 use crate::{Capabilities, Completion, IoError, IoOp, IoQueue, Request, Storage};
 use aoe_core::disk::{ErrorKind, SECTOR_SIZE, WindowError, range_fits};
 use std::fmt;
@@ -158,6 +158,8 @@ pub struct FileDisk {
     sectors: u64,
     options: DiskOptions,
     block_device: bool,
+    /// A regular file on tmpfs or ramfs.
+    in_memory: bool,
 }
 
 impl FileDisk {
@@ -215,6 +217,7 @@ impl FileDisk {
                     error,
                 }
             })?;
+        let in_memory = !block_device && on_memory_file_system(&file);
         let disk = FileDisk {
             file,
             path: path.to_owned(),
@@ -222,6 +225,7 @@ impl FileDisk {
             sectors,
             options,
             block_device,
+            in_memory,
         };
         if options.direct {
             disk.probe_direct(file_sectors)?;
@@ -270,10 +274,11 @@ impl FileDisk {
     /// What backs the export, for the durability policy ([`crate::durable::Commit::choose`]).
     pub fn backing(&self) -> crate::durable::Backing {
         use crate::durable::Backing;
-        match (self.block_device, self.options.direct) {
-            (true, _) => Backing::BlockDevice,
-            (false, true) => Backing::DirectFile,
-            (false, false) => Backing::CachedFile,
+        match (self.block_device, self.options.direct, self.in_memory) {
+            (true, _, _) => Backing::BlockDevice,
+            (false, _, true) => Backing::Memory,
+            (false, true, false) => Backing::DirectFile,
+            (false, false, false) => Backing::CachedFile,
         }
     }
 
@@ -462,7 +467,8 @@ impl FileStorage {
     pub fn open(path: &Path, options: DiskOptions) -> Result<FileStorage, OpenError> {
         let disk = FileDisk::open(path, options)?;
         // A batch runs at once, so one fdatasync after it covers all its writes.
-        let commit = if options.writeback || options.sync {
+        let backing = disk.backing();
+        let commit = if options.writeback || options.sync || backing == Backing::Memory {
             Commit::None
         } else {
             Commit::Group
@@ -470,7 +476,7 @@ impl FileStorage {
         let capabilities = Capabilities {
             sectors: disk.sectors(),
             read_only: options.read_only,
-            durability: crate::durable::durability_of(options, commit),
+            durability: crate::durable::durability_of(options, commit, backing),
             queue_depth: QUEUE_DEPTH,
             completes_inline: true,
         };
@@ -661,6 +667,28 @@ fn is_disk(file_type: &std::fs::FileType) -> bool {
     return file_type.is_char_device();
     #[cfg(not(target_os = "freebsd"))]
     return file_type.is_block_device();
+}
+
+/// True when `file` lives on tmpfs or ramfs (Linux; elsewhere always false, which only costs
+/// a sync that does nothing).
+#[cfg(target_os = "linux")]
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "file system magic numbers are 32 bits; f_type is wider on some architectures"
+)]
+fn on_memory_file_system(file: &File) -> bool {
+    const TMPFS_MAGIC: u32 = 0x0102_1994;
+    const RAMFS_MAGIC: u32 = 0x8584_58f6;
+    // SAFETY: all-zero octets are a valid `statfs` (plain integers).
+    let mut stats: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs writes one `statfs` through the pointer, which points at `stats`.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut stats) };
+    rc == 0 && matches!(stats.f_type as u32, TMPFS_MAGIC | RAMFS_MAGIC)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn on_memory_file_system(_file: &File) -> bool {
+    false
 }
 
 #[cfg(target_os = "linux")]
@@ -1026,6 +1054,39 @@ mod test {
             std::fs::read(&scratch.0).unwrap()[5 * 512..7 * 512],
             pattern(9, 1024)[..]
         );
+    }
+
+    /// A file on tmpfs is memory-backed: no sync policy, yet stable (the memory is the
+    /// medium); the same file on the disk under `target/` is a cached file with group commit.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn files_in_memory_need_no_sync() {
+        let shm = PathBuf::from(format!(
+            "/dev/shm/aoe-storage-memory-{}",
+            std::process::id()
+        ));
+        File::create(&shm).unwrap().set_len(8 * 512).unwrap();
+        let in_memory = FileStorage::open(&shm, DiskOptions::default());
+        let _ = std::fs::remove_file(&shm);
+        let in_memory = in_memory.expect("a file on /dev/shm (tmpfs)");
+        assert_eq!(in_memory.disk.backing(), Backing::Memory);
+        assert_eq!(in_memory.commit, Commit::None);
+        assert_eq!(in_memory.capabilities().durability, Durability::Stable);
+
+        let scratch = Scratch::new("cached", 8 * 512);
+        let on_disk = FileStorage::open(&scratch.0, DiskOptions::default()).unwrap();
+        if on_memory_file_system(&on_disk.disk.file) {
+            panic!("target/ is on tmpfs here: this test needs it on a disk file system");
+        }
+        assert_eq!(on_disk.disk.backing(), Backing::CachedFile);
+        assert_eq!(on_disk.commit, Commit::Group);
+        assert_eq!(on_disk.capabilities().durability, Durability::Stable);
+        let writeback = DiskOptions {
+            writeback: true,
+            ..DiskOptions::default()
+        };
+        let volatile = FileStorage::open(&scratch.0, writeback).unwrap();
+        assert_eq!(volatile.capabilities().durability, Durability::Volatile);
     }
 
     #[test]

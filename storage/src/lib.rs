@@ -142,6 +142,8 @@ pub struct Opened {
     pub commit: durable::Commit,
     /// The file is a block device.
     pub block_device: bool,
+    /// What backs it (the policy's input; [`durable::Backing::Memory`] for tmpfs).
+    pub backing: durable::Backing,
 }
 
 /// Opens `path` with `options` on `engine`. The storage's durability follows the options
@@ -161,6 +163,7 @@ pub fn open(
             Opened {
                 commit: storage.commit_policy(),
                 block_device: storage.disk().is_block_device(),
+                backing: storage.disk().backing(),
                 storage: Arc::new(storage),
             }
         }
@@ -169,6 +172,7 @@ pub fn open(
             Opened {
                 commit: storage.commit_policy(),
                 block_device: storage.disk().is_block_device(),
+                backing: storage.disk().backing(),
                 storage: Arc::new(storage),
             }
         }

@@ -85,7 +85,7 @@ impl UringStorage {
         let capabilities = Capabilities {
             sectors: disk.sectors(),
             read_only: options.read_only,
-            durability: durability_of(options, commit),
+            durability: durability_of(options, commit, disk.backing()),
             queue_depth: QUEUE_DEPTH,
             completes_inline: false,
         };
