@@ -226,7 +226,7 @@ impl Export {
             Backing::File(path) => {
                 let opened =
                     aoe_storage::open(&path, spec.disk, engine).map_err(ExportError::Disk)?;
-                engine_and_commit = Some((engine, opened.commit));
+                engine_and_commit = Some((opened.engine, opened.commit));
                 block_device = opened.block_device;
                 in_memory = opened.backing == aoe_storage::durable::Backing::Memory;
                 opened.storage

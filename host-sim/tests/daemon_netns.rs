@@ -574,7 +574,8 @@ fn engine_and_durability_are_stated_and_identify_agrees() {
                 vec![],
                 vec![],
                 "storage engine: io_uring",
-                "the file is in memory (tmpfs): writes are acknowledged without a sync",
+                "synchronous in the worker thread (a file in memory); the file is in memory \
+                 (tmpfs): writes are acknowledged without a sync",
                 false,
                 true,
             ),

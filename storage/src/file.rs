@@ -370,6 +370,10 @@ impl FileDisk {
     /// # Errors
     /// [`ErrorKind::OutOfRange`] outside the window; others from the system.
     pub fn read_vectored_at(&self, lba: u64, bufs: &mut [IoSliceMut<'_>]) -> Result<(), IoError> {
+        if let [single] = bufs {
+            // pread(2) costs less than a preadv(2) of one buffer (no iovec to copy in).
+            return self.read_at(lba, single);
+        }
         let total = bufs.iter().map(|buf| buf.len()).sum();
         // `IoSliceMut` is ABI-compatible with `iovec` on Unix (std guarantees it).
         let iov = bufs.as_mut_ptr().cast::<libc::iovec>();
@@ -389,6 +393,9 @@ impl FileDisk {
     pub fn write_vectored_at(&self, lba: u64, bufs: &[IoSlice<'_>]) -> Result<(), IoError> {
         if self.options.read_only {
             return Err(IoError::of(ErrorKind::WriteProtected));
+        }
+        if let [single] = bufs {
+            return self.write_at(lba, single);
         }
         let total = bufs.iter().map(|buf| buf.len()).sum();
         // `IoSlice` is ABI-compatible with `iovec` on Unix (std guarantees it).
@@ -467,12 +474,19 @@ impl FileStorage {
     pub fn open(path: &Path, options: DiskOptions) -> Result<FileStorage, OpenError> {
         let disk = FileDisk::open(path, options)?;
         // A batch runs at once, so one fdatasync after it covers all its writes.
-        let backing = disk.backing();
-        let commit = if options.writeback || options.sync || backing == Backing::Memory {
+        let commit = if options.writeback || options.sync || disk.backing() == Backing::Memory {
             Commit::None
         } else {
             Commit::Group
         };
+        Ok(FileStorage::with_commit(disk, commit))
+    }
+
+    /// `disk` with durability policy `commit` ([`Commit::PerWrite`] is run as
+    /// [`Commit::Group`]: a batch's writes run at once, and one `fdatasync` covers them).
+    pub fn with_commit(disk: FileDisk, commit: Commit) -> FileStorage {
+        let options = disk.options();
+        let backing = disk.backing();
         let capabilities = Capabilities {
             sectors: disk.sectors(),
             read_only: options.read_only,
@@ -480,11 +494,11 @@ impl FileStorage {
             queue_depth: QUEUE_DEPTH,
             completes_inline: true,
         };
-        Ok(FileStorage {
+        FileStorage {
             disk: Arc::new(disk),
             capabilities,
             commit,
-        })
+        }
     }
 
     /// The file.
@@ -1057,7 +1071,8 @@ mod test {
     }
 
     /// A file on tmpfs is memory-backed: no sync policy, yet stable (the memory is the
-    /// medium); the same file on the disk under `target/` is a cached file with group commit.
+    /// medium), run inline; the same file on the disk under `target/` is a cached file with
+    /// group commit, on the engine asked for.
     #[cfg(target_os = "linux")]
     #[test]
     fn files_in_memory_need_no_sync() {
@@ -1087,6 +1102,20 @@ mod test {
         };
         let volatile = FileStorage::open(&scratch.0, writeback).unwrap();
         assert_eq!(volatile.capabilities().durability, Durability::Volatile);
+
+        // The engine: inline for the file in memory, as asked for the file on disk.
+        File::create(&shm).unwrap().set_len(8 * 512).unwrap();
+        let opened = crate::open(&shm, DiskOptions::default(), crate::Engine::IoUring);
+        let _ = std::fs::remove_file(&shm);
+        let opened = opened.unwrap();
+        assert_eq!(opened.engine, crate::Engine::Inline);
+        assert_eq!(opened.commit, Commit::None);
+        assert!(opened.storage.capabilities().completes_inline);
+        let opened = crate::open(&scratch.0, DiskOptions::default(), crate::Engine::Threads);
+        let opened = opened.unwrap();
+        assert_eq!(opened.engine, crate::Engine::Threads);
+        assert_eq!(opened.commit, Commit::Group);
+        assert!(!opened.storage.capabilities().completes_inline);
     }
 
     #[test]
