@@ -2,7 +2,7 @@
 //! socket or a TAP device) and the monotonic clock.
 //!
 //! Frames are received in batches with one `recvmmsg` into the link's pool frames and sent in
-//! batches with one `sendmmsg`. Sending copies each frame once into a pool frame, because the
+//! batches through the link's transmit ring (one `send`). Sending copies each frame once into a pool frame, because the
 //! engine keeps its frames for retransmission in its own buffers; next to the system call that
 //! copy is small. Nothing is allocated per frame.
 
@@ -26,7 +26,7 @@ const POOL_FRAMES: usize = 256;
 /// any other link.
 enum Port {
     #[cfg(target_os = "linux")]
-    Packet(PacketLink),
+    Packet(Box<PacketLink>),
     Other(Box<dyn net::Link>),
 }
 
@@ -51,7 +51,7 @@ impl NetPort {
         let port = match spec {
             #[cfg(target_os = "linux")]
             LinkSpec::Packet { interface } => {
-                Port::Packet(PacketLink::open(interface, POOL_FRAMES)?)
+                Port::Packet(Box::new(PacketLink::open(interface, POOL_FRAMES)?))
             }
             // FreeBSD: a BPF device; anywhere: a TAP device.
             _ => Port::Other(net::open_queued(spec)?),
@@ -86,7 +86,7 @@ impl NetPort {
     pub fn name(&self) -> &str {
         match &self.port {
             #[cfg(target_os = "linux")]
-            Port::Packet(link) => net::Link::name(link),
+            Port::Packet(link) => net::Link::name(&**link),
             Port::Other(link) => link.name(),
         }
     }
@@ -96,7 +96,7 @@ impl Port {
     fn link(&mut self) -> &mut dyn net::Link {
         match self {
             #[cfg(target_os = "linux")]
-            Port::Packet(link) => link,
+            Port::Packet(link) => &mut **link,
             Port::Other(link) => &mut **link,
         }
     }
@@ -110,7 +110,7 @@ impl Transport for NetPort {
     fn mac(&self) -> EthernetAddress {
         match &self.port {
             #[cfg(target_os = "linux")]
-            Port::Packet(link) => net::Link::mac(link),
+            Port::Packet(link) => net::Link::mac(&**link),
             Port::Other(link) => link.mac(),
         }
     }

@@ -10,10 +10,11 @@
 //!   MTU-9000 frames.
 //! * [`RingLink`]: an `AF_PACKET` socket with a `PACKET_MMAP` receive ring: the kernel writes
 //!   arriving frames into the ring as they come, [`Link::recv`] hands ready ring frames out as
-//!   `Frame`s without a system call or a copy, and sends go out with one `sendmmsg(2)` per
-//!   batch. What the host target uses ([`open_target`]).
-//! * [`PacketLink`]: the same socket without the ring, `recvmmsg(2)` straight into pool frames
-//!   and `sendmmsg(2)`: the fallback where the kernel refuses the ring (or
+//!   `Frame`s without a system call or a copy, and sends go out through a transmit ring with
+//!   one `send(2)` per batch (`sendmmsg(2)` where the kernel refuses the ring). What the host
+//!   target uses ([`open_target`]).
+//! * [`PacketLink`]: the same socket without the receive ring, `recvmmsg(2)` straight into
+//!   pool frames, sending as `RingLink` does: the fallback where the kernel refuses the ring (or
 //!   `AOE_PACKET_RINGS=0`), and what the initiator uses ([`open_queued`]).
 //! * [`TapLink`]: a TAP device (through the `tun-tap` crate); the program is the far end of the
 //!   virtual cable, with a MAC of its own.
@@ -67,6 +68,8 @@ mod mmap_ring;
 mod packet;
 #[cfg(target_os = "linux")]
 mod tap;
+#[cfg(target_os = "linux")]
+mod tx_ring;
 mod waiter;
 #[cfg(target_os = "linux")]
 pub mod xdp;

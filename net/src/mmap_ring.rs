@@ -1,5 +1,6 @@
 //! The `PACKET_MMAP` backend: an `AF_PACKET` socket with a `TPACKET_V2` receive ring mapped
-//! into the process; sends go out with `sendmmsg(2)` like [`PacketLink`](super::PacketLink)'s.
+//! into the process; sends go out like [`PacketLink`](super::PacketLink)'s (through a transmit
+//! ring on a send-only socket, see `tx_ring`).
 //!
 //! See [`RingLink`] for what it guarantees.
 
@@ -85,8 +86,10 @@ const _: () = assert!(LENDABLE >= 9014 && RING_FRAME_SIZE.is_multiple_of(4096));
 ///   ring after [`RING_FRAMES`] more frames (they are dropped and counted by
 ///   [`Link::take_drops`]). Callers that hold frames across slow I/O copy them first.
 /// * Frames sent by this host and frames for other hosts' MACs are never returned, as with
-///   [`PacketLink`](super::PacketLink). Sending is `sendmmsg(2)` from wherever the frames
-///   are: the kernel copies each into its packet once, as it would from a transmit ring.
+///   [`PacketLink`](super::PacketLink). Sending copies each frame into the next slot of a
+///   transmit ring (on a second, send-only socket) and has the kernel send the batch with one
+///   `send(2)`, each frame as one linear packet; frames the ring has no free slot for, or all
+///   of them where the kernel refuses a transmit ring, go out with `sendmmsg(2)`.
 pub struct RingLink {
     socket: Socket,
     ring: Arc<Arena>,
@@ -107,6 +110,11 @@ impl std::fmt::Debug for RingLink {
 }
 
 impl RingLink {
+    /// True when sends go through a transmit ring (the kernel allowed one), not `sendmmsg(2)`.
+    pub fn has_transmit_ring(&self) -> bool {
+        self.socket.has_transmit_ring()
+    }
+
     /// Opens a raw socket on `interface` for EtherType 0x88A2 with a `TPACKET_V2` receive ring
     /// of [`RING_FRAMES`] frames, and a pool of `pool_frames` frames for replies built apart
     /// from their requests and for announcements.
@@ -192,7 +200,7 @@ impl RingLink {
             .map(|group| packet::join_fanout(&bound.fd, interface, group))
             .transpose()?;
         let link = RingLink {
-            socket: Socket::new(bound, interface),
+            socket: Socket::new(bound, interface).with_linear_sends(),
             ring,
             pool: Arena::pool(pool_frames.max(1)),
             rx_head: 0,
