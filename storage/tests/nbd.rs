@@ -1,6 +1,7 @@
 //! The NBD back end against real servers: `qemu-nbd` serving qcow2, and `nbdkit`'s memory
-//! plugin (also with its FUA filter hiding FUA, so writes are flushed instead). Needs the Debian
-//! packages qemu-utils and nbdkit; skipped without them, a failure with `AOE_REQUIRE_NBD=1`.
+//! plugin (also with its FUA filter hiding FUA, so writes are flushed instead; and over TCP).
+//! Needs the Debian packages qemu-utils and nbdkit; skipped without them, a failure with
+//! `AOE_REQUIRE_NBD=1`.
 
 use aoe_net::Arena;
 use aoe_storage::nbd::{NbdAddress, NbdOptions, NbdStorage};
@@ -263,6 +264,44 @@ fn qemu_nbd_qcow2_and_nbdkit_memory_serve_many_requests_in_flight() {
     )
     .unwrap_err();
     assert!(error.contains("cannot connect"), "{error}");
+}
+
+#[test]
+fn nbd_over_tcp_serves_many_requests_in_flight() {
+    if !can_run("nbd over TCP", &["nbdkit"]) {
+        return;
+    }
+    let pool = Arena::pool(128);
+    // A port the kernel just handed out and took back: free unless something races us for it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = Command::new("nbdkit");
+    command
+        .args(["-f", "-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["memory", "32M"]);
+    let mut server = Proc::spawn(command, "nbdkit");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            server.try_exit().is_none(),
+            "nbdkit exited: {}",
+            server.output()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nbdkit never listened on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let address = NbdAddress::parse(&format!("nbd://127.0.0.1:{port}/")).unwrap();
+    let storage = NbdStorage::open(&address, NbdOptions::default()).unwrap();
+    assert_eq!(storage.capabilities().sectors, 32 * 2048);
+    write_then_read(&storage, &pool);
+    drop(storage);
+    drop(server);
 }
 
 #[test]
