@@ -56,6 +56,7 @@ dir=$repo/target/ceph-bench-run-$$
 mkdir -p "$dir" "$out"
 : >"$out/aoe-bench.json"
 lan=aoebl$$ gw=aoebg$$ ini=aoebi$$
+h_netns_sweep aoebl aoebg aoebi
 cluster_dir=$dir/ceph
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {

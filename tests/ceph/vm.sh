@@ -45,6 +45,7 @@ die() { say "ERROR: $*"; exit 1; }
 dir=$repo/target/ceph-vm/run-$$
 mkdir -p "$dir"
 lan=aoecl$$
+h_netns_sweep aoecl aoeg1 aoega aoegb
 cluster_dir=$dir/ceph
 status=0
 

@@ -25,6 +25,9 @@
 #   h_netns_add NS          creates namespace NS (failing if it exists) with `lo` up, and
 #                           remembers that this run created it.
 #   h_netns_del NS          deletes NS if h_netns_add created it; otherwise does nothing.
+#   h_netns_sweep PREFIX... deletes namespaces named PREFIX<pid> left by an earlier run of a
+#                           harness that was killed before its trap ran: only those whose <pid>
+#                           no longer runs and which hold no process; says which on stderr.
 #   h_tap_add NS TAP [MTU [BRIDGE]]
 #                           creates TAP device TAP in NS (its own namespace or someone else's),
 #                           with IPv6 off (no router solicitations or MLD on the test link), MTU
@@ -148,6 +151,21 @@ h_netns_del() {
             ip netns del "$1" 2>/dev/null || true
             unset 'h_netns[i]'
         fi
+    done
+    return 0
+}
+
+h_netns_sweep() {
+    local prefix ns pid
+    for prefix in "$@"; do
+        while read -r ns _; do
+            [[ $ns =~ ^${prefix}([0-9]+)$ ]] || continue
+            pid=${BASH_REMATCH[1]}
+            [[ -d /proc/$pid ]] && continue
+            [[ -z $(ip netns pids "$ns" 2>/dev/null) ]] || continue
+            ip netns del "$ns" 2>/dev/null &&
+                echo "harness: removed namespace $ns, left by an earlier run (pid $pid) that was killed" >&2
+        done < <(ip netns list 2>/dev/null)
     done
     return 0
 }

@@ -72,6 +72,7 @@ cache=${AOE_VM_CACHE:-$repo/target/linux-vm/cache}
 run_dir=$repo/target/linux-vm/powercut-$$
 mkdir -p "$run_dir"
 ns=aoepc$$
+h_netns_sweep aoepc
 status=0
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {

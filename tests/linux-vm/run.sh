@@ -131,6 +131,7 @@ cache=${AOE_VM_CACHE:-$repo/target/linux-vm/cache}
 run_dir=$repo/target/linux-vm/run-$$
 mkdir -p "$run_dir"
 ns=aoevm$$
+h_netns_sweep aoevm
 rw_pid="" ro_pid=""
 status=0
 
