@@ -67,6 +67,8 @@ mod mmap_ring;
 #[cfg(target_os = "linux")]
 mod packet;
 #[cfg(target_os = "linux")]
+mod sys;
+#[cfg(target_os = "linux")]
 mod tap;
 #[cfg(target_os = "linux")]
 mod tx_ring;

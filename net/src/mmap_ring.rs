@@ -6,17 +6,14 @@
 
 use super::frame::{Arena, Frame, HEAD};
 use super::packet::{self, Socket};
+use super::sys::{self, PACKET_VERSION, TPACKET_V2, TpacketReq};
 use super::{EthernetAddress, Link, NetError};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::ptr::NonNull;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// `TPACKET_V2` (`PACKET_VERSION` value).
-const TPACKET_V2: libc::c_int = 1;
 const PACKET_RX_RING: libc::c_int = 5;
-const PACKET_VERSION: libc::c_int = 10;
 const PACKET_RESERVE: libc::c_int = 12;
 /// Receive frame status bit: the frame is ready for us.
 const TP_STATUS_USER: u32 = 1;
@@ -40,15 +37,6 @@ struct Tpacket2Hdr {
     tp_padding: [u8; 4],
 }
 const _: () = assert!(size_of::<Tpacket2Hdr>() == 32);
-
-/// `struct tpacket_req` for `PACKET_RX_RING`.
-#[repr(C)]
-struct TpacketReq {
-    tp_block_size: u32,
-    tp_block_nr: u32,
-    tp_frame_size: u32,
-    tp_frame_nr: u32,
-}
 
 /// Octets per ring frame (and per block: one frame per block keeps allocations at 4 pages).
 /// Holds a 9014-octet frame whose octet 36 sits at 4096.
@@ -148,7 +136,7 @@ impl RingLink {
     ) -> Result<(RingLink, Option<u16>), NetError> {
         let bound = packet::open_bound(interface, true, |fd| {
             let int = |option, value: libc::c_int, what| {
-                if packet::set_option(fd, libc::SOL_PACKET, option, &value) {
+                if sys::set_option(fd, libc::SOL_PACKET, option, &value) {
                     Ok(())
                 } else {
                     Err(NetError::last(interface, what))
@@ -157,38 +145,14 @@ impl RingLink {
             int(PACKET_VERSION, TPACKET_V2, "select TPACKET_V2")?;
             let reserve = libc::c_int::try_from(RX_RESERVE).unwrap_or(0);
             int(PACKET_RESERVE, reserve, "reserve ring frame headroom")?;
-            let frames = u32::try_from(RING_FRAMES).unwrap_or(u32::MAX);
-            let size = u32::try_from(RING_FRAME_SIZE).unwrap_or(u32::MAX);
-            let request = TpacketReq {
-                tp_block_size: size,
-                tp_block_nr: frames,
-                tp_frame_size: size,
-                tp_frame_nr: frames,
-            };
-            if !packet::set_option(fd, libc::SOL_PACKET, PACKET_RX_RING, &request) {
+            let request = TpacketReq::one_frame_per_block(RING_FRAME_SIZE, RING_FRAMES);
+            if !sys::set_option(fd, libc::SOL_PACKET, PACKET_RX_RING, &request) {
                 return Err(NetError::last(interface, "set up the receive ring"));
             }
             Ok(())
         })?;
         let len = RING_FRAMES * RING_FRAME_SIZE;
-        // SAFETY: maps the socket's ring (set up above) shared, at an address the kernel picks;
-        // the result is checked before use.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                bound.fd.as_raw_fd(),
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(NetError::last(interface, "map the packet ring"));
-        }
-        let Some(base) = NonNull::new(base.cast::<u8>()) else {
-            return Err(NetError::last(interface, "map the packet ring"));
-        };
+        let base = sys::map_ring(&bound.fd, len, 0, interface, "map the packet ring")?;
         // SAFETY: `base..base + len` is the mapping just made, owned by nothing else; ring
         // frames start every RING_FRAME_SIZE octets with their status word; HEAD + LENDABLE =
         // RING_FRAME_SIZE; the mapping is page-aligned, so octet 36 of each frame (at
@@ -200,7 +164,7 @@ impl RingLink {
             .map(|group| packet::join_fanout(&bound.fd, interface, group))
             .transpose()?;
         let link = RingLink {
-            socket: Socket::new(bound, interface).with_linear_sends(),
+            socket: Socket::new(bound, interface).with_transmit_ring(),
             ring,
             pool: Arena::pool(pool_frames.max(1)),
             rx_head: 0,

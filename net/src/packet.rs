@@ -8,7 +8,8 @@
 
 use super::frame::{Arena, Frame};
 use super::ifreq;
-use super::tx_ring::{self, PACKET_VNET_HDR, TxRing, VNET_HDR_LEN};
+use super::sys::{get_int_option, set_int_option, set_option, socklen_of};
+use super::tx_ring::{self, TxRing};
 use super::{ETHERTYPE_AOE, EthernetAddress, Link, NetError};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -29,12 +30,6 @@ const SO_SNDBUFFORCE: libc::c_int = 32;
 /// `AF_PACKET` (17) as the `sa_family_t` of a socket address.
 const AF_PACKET_FAMILY: libc::sa_family_t = 17;
 const _: () = assert!(AF_PACKET_FAMILY as libc::c_int == libc::AF_PACKET);
-
-/// The size of a C struct as the kernel's length type; every such struct is far below 4 GiB.
-#[allow(clippy::cast_possible_truncation)]
-pub(super) const fn socklen_of<T>() -> libc::socklen_t {
-    size_of::<T>() as libc::socklen_t
-}
 
 /// `setsockopt(SOL_PACKET, PACKET_FANOUT)`: join a fan-out group (Linux 3.1).
 const PACKET_FANOUT: libc::c_int = 18;
@@ -64,19 +59,14 @@ pub(super) struct Socket {
     msgs: Vec<libc::mmsghdr>,
     iovs: Vec<libc::iovec>,
     addrs: Vec<libc::sockaddr_ll>,
-    /// How frames leave ([`Socket::with_linear_sends`]).
+    /// How frames leave ([`Socket::with_transmit_ring`]).
     sender: Sender,
-    /// One `virtio_net_hdr` per message sent through [`Sender::Linear`].
-    vnet: Vec<[u8; VNET_HDR_LEN]>,
 }
 
 /// How a [`Socket`] sends.
 enum Sender {
     /// `sendmmsg(2)` on the socket itself.
     Plain,
-    /// `sendmmsg(2)` on a send-only socket with `PACKET_VNET_HDR`, each frame after a virtio
-    /// header that asks for one linear packet.
-    Linear(OwnedFd),
     /// A transmit ring on a send-only socket ([`tx_ring`]); frames the ring has no free slot
     /// for go out as with `Plain`.
     Ring(OwnedFd, TxRing),
@@ -107,47 +97,6 @@ pub struct PacketLink {
     /// Frames a receive call fills; kept between calls so that receiving allocates nothing.
     staging: Vec<Frame>,
     pool_empty_warned: bool,
-}
-
-/// `setsockopt(fd, level, option, value)` for a plain C value; false when the kernel refuses.
-pub(super) fn set_option<T>(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    option: libc::c_int,
-    value: &T,
-) -> bool {
-    // SAFETY: `value` is a live, initialised `T` and its exact size is passed; setsockopt only
-    // reads it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            option,
-            std::ptr::from_ref(value).cast(),
-            socklen_of::<T>(),
-        )
-    };
-    rc == 0
-}
-
-fn set_int_option(fd: &OwnedFd, level: libc::c_int, option: libc::c_int, value: i32) -> bool {
-    set_option(fd, level, option, &value)
-}
-
-fn get_int_option(fd: &OwnedFd, level: libc::c_int, option: libc::c_int) -> Option<i32> {
-    let mut value: libc::c_int = 0;
-    let mut len = socklen_of::<libc::c_int>();
-    // SAFETY: `value` and `len` are live and writable; the kernel writes at most `len` octets.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            level,
-            option,
-            std::ptr::from_mut(&mut value).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0).then_some(value)
 }
 
 /// Waits until `fd` is readable or `timeout` passes; false on timeout or signal.
@@ -310,21 +259,19 @@ impl Socket {
             iovs: Vec::new(),
             addrs: Vec::new(),
             sender: Sender::Plain,
-            vnet: Vec::new(),
         };
         socket.discard_queued();
         socket
     }
 
-    /// Sends through a second, send-only socket of the interface (bound to no EtherType, so
-    /// it receives nothing): with a transmit ring ([`tx_ring`]) if the kernel allows, else with
-    /// `PACKET_VNET_HDR` and `sendmmsg(2)`. Either way the kernel copies each frame into one
-    /// linear packet; from a plain socket a frame longer than a page (a 4 KiB READ reply and
-    /// up) is copied into page fragments it allocates one by one. Measured on this project's
-    /// veth pair at MTU 9000, a 4 KiB READ costs the target about 20 % less CPU through the
-    /// ring than through the plain socket. If the kernel refuses both, sends stay on this
-    /// socket.
-    pub(super) fn with_linear_sends(mut self) -> Socket {
+    /// Sends through a transmit ring ([`tx_ring`]) on a second, send-only socket of the
+    /// interface (bound to no EtherType, so it receives nothing), if the kernel allows one:
+    /// the kernel copies each frame into one linear packet, where from this socket a frame
+    /// longer than a page (a 4 KiB READ reply and up) is copied into page fragments it
+    /// allocates one by one. Measured on this project's veth pair at MTU 9000, a 4 KiB READ
+    /// costs the target about 20 % less CPU through the ring. If the kernel refuses the ring,
+    /// sends stay on this socket.
+    pub(super) fn with_transmit_ring(mut self) -> Socket {
         let ring = open_bound(&self.name, false, |fd| {
             if tx_ring::configure(fd) {
                 Ok(())
@@ -334,27 +281,13 @@ impl Socket {
         })
         .and_then(|bound| TxRing::map(&bound.fd, &self.name).map(|ring| (bound.fd, ring)));
         match ring {
-            Ok((fd, ring)) => {
-                self.sender = Sender::Ring(fd, ring);
-                return self;
-            }
-            Err(error) => log::debug!("{error}; sending without a transmit ring"),
-        }
-        let linear = open_bound(&self.name, false, |fd| {
-            if set_int_option(fd, libc::SOL_PACKET, PACKET_VNET_HDR, 1) {
-                Ok(())
-            } else {
-                Err(NetError::last(&self.name, "ask for virtio headers"))
-            }
-        });
-        match linear {
-            Ok(bound) => self.sender = Sender::Linear(bound.fd),
+            Ok((fd, ring)) => self.sender = Sender::Ring(fd, ring),
             Err(error) => log::debug!("{error}; frames are sent from the receiving socket"),
         }
         self
     }
 
-    /// True when frames leave through a transmit ring ([`Socket::with_linear_sends`]).
+    /// True when frames leave through a transmit ring ([`Socket::with_transmit_ring`]).
     pub(super) fn has_transmit_ring(&self) -> bool {
         matches!(self.sender, Sender::Ring(..))
     }
@@ -436,10 +369,8 @@ impl Socket {
             let (msg, iov, addr) =
                 unsafe { (std::mem::zeroed(), std::mem::zeroed(), std::mem::zeroed()) };
             self.msgs.resize(count, msg);
-            // Two per message when sending with a virtio header.
-            self.iovs.resize(2 * count, iov);
+            self.iovs.resize(count, iov);
             self.addrs.resize(count, addr);
-            self.vnet.resize(count, [0; VNET_HDR_LEN]);
         }
     }
 
@@ -560,36 +491,18 @@ impl Socket {
         let count = frames.len();
         self.reserve_scratch(count);
         let mut prepared = 0;
-        let linear = matches!(self.sender, Sender::Linear(_));
         for frame in frames[in_ring..].iter().filter(|frame| !frame.is_empty()) {
             let (base, len) = frame.io_ptr(0..frame.len());
-            // The kernel only reads through these pointers (sendmmsg).
-            let frame_iov = libc::iovec {
+            // The kernel only reads through this pointer (sendmmsg).
+            self.iovs[prepared] = libc::iovec {
                 iov_base: base.cast_mut().cast(),
                 iov_len: len,
-            };
-            let first = 2 * prepared;
-            let iov_count = if linear {
-                // virtio_net_hdr: flags, gso_type, then hdr_len (little-endian): the whole
-                // frame goes into the linear part of the packet.
-                let mut header = [0; VNET_HDR_LEN];
-                header[2..4].copy_from_slice(&u16::try_from(len).unwrap_or(0).to_le_bytes());
-                self.vnet[prepared] = header;
-                self.iovs[first] = libc::iovec {
-                    iov_base: self.vnet[prepared].as_mut_ptr().cast(),
-                    iov_len: VNET_HDR_LEN,
-                };
-                self.iovs[first + 1] = frame_iov;
-                2
-            } else {
-                self.iovs[first] = frame_iov;
-                1
             };
             let header = &mut self.msgs[prepared].msg_hdr;
             header.msg_name = std::ptr::null_mut();
             header.msg_namelen = 0;
-            header.msg_iov = &mut self.iovs[first];
-            header.msg_iovlen = iov_count;
+            header.msg_iov = &mut self.iovs[prepared];
+            header.msg_iovlen = 1;
             header.msg_control = std::ptr::null_mut();
             header.msg_controllen = 0;
             header.msg_flags = 0;
@@ -606,21 +519,18 @@ impl Socket {
     fn send_prepared(&mut self, count: usize) -> Result<usize, NetError> {
         let mut sent = 0;
         let mut full_since: Option<std::time::Instant> = None;
-        let fd = match &self.sender {
-            Sender::Linear(fd) => fd.as_raw_fd(),
-            Sender::Plain | Sender::Ring(..) => self.fd.as_raw_fd(),
-        };
+        let fd = self.fd.as_raw_fd();
         while sent < count {
             let batch = libc::c_uint::try_from(count - sent).unwrap_or(libc::c_uint::MAX);
             let rc = if batch == 1 {
                 // One frame: sendmsg(2) is cheaper than sendmmsg(2) (no array of results).
-                // SAFETY: the message was prepared from a frame the caller holds for this call
-                // (and its virtio header in `self.vnet`); the kernel only reads them.
+                // SAFETY: the message was prepared from a frame the caller holds for this call;
+                // the kernel only reads it.
                 let rc = unsafe { libc::sendmsg(fd, &self.msgs[sent].msg_hdr, 0) };
                 if rc < 0 { -1 } else { 1 }
             } else {
                 // SAFETY: msgs[sent..count] were prepared from frames the caller holds for this
-                // call (and their virtio headers in `self.vnet`); the kernel only reads them.
+                // call; the kernel only reads them.
                 unsafe { libc::sendmmsg(fd, self.msgs[sent..].as_mut_ptr(), batch, 0) }
             };
             if rc > 0 {
@@ -693,7 +603,7 @@ impl PacketLink {
             .map(|group| join_fanout(&bound.fd, interface, group))
             .transpose()?;
         let link = PacketLink {
-            socket: Socket::new(bound, interface).with_linear_sends(),
+            socket: Socket::new(bound, interface).with_transmit_ring(),
             pool: Arena::pool(pool_frames.max(1)),
             staging: Vec::with_capacity(RECV_BATCH),
             pool_empty_warned: false,

@@ -23,19 +23,18 @@
 //! * The mapping lives as long as the [`TxRing`]; nothing else maps or unmaps it.
 
 use super::NetError;
-use std::os::fd::{AsRawFd, OwnedFd};
+use super::sys::{self, PACKET_VERSION, TPACKET_V2, TpacketReq};
+use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// `setsockopt(SOL_PACKET, …)` options and values used here.
-const PACKET_VERSION: libc::c_int = 10;
-const TPACKET_V2: libc::c_int = 1;
+/// `setsockopt(SOL_PACKET, …)` options used here.
 const PACKET_TX_RING: libc::c_int = 13;
 const PACKET_LOSS: libc::c_int = 14;
 /// `PACKET_VNET_HDR`: every frame sent is preceded by a `struct virtio_net_hdr`.
-pub(crate) const PACKET_VNET_HDR: libc::c_int = 15;
+const PACKET_VNET_HDR: libc::c_int = 15;
 /// Octets of `struct virtio_net_hdr` (no GSO, no checksum offload: only `hdr_len` is set).
-pub(crate) const VNET_HDR_LEN: usize = 10;
+const VNET_HDR_LEN: usize = 10;
 
 /// Transmit slot status: ours to fill.
 const TP_STATUS_AVAILABLE: u32 = 0;
@@ -54,15 +53,6 @@ const FRAME_CAPACITY: usize = SLOT_SIZE - DATA_OFFSET - VNET_HDR_LEN;
 
 const _: () = assert!(FRAME_CAPACITY >= 9014 && SLOT_SIZE.is_multiple_of(4096));
 
-/// `struct tpacket_req`.
-#[repr(C)]
-struct TpacketReq {
-    tp_block_size: u32,
-    tp_block_nr: u32,
-    tp_frame_size: u32,
-    tp_frame_nr: u32,
-}
-
 /// The first 16 octets of the kernel's `struct tpacket2_hdr` (status, lengths, offsets).
 #[repr(C)]
 struct Tpacket2Head {
@@ -76,21 +66,12 @@ struct Tpacket2Head {
 /// Sets the options a transmit ring needs on an unbound socket, in the order the kernel
 /// accepts them (all before the ring exists). False if any is refused.
 pub(crate) fn configure(fd: &OwnedFd) -> bool {
-    let int = |option, value: libc::c_int| {
-        super::packet::set_option(fd, libc::SOL_PACKET, option, &value)
-    };
-    let slot = u32::try_from(SLOT_SIZE).unwrap_or(u32::MAX);
-    let slots = u32::try_from(SLOTS).unwrap_or(u32::MAX);
-    let request = TpacketReq {
-        tp_block_size: slot,
-        tp_block_nr: slots,
-        tp_frame_size: slot,
-        tp_frame_nr: slots,
-    };
+    let int = |option, value: libc::c_int| sys::set_int_option(fd, libc::SOL_PACKET, option, value);
+    let request = TpacketReq::one_frame_per_block(SLOT_SIZE, SLOTS);
     int(PACKET_VERSION, TPACKET_V2)
         && int(PACKET_VNET_HDR, 1)
         && int(PACKET_LOSS, 1)
-        && super::packet::set_option(fd, libc::SOL_PACKET, PACKET_TX_RING, &request)
+        && sys::set_option(fd, libc::SOL_PACKET, PACKET_TX_RING, &request)
 }
 
 /// The mapped transmit ring of one socket; see the [module docs](self).
@@ -129,24 +110,7 @@ impl TxRing {
     /// When the mapping fails.
     pub(crate) fn map(fd: &OwnedFd, interface: &str) -> Result<TxRing, NetError> {
         let len = SLOTS * SLOT_SIZE;
-        // SAFETY: maps the socket's transmit ring (the only ring of this socket) shared, at an
-        // address the kernel picks; the result is checked before use.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(NetError::last(interface, "map the transmit ring"));
-        }
-        let Some(base) = NonNull::new(base.cast::<u8>()) else {
-            return Err(NetError::last(interface, "map the transmit ring"));
-        };
+        let base = sys::map_ring(fd, len, 0, interface, "map the transmit ring")?;
         Ok(TxRing { base, len, head: 0 })
     }
 

@@ -455,21 +455,10 @@ impl<T: Copy> Ring<T> {
     ) -> Result<Ring<T>, NetError> {
         let len =
             usize::try_from(layout.desc).unwrap_or(usize::MAX) + entries as usize * size_of::<T>();
-        // SAFETY: maps the ring the socket set up (size from the kernel's own offsets), shared,
-        // at an address the kernel picks; the result is checked before use.
-        let mapping = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                offset,
-            )
-        };
-        if mapping == libc::MAP_FAILED {
-            return Err(NetError::last(interface, "map an XDP ring"));
-        }
+        // The size comes from the kernel's own offsets for this ring.
+        let mapping = crate::sys::map_ring(fd, len, offset, interface, "map an XDP ring")?
+            .as_ptr()
+            .cast::<libc::c_void>();
         let at = |offset: u64| {
             mapping
                 .cast::<u8>()
@@ -664,7 +653,7 @@ pub fn rx_queues(interface: &str) -> u32 {
 }
 
 fn set_int(fd: &OwnedFd, option: libc::c_int, value: u32) -> bool {
-    crate::packet::set_option(fd, SOL_XDP, option, &value)
+    crate::sys::set_option(fd, SOL_XDP, option, &value)
 }
 
 impl XdpLink {
@@ -701,7 +690,7 @@ impl XdpLink {
             }
         }
         let mut offsets = MmapOffsets::default();
-        let mut len = crate::packet::socklen_of::<MmapOffsets>();
+        let mut len = crate::sys::socklen_of::<MmapOffsets>();
         // SAFETY: `offsets` and `len` are live and writable; the kernel writes at most `len`.
         let rc = unsafe {
             libc::getsockopt(
@@ -777,12 +766,12 @@ impl XdpLink {
                 libc::bind(
                     self.xsk.as_raw_fd(),
                     std::ptr::from_ref(&address).cast(),
-                    crate::packet::socklen_of::<SockaddrXdp>(),
+                    crate::sys::socklen_of::<SockaddrXdp>(),
                 )
             };
             if rc == 0 {
                 let mut options = 0u32;
-                let mut len = crate::packet::socklen_of::<u32>();
+                let mut len = crate::sys::socklen_of::<u32>();
                 // SAFETY: `options` and `len` are live and writable.
                 let rc = unsafe {
                     libc::getsockopt(
@@ -943,7 +932,7 @@ impl XdpLink {
 
     fn statistics(&self) -> XdpStatistics {
         let mut stats = XdpStatistics::default();
-        let mut len = crate::packet::socklen_of::<XdpStatistics>();
+        let mut len = crate::sys::socklen_of::<XdpStatistics>();
         // SAFETY: `stats` and `len` are live and writable; the kernel writes at most `len`.
         unsafe {
             libc::getsockopt(
@@ -983,7 +972,7 @@ pub fn jumbo_chunks_available() -> bool {
         flags: 0,
         tx_metadata_len: 0,
     };
-    let accepted = crate::packet::set_option(&xsk, SOL_XDP, XDP_UMEM_REG, &registration);
+    let accepted = crate::sys::set_option(&xsk, SOL_XDP, XDP_UMEM_REG, &registration);
     // The socket goes first: the kernel lets go of the UMEM's pages before they are unmapped.
     drop(xsk);
     drop(umem);
@@ -1016,7 +1005,7 @@ fn register_umem(xsk: &OwnedFd, interface: &str) -> Result<(Arc<Arena>, Chunking
             },
             tx_metadata_len: 0,
         };
-        if crate::packet::set_option(xsk, SOL_XDP, XDP_UMEM_REG, &registration) {
+        if crate::sys::set_option(xsk, SOL_XDP, XDP_UMEM_REG, &registration) {
             return Ok((umem, chunking, huge));
         }
         let error = std::io::Error::last_os_error();
