@@ -272,8 +272,7 @@ impl FileDisk {
     }
 
     /// What backs the export, for the durability policy ([`crate::durable::Commit::choose`]).
-    pub fn backing(&self) -> crate::durable::Backing {
-        use crate::durable::Backing;
+    pub fn backing(&self) -> Backing {
         match (self.block_device, self.options.direct, self.in_memory) {
             (true, _, _) => Backing::BlockDevice,
             (false, _, true) => Backing::Memory,
@@ -473,12 +472,9 @@ impl FileStorage {
     /// As [`FileDisk::open`].
     pub fn open(path: &Path, options: DiskOptions) -> Result<FileStorage, OpenError> {
         let disk = FileDisk::open(path, options)?;
-        // A batch runs at once, so one fdatasync after it covers all its writes.
-        let commit = if options.writeback || options.sync || disk.backing() == Backing::Memory {
-            Commit::None
-        } else {
-            Commit::Group
-        };
+        // The policy for the backing; a per-write policy runs as group commit here (a batch
+        // runs at once, so one fdatasync after it covers all its writes).
+        let commit = Commit::choose(options.writeback, options.sync, disk.backing(), None);
         Ok(FileStorage::with_commit(disk, commit))
     }
 
